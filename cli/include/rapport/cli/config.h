@@ -1,0 +1,64 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rapport/events/admission.h"
+#include "rapport/events/status.h"
+#include "rapport/producers/kafka_client.h"
+#include "rapport/producers/topics.h"
+
+namespace rapport::cli {
+
+struct TopicsConfig {
+  std::string events = "cx.events";
+  int32_t events_partitions = 12;
+  std::string dead_letter = "cx.events.dlq";
+  int32_t dead_letter_partitions = 3;
+  std::string alerts = "cx.alerts";
+  int32_t alerts_partitions = 12;
+  int16_t replication_factor = -1;  // the cluster's default
+};
+
+struct PublishConfig {
+  std::chrono::milliseconds delivery_timeout{30000};
+  events::AdmissionLimits limits;
+};
+
+// Everything the rapport binary is configured with. Sources, later ones
+// winning: built-in defaults, the TOML file, RAPPORT_* environment variables,
+// command-line flags (applied by the caller).
+struct Config {
+  producers::KafkaSettings kafka;
+  TopicsConfig topics;
+  PublishConfig publish;
+  std::string log_level = "info";
+  std::optional<std::filesystem::path> file;  // where it was read from, if anywhere
+};
+
+// The environment variables that override the file (name -> value).
+using Environment = std::map<std::string, std::string>;
+
+// The process environment's RAPPORT_* variables.
+Environment ProcessEnvironment();
+
+// Loads the config: `file` when given, else $RAPPORT_CONFIG, else
+// ./rapport.toml when it exists, else the defaults; then the environment
+// (RAPPORT_BROKERS, RAPPORT_LOG_LEVEL). Errors name the file, line and key:
+// "rapport.toml:7: topics.events_partitions: expected an integer".
+// Unknown keys are errors too, so a typo never silently falls back to a default.
+Result<Config> LoadConfig(const std::optional<std::filesystem::path>& file, const Environment& env);
+
+// Parses TOML text (for tests and for LoadConfig); `origin` names it in errors.
+Result<Config> ParseConfig(std::string_view toml, std::string_view origin);
+
+// The topics `rapport topics ensure` creates: events, dead letters and alerts,
+// all kept forever (the log is the source of truth).
+std::vector<producers::TopicSpec> TopicSpecs(const TopicsConfig& topics);
+
+}  // namespace rapport::cli

@@ -1,0 +1,217 @@
+#include "rapport/cli/config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "fmt/format.h"
+#include "toml++/toml.h"
+
+extern char** environ;
+
+namespace rapport::cli {
+namespace {
+
+// Reads typed values out of a parsed TOML table, naming the file, line and key
+// in every error, and remembers which keys were understood.
+class TableReader {
+ public:
+  TableReader(const toml::table& root, std::string_view origin) : root_(root), origin_(origin) {}
+
+  template <typename T>
+  Status Read(std::string_view key, T& out) {
+    const toml::node* node = root_.at_path(key).node();
+    known_.insert(std::string(key));
+    if (node == nullptr) return absl::OkStatus();
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (auto v = node->value<std::string>()) {
+        out = *v;
+        return absl::OkStatus();
+      }
+      return Error(*node, key, "expected a string");
+    } else {
+      auto v = node->value<int64_t>();
+      if (!node->is_integer() || !v) return Error(*node, key, "expected an integer");
+      if (*v < std::numeric_limits<T>::min() || *v > std::numeric_limits<T>::max()) {
+        return Error(*node, key, fmt::format("{} is out of range", *v));
+      }
+      out = static_cast<T>(*v);
+      return absl::OkStatus();
+    }
+  }
+
+  Status ReadPositive(std::string_view key, int64_t& out) {
+    RETURN_IF_ERROR(Read(key, out));
+    const toml::node* node = root_.at_path(key).node();
+    if (node != nullptr && out <= 0) return Error(*node, key, "must be greater than zero");
+    return absl::OkStatus();
+  }
+
+  // Flattens a table of librdkafka properties: nested tables join with '.',
+  // so `security.protocol = "SSL"` and `"security.protocol" = "SSL"` both work.
+  Status ReadProperties(std::string_view key, std::map<std::string, std::string>& out) {
+    known_.insert(std::string(key));
+    const toml::node* node = root_.at_path(key).node();
+    if (node == nullptr) return absl::OkStatus();
+    if (!node->is_table()) return Error(*node, key, "expected a table of librdkafka properties");
+    return Flatten(*node->as_table(), "", key, out);
+  }
+
+  // Every key in the file that no Read asked for: a typo, most likely.
+  Status CheckNoUnknownKeys() const { return CheckTable(root_, ""); }
+
+ private:
+  Status Error(const toml::node& node, std::string_view key, std::string_view reason) const {
+    return absl::InvalidArgumentError(fmt::format("{}:{}: {}: {}", origin_, node.source().begin.line, key, reason));
+  }
+
+  Status Flatten(const toml::table& table, const std::string& prefix, std::string_view key,
+                 std::map<std::string, std::string>& out) {
+    for (const auto& [name, value] : table) {
+      std::string property = prefix.empty() ? std::string(name.str()) : fmt::format("{}.{}", prefix, name.str());
+      if (const auto* nested = value.as_table()) {
+        RETURN_IF_ERROR(Flatten(*nested, property, key, out));
+      } else if (auto s = value.value<std::string>(); s && value.is_string()) {
+        out[property] = *s;
+      } else if (value.is_integer() || value.is_boolean()) {
+        std::ostringstream text;
+        if (value.is_boolean()) {
+          text << (*value.value<bool>() ? "true" : "false");
+        } else {
+          text << *value.value<int64_t>();
+        }
+        out[property] = text.str();
+      } else {
+        return Error(value, fmt::format("{}.{}", key, property), "expected a string, integer or boolean");
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  Status CheckTable(const toml::table& table, const std::string& prefix) const {
+    for (const auto& [name, value] : table) {
+      std::string path = prefix.empty() ? std::string(name.str()) : fmt::format("{}.{}", prefix, name.str());
+      if (known_.contains(path)) continue;
+      if (const auto* nested = value.as_table()) {
+        bool is_section = false;
+        for (const auto& k : known_) is_section |= k.rfind(path + ".", 0) == 0;
+        if (is_section) {
+          RETURN_IF_ERROR(CheckTable(*nested, path));
+          continue;
+        }
+      }
+      return Error(value, path, "unknown key (see examples/rapport.toml for the keys there are)");
+    }
+    return absl::OkStatus();
+  }
+
+  const toml::table& root_;
+  std::string origin_;
+  std::set<std::string> known_;
+};
+
+void ApplyEnvironment(const Environment& env, Config& config) {
+  if (auto it = env.find("RAPPORT_BROKERS"); it != env.end() && !it->second.empty()) {
+    config.kafka.brokers = it->second;
+  }
+  if (auto it = env.find("RAPPORT_LOG_LEVEL"); it != env.end() && !it->second.empty()) {
+    config.log_level = it->second;
+  }
+}
+
+}  // namespace
+
+Environment ProcessEnvironment() {
+  Environment env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view text(*entry);
+    if (text.rfind("RAPPORT_", 0) != 0) continue;
+    size_t eq = text.find('=');
+    if (eq != std::string_view::npos) env[std::string(text.substr(0, eq))] = std::string(text.substr(eq + 1));
+  }
+  return env;
+}
+
+Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
+  toml::table root;
+  try {  // toml++ reports syntax errors by exception; they stop here
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& error) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}:{}: invalid TOML: {}", origin, error.source().begin.line, error.description()));
+  }
+  TableReader r(root, origin);
+  Config c;
+  int64_t kafka_timeout_ms = c.kafka.timeout.count();
+  RETURN_IF_ERROR(r.Read("kafka.brokers", c.kafka.brokers));
+  RETURN_IF_ERROR(r.ReadPositive("kafka.timeout_ms", kafka_timeout_ms));
+  RETURN_IF_ERROR(r.ReadProperties("kafka.properties", c.kafka.properties));
+  c.kafka.timeout = std::chrono::milliseconds(kafka_timeout_ms);
+
+  RETURN_IF_ERROR(r.Read("topics.events", c.topics.events));
+  RETURN_IF_ERROR(r.Read("topics.events_partitions", c.topics.events_partitions));
+  RETURN_IF_ERROR(r.Read("topics.dead_letter", c.topics.dead_letter));
+  RETURN_IF_ERROR(r.Read("topics.dead_letter_partitions", c.topics.dead_letter_partitions));
+  RETURN_IF_ERROR(r.Read("topics.alerts", c.topics.alerts));
+  RETURN_IF_ERROR(r.Read("topics.alerts_partitions", c.topics.alerts_partitions));
+  RETURN_IF_ERROR(r.Read("topics.replication_factor", c.topics.replication_factor));
+
+  int64_t delivery_timeout_ms = c.publish.delivery_timeout.count();
+  int64_t max_event_bytes = static_cast<int64_t>(c.publish.limits.max_event_bytes);
+  int64_t max_line_bytes = static_cast<int64_t>(c.publish.limits.max_json_bytes);
+  int64_t max_future_skew_s = absl::ToInt64Seconds(c.publish.limits.max_future_skew);
+  RETURN_IF_ERROR(r.ReadPositive("publish.delivery_timeout_ms", delivery_timeout_ms));
+  RETURN_IF_ERROR(r.ReadPositive("publish.max_event_bytes", max_event_bytes));
+  RETURN_IF_ERROR(r.ReadPositive("publish.max_line_bytes", max_line_bytes));
+  RETURN_IF_ERROR(r.ReadPositive("publish.max_future_skew_s", max_future_skew_s));
+  c.publish.delivery_timeout = std::chrono::milliseconds(delivery_timeout_ms);
+  c.publish.limits.max_event_bytes = static_cast<size_t>(max_event_bytes);
+  c.publish.limits.max_json_bytes = static_cast<size_t>(max_line_bytes);
+  c.publish.limits.max_future_skew = absl::Seconds(max_future_skew_s);
+
+  RETURN_IF_ERROR(r.Read("log.level", c.log_level));
+  RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  for (int32_t partitions : {c.topics.events_partitions, c.topics.dead_letter_partitions, c.topics.alerts_partitions}) {
+    if (partitions < 1) return absl::InvalidArgumentError(fmt::format("{}: topic partition counts must be at least 1", origin));
+  }
+  return c;
+}
+
+Result<Config> LoadConfig(const std::optional<std::filesystem::path>& file, const Environment& env) {
+  std::optional<std::filesystem::path> path = file;
+  if (!path) {
+    if (auto it = env.find("RAPPORT_CONFIG"); it != env.end() && !it->second.empty()) {
+      path = it->second;
+    } else if (std::filesystem::exists("rapport.toml")) {
+      path = "rapport.toml";
+    }
+  }
+  Config config;
+  if (path) {
+    std::ifstream in(*path);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path->string()));
+    std::stringstream text;
+    text << in.rdbuf();
+    ASSIGN_OR_RETURN(config, ParseConfig(text.str(), path->string()));
+    config.file = path;
+  }
+  ApplyEnvironment(env, config);
+  return config;
+}
+
+std::vector<producers::TopicSpec> TopicSpecs(const TopicsConfig& t) {
+  // Kept forever: cx.events is the source of truth, dead letters must not be
+  // lost, and the alert relay resumes from what cx.alerts holds.
+  const std::map<std::string, std::string> forever = {{"retention.ms", "-1"},
+                                                      {"retention.bytes", "-1"},
+                                                      {"cleanup.policy", "delete"}};
+  return {
+      {t.events, t.events_partitions, t.replication_factor, forever},
+      {t.dead_letter, t.dead_letter_partitions, t.replication_factor, forever},
+      {t.alerts, t.alerts_partitions, t.replication_factor, forever},
+  };
+}
+
+}  // namespace rapport::cli

@@ -1,0 +1,88 @@
+// rapport: the command-line entry point. Wires the modules; all logic lives in
+// the libraries (see README "Code map").
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <unistd.h>
+
+#include "CLI/CLI.hpp"
+#include "rapport/cli/config.h"
+#include "rapport/cli/publish.h"
+#include "rapport/cli/topics_command.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM; commands finish cleanly
+
+void OnSignal(int) { g_stop.store(true); }
+
+constexpr int kUsageError = 2;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rapport: an event-sourced customer-experience platform on Kafka and RocksDB", "rapport"};
+  app.set_version_flag("--version", "rapport 0.1.0");
+  app.require_subcommand(1);
+
+  std::string config_file;
+  std::string brokers;
+  std::string log_level;
+  app.add_option("--config", config_file,
+                 "TOML config file (default: $RAPPORT_CONFIG, else ./rapport.toml if present)");
+  app.add_option("--brokers", brokers, "Kafka bootstrap servers, overriding config and $RAPPORT_BROKERS");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+
+  rapport::cli::PublishArgs publish_args;
+  auto* publish = app.add_subcommand("publish", "Validate JSON-lines events and publish them to the events topic");
+  publish->add_option("input", publish_args.input, "JSON-lines file, or - for standard input")
+      ->capture_default_str();
+  publish->add_flag("--dry-run", publish_args.dry_run, "Validate only; send nothing (no broker needed)");
+  publish->add_flag("-v,--verbose", publish_args.verbose, "Print the partition and offset of each sent event");
+  publish->footer(
+      "Each invalid line is reported on stderr as 'line N: field: reason' and not sent.\n"
+      "Exit status: 0 all sent, 1 some lines rejected or undelivered, 2 could not start.");
+
+  auto* topics = app.add_subcommand("topics", "Manage rapport's Kafka topics");
+  topics->require_subcommand(1);
+  auto* ensure = topics->add_subcommand(
+      "ensure", "Create the events, dead-letter and alerts topics if missing; report differences on existing ones");
+
+  CLI11_PARSE(app, argc, argv);
+
+  std::optional<std::filesystem::path> config_path;
+  if (!config_file.empty()) config_path = config_file;
+  auto config = rapport::cli::LoadConfig(config_path, rapport::cli::ProcessEnvironment());
+  if (!config.ok()) {
+    std::cerr << "rapport: " << config.status().message() << "\n";
+    return kUsageError;
+  }
+  if (!brokers.empty()) config->kafka.brokers = brokers;
+  if (!log_level.empty()) config->log_level = log_level;
+
+  auto logger = spdlog::stderr_color_mt("rapport");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  if (*publish) {
+    publish_args.progress = isatty(STDERR_FILENO) != 0;
+    if (publish_args.input == "-") {
+      return rapport::cli::RunPublish(*config, publish_args, std::cin, std::cout, std::cerr, g_stop);
+    }
+    std::ifstream in(publish_args.input, std::ios::binary);
+    if (!in) {
+      std::cerr << "publish: cannot open " << publish_args.input << ": " << std::strerror(errno) << "\n";
+      return rapport::cli::kPublishCannotStart;
+    }
+    return rapport::cli::RunPublish(*config, publish_args, in, std::cout, std::cerr, g_stop);
+  }
+  if (*ensure) return rapport::cli::RunTopicsEnsure(*config, std::cout, std::cerr);
+  return kUsageError;
+}

@@ -1,0 +1,36 @@
+#include "rapport/cli/topics_command.h"
+
+#include <ostream>
+
+#include "fmt/format.h"
+
+namespace rapport::cli {
+
+int RunTopicsEnsure(const Config& config, std::ostream& out, std::ostream& err) {
+  std::vector<producers::TopicSpec> specs = TopicSpecs(config.topics);
+  auto reports = producers::EnsureTopics(config.kafka, specs);
+  if (!reports.ok()) {
+    err << "topics ensure: " << reports.status().message() << "\n";
+    return 2;
+  }
+  bool mismatch = false;
+  for (size_t i = 0; i < reports->size(); ++i) {
+    const auto& report = (*reports)[i];
+    switch (report.outcome) {
+      case producers::TopicReport::Outcome::kCreated:
+        out << fmt::format("{}: created ({} partitions, kept forever)\n", report.topic, specs[i].partitions);
+        break;
+      case producers::TopicReport::Outcome::kAsSpecified:
+        out << fmt::format("{}: exists as configured\n", report.topic);
+        break;
+      case producers::TopicReport::Outcome::kMismatch:
+        mismatch = true;
+        err << fmt::format("{}: exists but differs from the config (not changed):\n", report.topic);
+        for (const auto& d : report.differences) err << "  " << d << "\n";
+        break;
+    }
+  }
+  return mismatch ? 1 : 0;
+}
+
+}  // namespace rapport::cli

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rapport/events/violation.h"
+#include "rapport/v1/envelope.pb.h"
+
+namespace rapport::events {
+
+// Parses one event written in the proto3 JSON mapping of rapport.v1.Envelope.
+// Field names may be snake_case (as printed by rapport) or lowerCamelCase.
+// Returns nullopt on success, else what is wrong and where, e.g.
+//   {"purchase_completed.total.amount", "expected a string, got 12"}.
+// Only the shape is checked here; Validate() checks the values.
+std::optional<Violation> ParseEventJson(std::string_view json, v1::Envelope& event);
+
+// One line of proto3 JSON with snake_case field names, the format
+// `rapport publish` reads.
+std::string EventToJson(const v1::Envelope& event);
+
+// The Kafka record value: the envelope in protobuf binary, serialized
+// deterministically (map entries in key order), so the same event always
+// gives the same bytes.
+std::string EncodeEvent(const v1::Envelope& event);
+
+// Parses a Kafka record value; nullopt on success, else why it is not an envelope.
+std::optional<Violation> DecodeEvent(std::string_view bytes, v1::Envelope& event);
+
+}  // namespace rapport::events

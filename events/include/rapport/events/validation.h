@@ -1,0 +1,27 @@
+#pragma once
+
+#include "absl/time/time.h"
+#include "rapport/events/violation.h"
+#include "rapport/v1/envelope.pb.h"
+
+namespace rapport::events {
+
+// What "now" means when judging timestamps. At ingest it is the wall clock; a
+// consumer re-validating a stored record passes the record's recorded_at, so
+// that the same record is always judged the same way, live or in a replay.
+struct ValidationContext {
+  absl::Time reference_time;
+  // How far occurred_at may lie after reference_time (touchpoint clocks drift).
+  absl::Duration max_future_skew = absl::Hours(1);
+};
+
+// The earliest occurred_at accepted: older timestamps are taken for mistakes
+// (a zero or a mis-scaled epoch), not history.
+inline const absl::Time kEarliestEventTime = absl::FromUnixSeconds(631152000);  // 1990-01-01
+
+// Every rule every field of `event` carries: required fields, formats, ranges,
+// currencies and money precision, plausible timestamps, well-formed ids.
+// Returns all violations found (empty when the event is valid).
+Violations Validate(const v1::Envelope& event, const ValidationContext& context);
+
+}  // namespace rapport::events

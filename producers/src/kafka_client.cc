@@ -1,0 +1,122 @@
+#include "rapport/producers/kafka_client.h"
+
+#include <array>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace rapport::producers {
+namespace {
+
+// librdkafka's own log lines, through the "kafka" logger so they look like
+// every other log line. Called from librdkafka's threads; must not throw.
+void LogFromKafka(const rd_kafka_t* /*handle*/, int level, const char* facility, const char* message) noexcept {
+  static const std::shared_ptr<spdlog::logger> logger = spdlog::default_logger()->clone("kafka");
+  // syslog levels: 0-3 error, 4 warning, 5-6 notice/info, 7 debug
+  spdlog::level::level_enum mapped = level <= 3   ? spdlog::level::err
+                                     : level == 4 ? spdlog::level::warn
+                                     : level <= 6 ? spdlog::level::info
+                                                  : spdlog::level::debug;
+  try {
+    logger->log(mapped, "{}: {}", facility, message);
+  } catch (...) {  // a failing log sink must not unwind into librdkafka
+  }
+}
+
+}  // namespace
+
+Result<KafkaConf> BuildKafkaConf(const KafkaSettings& settings,
+                                 const std::vector<RequiredProperty>& required) {
+  KafkaConf conf(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(conf.get(), &LogFromKafka);
+  std::array<char, 512> error{};
+  auto set = [&](const std::string& name, const std::string& value) -> Status {
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error.data(), error.size()) !=
+        RD_KAFKA_CONF_OK) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("kafka property \"", name, "\" = \"", value, "\": ", error.data()));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(set("bootstrap.servers", settings.brokers));
+  for (const auto& [name, value] : settings.properties) {
+    for (const auto& r : required) {
+      if (r.name == name && r.value != value) {
+        return absl::FailedPreconditionError(absl::StrCat("kafka property \"", name, "\" = \"", value,
+                                                          "\" is not allowed: rapport needs \"", r.value,
+                                                          "\" (", r.why, ")"));
+      }
+    }
+    RETURN_IF_ERROR(set(name, value));
+  }
+  for (const auto& r : required) RETURN_IF_ERROR(set(r.name, r.value));
+  return conf;
+}
+
+Result<KafkaHandle> NewKafkaHandle(rd_kafka_type_t type, KafkaConf conf) {
+  std::array<char, 512> error{};
+  rd_kafka_t* handle = rd_kafka_new(type, conf.get(), error.data(), error.size());
+  if (handle == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot create a Kafka client: ", error.data()));
+  }
+  conf.release();  // rd_kafka_new owns it now
+  return KafkaHandle(handle);
+}
+
+Status KafkaStatus(rd_kafka_resp_err_t err, std::string_view context) {
+  std::string message = absl::StrCat(std::string(context), ": ", rd_kafka_err2str(err));
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+      return absl::OkStatus();
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+      return absl::UnavailableError(message);
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+      return absl::DeadlineExceededError(message);
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+      return absl::NotFoundError(message);
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+      return absl::InvalidArgumentError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings,
+                                    const std::string& topic) {
+  rd_kafka_topic_t* topic_handle = rd_kafka_topic_new(handle, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* metadata = nullptr;
+  rd_kafka_resp_err_t err =
+      rd_kafka_metadata(handle, 0, topic_handle, &metadata, static_cast<int>(settings.timeout.count()));
+  rd_kafka_topic_destroy(topic_handle);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("no answer from Kafka at ", settings.brokers, " within ",
+                                               settings.timeout.count(), " ms (", rd_kafka_err2str(err),
+                                               "); is the broker running?"));
+  }
+  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> owned(
+      metadata, rd_kafka_metadata_destroy);
+  if (metadata->topic_cnt != 1) return absl::InternalError("metadata answer without the topic");
+  const auto& t = metadata->topics[0];
+  if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || t.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+    return absl::NotFoundError(absl::StrCat("topic ", topic, " does not exist on ", settings.brokers,
+                                            "; create it with `rapport topics ensure`"));
+  }
+  if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(t.err, absl::StrCat("topic ", topic));
+  return t.partition_cnt;
+}
+
+}  // namespace rapport::producers

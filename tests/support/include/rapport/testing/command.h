@@ -1,0 +1,33 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace rapport::testing {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs the built `rapport` binary with `args`, feeding `input` on stdin, and
+// collects what it prints. `env` adds environment variables.
+CommandResult RunRapport(const std::vector<std::string>& args, const std::string& input = "",
+                         const std::map<std::string, std::string>& env = {});
+
+// Runs any program the same way (argv[0] searched in PATH).
+CommandResult RunProgram(const std::vector<std::string>& argv, const std::string& input = "",
+                         const std::map<std::string, std::string>& env = {});
+
+// The repository's root directory (for examples/ and ops/).
+std::string SourceDir();
+
+// Reads a whole file; fails the current test when it cannot.
+std::string ReadFile(const std::string& path);
+
+// Splits text into lines (without the newlines), dropping a last empty one.
+std::vector<std::string> Lines(const std::string& text);
+
+}  // namespace rapport::testing

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rapport/events/cloudevents.h"
+#include "rapport/events/status.h"
+#include "rapport/producers/kafka_client.h"
+
+namespace rapport::testing {
+
+// The real broker the integration tests run against: $RAPPORT_TEST_BROKERS,
+// else 127.0.0.1:9092 (where ops/kafka starts it).
+producers::KafkaSettings TestBroker();
+
+// OK when the broker answers; FailedPrecondition saying how to start it if not.
+Status CheckBrokerAnswers(const producers::KafkaSettings& broker);
+
+// A topic name no other test run uses: "<prefix>.<pid>.<counter>.<random>".
+std::string UniqueTopicName(const std::string& prefix);
+
+// Creates a topic (kept forever) and waits until it is usable.
+Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions);
+
+struct ConsumedRecord {
+  int32_t partition = -1;
+  int64_t offset = -1;
+  int64_t timestamp_ms = -1;
+  std::string key;
+  std::string value;
+  std::vector<events::Header> headers;
+};
+
+// Reads `topic` from the beginning of every partition with a plain librdkafka
+// consumer (no group, no rapport code) until `count` records arrived or
+// `timeout` passed; returns what it read, sorted by partition and offset.
+Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& broker, const std::string& topic,
+                                              size_t count, std::chrono::milliseconds timeout);
+
+}  // namespace rapport::testing

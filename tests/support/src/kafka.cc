@@ -1,0 +1,104 @@
+#include "rapport/testing/kafka.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "rapport/producers/topics.h"
+
+namespace rapport::testing {
+
+producers::KafkaSettings TestBroker() {
+  producers::KafkaSettings settings;
+  if (const char* brokers = std::getenv("RAPPORT_TEST_BROKERS"); brokers != nullptr && *brokers != '\0') {
+    settings.brokers = brokers;
+  }
+  settings.timeout = std::chrono::milliseconds(15000);
+  return settings;
+}
+
+Status CheckBrokerAnswers(const producers::KafkaSettings& broker) {
+  producers::KafkaSettings quick = broker;
+  quick.timeout = std::chrono::milliseconds(5000);
+  auto conf = producers::BuildKafkaConf(quick, {});
+  if (!conf.ok()) return conf.status();
+  auto handle = producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf).value());
+  if (!handle.ok()) return handle.status();
+  const rd_kafka_metadata_t* metadata = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(handle->get(), 0, nullptr, &metadata, 5000);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no Kafka broker answers at ", broker.brokers,
+        " — the integration tests need the real broker: run `ops/kafka start` (ops/test does it)"));
+  }
+  rd_kafka_metadata_destroy(metadata);
+  return absl::OkStatus();
+}
+
+std::string UniqueTopicName(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  static const uint32_t random = std::random_device{}();
+  return absl::StrCat(prefix, ".", getpid(), ".", counter++, ".", random % 100000);
+}
+
+Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions) {
+  auto reports = producers::EnsureTopics(broker, {{topic, partitions, -1, {{"retention.ms", "-1"}}}});
+  return reports.status();
+}
+
+Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& broker, const std::string& topic,
+                                              size_t count, std::chrono::milliseconds timeout) {
+  producers::KafkaSettings settings = broker;
+  settings.properties["enable.auto.commit"] = "false";
+  settings.properties["group.id"] = UniqueTopicName("test-reader");  // required by librdkafka, never joined
+  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(settings, {}));
+  ASSIGN_OR_RETURN(producers::KafkaHandle consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(int32_t partitions, producers::TopicPartitionCount(consumer.get(), settings, topic));
+
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partitions);
+  for (int32_t p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  if (err) return producers::KafkaStatus(err, "assigning partitions");
+
+  std::vector<ConsumedRecord> records;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (records.size() < count && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer.get(), 100);
+    if (message == nullptr) continue;
+    if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ConsumedRecord r;
+      r.partition = message->partition;
+      r.offset = message->offset;
+      r.timestamp_ms = rd_kafka_message_timestamp(message, nullptr);
+      r.key.assign(static_cast<const char*>(message->key), message->key_len);
+      r.value.assign(static_cast<const char*>(message->payload), message->len);
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(message, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name;
+        const void* value;
+        size_t size;
+        for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             ++i) {
+          r.headers.push_back({name, std::string(static_cast<const char*>(value), size)});
+        }
+      }
+      records.push_back(std::move(r));
+    }
+    rd_kafka_message_destroy(message);
+  }
+  rd_kafka_consumer_close(consumer.get());
+  std::sort(records.begin(), records.end(), [](const ConsumedRecord& a, const ConsumedRecord& b) {
+    return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);
+  });
+  return records;
+}
+
+}  // namespace rapport::testing

@@ -174,7 +174,8 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.Read("log.level", c.log_level));
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   for (int32_t partitions : {c.topics.events_partitions, c.topics.dead_letter_partitions, c.topics.alerts_partitions}) {
-    if (partitions < 1) return absl::InvalidArgumentError(fmt::format("{}: topic partition counts must be at least 1", origin));
+    if (partitions < 1)
+      return absl::InvalidArgumentError(fmt::format("{}: topic partition counts must be at least 1", origin));
   }
   return c;
 }
@@ -204,9 +205,8 @@ Result<Config> LoadConfig(const std::optional<std::filesystem::path>& file, cons
 std::vector<producers::TopicSpec> TopicSpecs(const TopicsConfig& t) {
   // Kept forever: cx.events is the source of truth, dead letters must not be
   // lost, and the alert relay resumes from what cx.alerts holds.
-  const std::map<std::string, std::string> forever = {{"retention.ms", "-1"},
-                                                      {"retention.bytes", "-1"},
-                                                      {"cleanup.policy", "delete"}};
+  const std::map<std::string, std::string> forever = {
+      {"retention.ms", "-1"}, {"retention.bytes", "-1"}, {"cleanup.policy", "delete"}};
   return {
       {t.events, t.events_partitions, t.replication_factor, forever},
       {t.dead_letter, t.dead_letter_partitions, t.replication_factor, forever},

@@ -1,10 +1,11 @@
 // rapport: the command-line entry point. Wires the modules; all logic lives in
 // the libraries (see README "Code map").
+#include <unistd.h>
+
 #include <atomic>
 #include <csignal>
 #include <fstream>
 #include <iostream>
-#include <unistd.h>
 
 #include "CLI/CLI.hpp"
 #include "rapport/cli/config.h"
@@ -39,8 +40,7 @@ int main(int argc, char** argv) {
 
   rapport::cli::PublishArgs publish_args;
   auto* publish = app.add_subcommand("publish", "Validate JSON-lines events and publish them to the events topic");
-  publish->add_option("input", publish_args.input, "JSON-lines file, or - for standard input")
-      ->capture_default_str();
+  publish->add_option("input", publish_args.input, "JSON-lines file, or - for standard input")->capture_default_str();
   publish->add_flag("--dry-run", publish_args.dry_run, "Validate only; send nothing (no broker needed)");
   publish->add_flag("-v,--verbose", publish_args.verbose, "Print the partition and offset of each sent event");
   publish->footer(

@@ -79,14 +79,13 @@ void PrintProgress(std::ostream& err, const Tally& t, double seconds) {
 
 }  // namespace
 
-int RunPublish(const Config& config, const PublishArgs& args, std::istream& in, std::ostream& out,
-               std::ostream& err, const std::atomic<bool>& stop) {
+int RunPublish(const Config& config, const PublishArgs& args, std::istream& in, std::ostream& out, std::ostream& err,
+               const std::atomic<bool>& stop) {
   Tally tally;
   std::unique_ptr<producers::EventProducer> producer;
   if (!args.dry_run) {
-    producers::ProducerOptions options{.kafka = config.kafka,
-                                       .topic = config.topics.events,
-                                       .delivery_timeout = config.publish.delivery_timeout};
+    producers::ProducerOptions options{
+        .kafka = config.kafka, .topic = config.topics.events, .delivery_timeout = config.publish.delivery_timeout};
     auto connected = producers::EventProducer::Connect(options, [&](const producers::Delivery& d) {
       if (d.status.ok()) {
         ++tally.sent;
@@ -117,11 +116,11 @@ int RunPublish(const Config& config, const PublishArgs& args, std::istream& in, 
     if (number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // UTF-8 byte-order mark
     if (!too_long && line.find_first_not_of(" \t") == std::string::npos) continue;
     events::Admission admitted =
-        too_long ? events::Admission{.event = {},
-                                     .violations = {{"", absl::StrCat("event is ", length,
-                                                                      " bytes of JSON; the limit is ",
-                                                                      config.publish.limits.max_json_bytes)}}}
-                 : admission.AdmitJson(line, absl::Now());
+        too_long
+            ? events::Admission{.event = {},
+                                .violations = {{"", absl::StrCat("event is ", length, " bytes of JSON; the limit is ",
+                                                                 config.publish.limits.max_json_bytes)}}}
+            : admission.AdmitJson(line, absl::Now());
     if (!admitted.accepted()) {
       ++tally.rejected;
       for (const auto& v : admitted.violations) err << "line " << number << ": " << v.ToString() << "\n";

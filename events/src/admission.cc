@@ -10,8 +10,7 @@ namespace rapport::events {
 
 EventAdmission::EventAdmission(AdmissionLimits limits) : limits_(limits) {}
 
-EventAdmission::EventAdmission(AdmissionLimits limits, UuidV7Generator ids)
-    : limits_(limits), ids_(std::move(ids)) {}
+EventAdmission::EventAdmission(AdmissionLimits limits, UuidV7Generator ids) : limits_(limits), ids_(std::move(ids)) {}
 
 Admission EventAdmission::AdmitJson(std::string_view json, absl::Time now) {
   Admission result;

@@ -21,11 +21,11 @@ namespace pb = google::protobuf;
 Violation UnknownFieldViolation(std::string_view json, const std::string& parent, const std::string& name) {
   if (!parent.empty()) return {absl::StrCat(parent, ".", name), "unknown field"};
   pb::Struct object;
-  bool is_object = pb::util::JsonStringToMessage(std::string(json), &object).ok() &&
-                   object.fields().contains(name) && object.fields().at(name).has_struct_value();
+  bool is_object = pb::util::JsonStringToMessage(std::string(json), &object).ok() && object.fields().contains(name) &&
+                   object.fields().at(name).has_struct_value();
   if (is_object) {
-    return {"", absl::StrCat("unknown event type \"", name, "\"; expected one of ",
-                             absl::StrJoin(EventTypeNames(), ", "))};
+    return {"",
+            absl::StrCat("unknown event type \"", name, "\"; expected one of ", absl::StrJoin(EventTypeNames(), ", "))};
   }
   return {name, "unknown field"};
 }
@@ -39,8 +39,7 @@ std::string EnumValues(const pb::EnumDescriptor* type) {
 }
 
 // protobuf says "(path): invalid value V for type T"; say what was expected.
-Violation InvalidValueViolation(const std::string& path, const std::string& value,
-                                const std::string& type) {
+Violation InvalidValueViolation(const std::string& path, const std::string& value, const std::string& type) {
   static const std::regex kWrapped("Field '[^']*', (.*)");
   std::smatch wrapped;
   std::string shown = value;
@@ -50,8 +49,7 @@ Violation InvalidValueViolation(const std::string& path, const std::string& valu
   if (type.rfind(kTypeUrl, 0) == 0) {
     std::string full_name = type.substr(kTypeUrl.size());
     if (full_name == "google.protobuf.Timestamp") {
-      return {path, absl::StrCat("expected an RFC 3339 timestamp such as \"2026-11-22T09:30:00Z\" (",
-                                 shown, ")")};
+      return {path, absl::StrCat("expected an RFC 3339 timestamp such as \"2026-11-22T09:30:00Z\" (", shown, ")")};
     }
     if (full_name == "google.protobuf.Duration") {
       return {path, absl::StrCat("expected a duration in seconds such as \"90s\" or \"1.5s\" (", shown, ")")};
@@ -76,7 +74,8 @@ Violation InvalidValueViolation(const std::string& path, const std::string& valu
 Violation TranslateParseError(std::string_view json, const pb::util::Status& status) {
   std::string message(status.message().data(), status.message().size());
   static const std::regex kInvalidValue(R"(^\(([^)]*)\): invalid value ([\s\S]*) for type (\S+)$)");
-  static const std::regex kOneof(R"(^: invalid value oneof field '([^']*)' is already set\. Cannot set '([^']*)' for type oneof$)");
+  static const std::regex kOneof(
+      R"(^: invalid value oneof field '([^']*)' is already set\. Cannot set '([^']*)' for type oneof$)");
   static const std::regex kUnknownField(R"(^(?:\(([^)]*)\) )?([^:\s]+): Cannot find field\.$)");
   std::smatch m;
   if (std::regex_match(message, m, kOneof)) {
@@ -131,8 +130,8 @@ std::string EncodeEvent(const v1::Envelope& event) {
 std::optional<Violation> DecodeEvent(std::string_view bytes, v1::Envelope& event) {
   if (!event.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     event.Clear();
-    return Violation{"", absl::StrCat("not a rapport.v1.Envelope in protobuf binary (", bytes.size(),
-                                      " bytes that do not parse)")};
+    return Violation{
+        "", absl::StrCat("not a rapport.v1.Envelope in protobuf binary (", bytes.size(), " bytes that do not parse)")};
   }
   return std::nullopt;
 }

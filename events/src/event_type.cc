@@ -19,8 +19,7 @@ std::string_view EventTypeName(const v1::Envelope& event) {
 
 std::string_view CloudEventType(const v1::Envelope& event) {
   const auto* field = PayloadField(event);
-  return field == nullptr ? std::string_view()
-                          : std::string_view(field->message_type()->full_name());
+  return field == nullptr ? std::string_view() : std::string_view(field->message_type()->full_name());
 }
 
 const std::vector<std::string>& EventTypeNames() {

@@ -26,9 +26,7 @@ constexpr size_t kMaxLineItems = 1000;
 constexpr int64_t kMaxLoyaltyPoints = 1'000'000'000;
 const absl::Duration kMaxInteractionTime = absl::Hours(24);
 
-absl::Time ToTime(const pb::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
+absl::Time ToTime(const pb::Timestamp& t) { return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos()); }
 
 enum class Presence { kRequired, kOptional };
 constexpr Presence kRequired = Presence::kRequired;
@@ -41,9 +39,7 @@ class Checker {
 
   Violations Take() { return std::move(violations_); }
 
-  void Add(std::string field, std::string reason) {
-    violations_.push_back({std::move(field), std::move(reason)});
-  }
+  void Add(std::string field, std::string reason) { violations_.push_back({std::move(field), std::move(reason)}); }
 
   // An identifier: printable ASCII without spaces, at most 128 characters.
   void Id(const std::string& field, const std::string& value, Presence presence) {
@@ -56,8 +52,8 @@ class Checker {
     }
     auto bad = std::find_if(value.begin(), value.end(), [](char c) { return c <= ' ' || c >= 0x7f; });
     if (bad != value.end()) {
-      Add(field, absl::StrCat("contains a space or a non-printable character at position ",
-                              bad - value.begin() + 1, "; ids are printable ASCII without spaces"));
+      Add(field, absl::StrCat("contains a space or a non-printable character at position ", bad - value.begin() + 1,
+                              "; ids are printable ASCII without spaces"));
     }
   }
 
@@ -71,12 +67,12 @@ class Checker {
   void Slug(const std::string& field, const std::string& value, Presence presence, std::string_view example) {
     static const std::regex kSlug("[a-z0-9][a-z0-9._-]{0,63}");
     if (value.empty()) {
-      if (presence == kRequired) Add(field, absl::StrCat("required; a lower-case code such as \"", std::string(example), "\""));
+      if (presence == kRequired)
+        Add(field, absl::StrCat("required; a lower-case code such as \"", std::string(example), "\""));
       return;
     }
     if (!std::regex_match(value, kSlug)) {
-      Add(field, absl::StrCat("\"", value,
-                              "\" is not a lower-case code (letters, digits, '-', '_', '.'; at most 64)"));
+      Add(field, absl::StrCat("\"", value, "\" is not a lower-case code (letters, digits, '-', '_', '.'; at most 64)"));
     }
   }
 
@@ -89,8 +85,8 @@ class Checker {
     for (int i = 0; i < type->value_count(); ++i) {
       if (type->value(i)->number() != 0) names.push_back(type->value(i)->name());
     }
-    std::string what = known == nullptr ? absl::StrCat("unknown value ", static_cast<int>(value))
-                                        : std::string("required");
+    std::string what =
+        known == nullptr ? absl::StrCat("unknown value ", static_cast<int>(value)) : std::string("required");
     Add(field, absl::StrCat(what, "; one of ", absl::StrJoin(names, ", ")));
   }
 
@@ -109,10 +105,10 @@ class Checker {
     if (time < kEarliestEventTime) {
       Add(field, absl::StrCat(pb::util::TimeUtil::ToString(t), " is before 1990-01-01; a zero or mis-scaled time?"));
     } else if (time > context_.reference_time + context_.max_future_skew) {
-      Add(field, absl::StrCat(pb::util::TimeUtil::ToString(t), " is more than ",
-                              absl::FormatDuration(context_.max_future_skew), " in the future (now ",
-                              absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", context_.reference_time, absl::UTCTimeZone()),
-                              ")"));
+      Add(field,
+          absl::StrCat(pb::util::TimeUtil::ToString(t), " is more than ",
+                       absl::FormatDuration(context_.max_future_skew), " in the future (now ",
+                       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", context_.reference_time, absl::UTCTimeZone()), ")"));
     }
   }
 
@@ -350,8 +346,7 @@ void CheckPayload(const v1::Envelope& e, Checker& c) {
         if (p.points() != 0) c.Add("loyalty_activity.points", "must be absent for a tier change");
       } else if (p.action() != v1::LOYALTY_ACTION_UNSPECIFIED) {
         if (p.points() <= 0 || p.points() > kMaxLoyaltyPoints) {
-          c.Add("loyalty_activity.points",
-                absl::StrCat("must be from 1 to ", kMaxLoyaltyPoints, ", got ", p.points()));
+          c.Add("loyalty_activity.points", absl::StrCat("must be from 1 to ", kMaxLoyaltyPoints, ", got ", p.points()));
         }
         c.Slug("loyalty_activity.tier", p.tier(), kOptional, "gold");
       }
@@ -384,8 +379,8 @@ Violations Validate(const v1::Envelope& e, const ValidationContext& context) {
   if (e.event_id().empty()) {
     c.Add("event_id", "required");
   } else if (!IsWellFormedUuid(e.event_id())) {
-    c.Add("event_id", absl::StrCat("\"", e.event_id(),
-                                   "\" is not a UUID such as \"01890a5d-ac96-774b-bcce-b302099a8057\""));
+    c.Add("event_id",
+          absl::StrCat("\"", e.event_id(), "\" is not a UUID such as \"01890a5d-ac96-774b-bcce-b302099a8057\""));
   }
   c.Id("customer_id", e.customer_id(), kRequired);
   if (!e.has_occurred_at()) {

@@ -2,8 +2,6 @@
 
 namespace rapport::events {
 
-std::string Violation::ToString() const {
-  return field.empty() ? reason : field + ": " + reason;
-}
+std::string Violation::ToString() const { return field.empty() ? reason : field + ": " + reason; }
 
 }  // namespace rapport::events

@@ -27,8 +27,7 @@ int64_t TimestampMillis(const v1::Envelope& event) {
 EventProducer::EventProducer(ProducerOptions options, DeliveryHandler on_delivery)
     : options_(std::move(options)), on_delivery_(std::move(on_delivery)) {}
 
-Result<std::unique_ptr<EventProducer>> EventProducer::Connect(ProducerOptions options,
-                                                              DeliveryHandler on_delivery) {
+Result<std::unique_ptr<EventProducer>> EventProducer::Connect(ProducerOptions options, DeliveryHandler on_delivery) {
   std::unique_ptr<EventProducer> producer(new EventProducer(std::move(options), std::move(on_delivery)));
   std::vector<RequiredProperty> required = ProducerGuarantees();
   required.push_back({"message.timeout.ms", std::to_string(producer->options_.delivery_timeout.count()),
@@ -84,8 +83,8 @@ void EventProducer::Poll(std::chrono::milliseconds wait) {
 Status EventProducer::Flush(std::chrono::milliseconds wait) {
   rd_kafka_resp_err_t err = rd_kafka_flush(handle_.get(), static_cast<int>(wait.count()));
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-  return absl::DeadlineExceededError(absl::StrCat(rd_kafka_outq_len(handle_.get()),
-                                                  " events still in flight after waiting ", wait.count(), " ms"));
+  return absl::DeadlineExceededError(
+      absl::StrCat(rd_kafka_outq_len(handle_.get()), " events still in flight after waiting ", wait.count(), " ms"));
 }
 
 void EventProducer::OnDelivery(rd_kafka_t* /*handle*/, const rd_kafka_message_t* message, void* opaque) {
@@ -95,9 +94,9 @@ void EventProducer::OnDelivery(rd_kafka_t* /*handle*/, const rd_kafka_message_t*
   delivery.partition = message->partition;
   delivery.offset = message->offset;
   if (message->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
-    delivery.status = absl::DeadlineExceededError(absl::StrCat(
-        "not acknowledged by Kafka at ", self->options_.kafka.brokers, " within ",
-        self->options_.delivery_timeout.count(), " ms (is the broker reachable?)"));
+    delivery.status = absl::DeadlineExceededError(
+        absl::StrCat("not acknowledged by Kafka at ", self->options_.kafka.brokers, " within ",
+                     self->options_.delivery_timeout.count(), " ms (is the broker reachable?)"));
   } else if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     delivery.status = KafkaStatus(message->err, "delivery failed");
   }

@@ -25,14 +25,12 @@ void LogFromKafka(const rd_kafka_t* /*handle*/, int level, const char* facility,
 
 }  // namespace
 
-Result<KafkaConf> BuildKafkaConf(const KafkaSettings& settings,
-                                 const std::vector<RequiredProperty>& required) {
+Result<KafkaConf> BuildKafkaConf(const KafkaSettings& settings, const std::vector<RequiredProperty>& required) {
   KafkaConf conf(rd_kafka_conf_new());
   rd_kafka_conf_set_log_cb(conf.get(), &LogFromKafka);
   std::array<char, 512> error{};
   auto set = [&](const std::string& name, const std::string& value) -> Status {
-    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error.data(), error.size()) !=
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error.data(), error.size()) != RD_KAFKA_CONF_OK) {
       return absl::FailedPreconditionError(
           absl::StrCat("kafka property \"", name, "\" = \"", value, "\": ", error.data()));
     }
@@ -43,8 +41,8 @@ Result<KafkaConf> BuildKafkaConf(const KafkaSettings& settings,
     for (const auto& r : required) {
       if (r.name == name && r.value != value) {
         return absl::FailedPreconditionError(absl::StrCat("kafka property \"", name, "\" = \"", value,
-                                                          "\" is not allowed: rapport needs \"", r.value,
-                                                          "\" (", r.why, ")"));
+                                                          "\" is not allowed: rapport needs \"", r.value, "\" (", r.why,
+                                                          ")"));
       }
     }
     RETURN_IF_ERROR(set(name, value));
@@ -95,8 +93,7 @@ Status KafkaStatus(rd_kafka_resp_err_t err, std::string_view context) {
   }
 }
 
-Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings,
-                                    const std::string& topic) {
+Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic) {
   rd_kafka_topic_t* topic_handle = rd_kafka_topic_new(handle, topic.c_str(), nullptr);
   const rd_kafka_metadata_t* metadata = nullptr;
   rd_kafka_resp_err_t err =
@@ -107,8 +104,8 @@ Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& set
                                                settings.timeout.count(), " ms (", rd_kafka_err2str(err),
                                                "); is the broker running?"));
   }
-  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> owned(
-      metadata, rd_kafka_metadata_destroy);
+  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> owned(metadata,
+                                                                                         rd_kafka_metadata_destroy);
   if (metadata->topic_cnt != 1) return absl::InternalError("metadata answer without the topic");
   const auto& t = metadata->topics[0];
   if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || t.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {

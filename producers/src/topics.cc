@@ -1,5 +1,6 @@
 #include "rapport/producers/topics.h"
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <set>
@@ -28,11 +29,12 @@ int Millis(std::chrono::milliseconds d) { return static_cast<int>(d.count()); }
 Result<KafkaEvent> AwaitResult(rd_kafka_queue_t* queue, const KafkaSettings& settings, const std::string& what) {
   KafkaEvent event(rd_kafka_queue_poll(queue, Millis(settings.timeout) + 1000));
   if (!event) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(what, ": no answer from Kafka at ", settings.brokers, " within ", settings.timeout.count(), " ms"));
+    return absl::DeadlineExceededError(absl::StrCat(what, ": no answer from Kafka at ", settings.brokers, " within ",
+                                                    settings.timeout.count(), " ms"));
   }
   if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return KafkaStatus(rd_kafka_event_error(event.get()), absl::StrCat(what, " (", rd_kafka_event_error_string(event.get()), ")"));
+    return KafkaStatus(rd_kafka_event_error(event.get()),
+                       absl::StrCat(what, " (", rd_kafka_event_error_string(event.get()), ")"));
   }
   return event;
 }
@@ -60,6 +62,41 @@ Result<std::map<std::string, int32_t>> ExistingTopics(rd_kafka_t* handle, const 
                                                  "); is the broker running?"));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+// Waits until every topic in `specs` is in the cluster's metadata with a
+// leader for each partition. A created topic reaches the brokers' metadata a
+// moment after CreateTopics answers; a producer started before that would be
+// told the topic does not exist.
+Status AwaitTopicsReady(rd_kafka_t* handle, const KafkaSettings& settings, const std::vector<const TopicSpec*>& specs) {
+  auto deadline = Clock::now() + settings.timeout;
+  std::string waiting_for;
+  for (;;) {
+    const rd_kafka_metadata_t* metadata = nullptr;
+    waiting_for.clear();
+    if (rd_kafka_metadata(handle, 1, nullptr, &metadata, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (const TopicSpec* spec : specs) {
+        bool ready = false;
+        for (int i = 0; i < metadata->topic_cnt && !ready; ++i) {
+          const rd_kafka_metadata_topic_t& t = metadata->topics[i];
+          if (spec->name != t.topic || t.err != RD_KAFKA_RESP_ERR_NO_ERROR || t.partition_cnt != spec->partitions) {
+            continue;
+          }
+          ready = std::all_of(t.partitions, t.partitions + t.partition_cnt,
+                              [](const rd_kafka_metadata_partition_t& p) { return p.leader >= 0; });
+        }
+        if (!ready) waiting_for = spec->name;
+      }
+      rd_kafka_metadata_destroy(metadata);
+      if (waiting_for.empty()) return absl::OkStatus();
+    }
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("topic ", waiting_for,
+                                                      " was created but has no leader for every partition after ",
+                                                      settings.timeout.count(), " ms"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
 
@@ -146,6 +183,7 @@ Result<std::vector<TopicReport>> EnsureTopics(const KafkaSettings& settings, con
   std::set<std::string> created;
   if (!missing.empty()) {
     ASSIGN_OR_RETURN(created, CreateTopics(handle.get(), settings, missing));
+    RETURN_IF_ERROR(AwaitTopicsReady(handle.get(), settings, missing));
     ASSIGN_OR_RETURN(existing, ExistingTopics(handle.get(), settings));
   }
 
@@ -159,8 +197,8 @@ Result<std::vector<TopicReport>> EnsureTopics(const KafkaSettings& settings, con
     }
     auto partitions = existing.find(spec.name);
     if (partitions != existing.end() && partitions->second != spec.partitions) {
-      report.differences.push_back(absl::StrCat("partitions: ", partitions->second, " on the cluster, ",
-                                                spec.partitions, " in the config"));
+      report.differences.push_back(
+          absl::StrCat("partitions: ", partitions->second, " on the cluster, ", spec.partitions, " in the config"));
     }
     ASSIGN_OR_RETURN(auto configs, TopicConfigs(handle.get(), settings, spec.name));
     for (const auto& [name, wanted] : spec.configs) {

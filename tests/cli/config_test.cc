@@ -62,9 +62,9 @@ TEST(Config, ErrorsNameTheFileLineAndKey) {
             "rapport.toml:2: topics.evnts: unknown key (see examples/rapport.toml for the keys there are)");
   EXPECT_EQ(ParseConfig("[publish]\ndelivery_timeout_ms = 0\n", "rapport.toml").status().message(),
             "rapport.toml:2: publish.delivery_timeout_ms: must be greater than zero");
-  EXPECT_EQ(ParseConfig("[kafka]\nbrokers = [\n", "rapport.toml").status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(std::string(ParseConfig("[kafka\n", "rapport.toml").status().message()).rfind("rapport.toml:1: invalid TOML: ", 0),
+  EXPECT_EQ(ParseConfig("[kafka]\nbrokers = [\n", "rapport.toml").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(ParseConfig("[kafka\n", "rapport.toml").status().message())
+                .rfind("rapport.toml:1: invalid TOML: ", 0),
             0u);
 }
 

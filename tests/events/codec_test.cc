@@ -36,13 +36,14 @@ TEST(Codec, PrintsSnakeCaseFieldNamesOnOneLine) {
 TEST(Codec, AcceptsLowerCamelCaseFieldNames) {
   v1::Envelope snake, camel;
   ASSERT_FALSE(ParseEventJson(kPurchase, snake).has_value());
-  ASSERT_FALSE(ParseEventJson(
-                   R"({"eventId":"019a6f3e-5b10-7c3a-9d4e-1f2a3b4c5d01","customerId":"c-1001",)"
-                   R"("occurredAt":"2026-03-14T18:42:07Z","source":"pos/store-042","channel":"CHANNEL_STORE",)"
-                   R"("purchaseCompleted":{"orderId":"o-1","total":{"currency":"EUR","amount":"57.30"},)"
-                   R"("items":[{"sku":"s-1","category":"groceries","quantity":2,"unitPrice":{"currency":"EUR","amount":"19.90"}}]}})",
-                   camel)
-                   .has_value());
+  ASSERT_FALSE(
+      ParseEventJson(
+          R"({"eventId":"019a6f3e-5b10-7c3a-9d4e-1f2a3b4c5d01","customerId":"c-1001",)"
+          R"("occurredAt":"2026-03-14T18:42:07Z","source":"pos/store-042","channel":"CHANNEL_STORE",)"
+          R"("purchaseCompleted":{"orderId":"o-1","total":{"currency":"EUR","amount":"57.30"},)"
+          R"("items":[{"sku":"s-1","category":"groceries","quantity":2,"unitPrice":{"currency":"EUR","amount":"19.90"}}]}})",
+          camel)
+          .has_value());
   EXPECT_TRUE(MessageDifferencer::Equals(snake, camel));
 }
 

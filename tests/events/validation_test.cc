@@ -1,12 +1,13 @@
 // Data-driven: tests/events/cases/invalid_events.txt lists invalid events and
 // the exact messages a user sees for them.
+#include "rapport/events/validation.h"
+
 #include <gtest/gtest.h>
 
 #include "absl/time/time.h"
 #include "google/protobuf/util/time_util.h"
 #include "rapport/events/admission.h"
 #include "rapport/events/codec.h"
-#include "rapport/events/validation.h"
 #include "rapport/testing/command.h"
 
 namespace rapport::events {
@@ -27,8 +28,10 @@ std::vector<InvalidCase> LoadCases() {
     const std::string& line = lines[i];
     if (line.empty() || line[0] == '#') continue;
     if (line.rfind("=> ", 0) == 0) {
-      if (cases.empty()) ADD_FAILURE() << "line " << i + 1 << ": expectation before any case";
-      else cases.back().expected.push_back(line.substr(3));
+      if (cases.empty())
+        ADD_FAILURE() << "line " << i + 1 << ": expectation before any case";
+      else
+        cases.back().expected.push_back(line.substr(3));
       continue;
     }
     cases.push_back({static_cast<int>(i + 1), line, {}});

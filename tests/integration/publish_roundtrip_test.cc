@@ -44,9 +44,8 @@ TEST_F(PublishRoundTrip, ConsumerReadsBackExactlyWhatWasPublished) {
 
   std::map<uint64_t, producers::Delivery> deliveries;
   producers::ProducerOptions options{.kafka = broker_, .topic = topic};
-  auto producer = producers::EventProducer::Connect(options, [&](const producers::Delivery& d) {
-    deliveries[d.ticket] = d;
-  });
+  auto producer =
+      producers::EventProducer::Connect(options, [&](const producers::Delivery& d) { deliveries[d.ticket] = d; });
   ASSERT_OK(producer);
   std::map<std::pair<int32_t, int64_t>, v1::Envelope> sent;
   for (int i = 0; i < kEvents; ++i) {

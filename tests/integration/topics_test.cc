@@ -1,9 +1,10 @@
 // `rapport topics ensure` against the real broker.
+#include "rapport/producers/topics.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "rapport/producers/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -46,9 +47,10 @@ TEST_F(TopicsEnsure, ReportsEveryDifferenceOnAnExistingTopicAndChangesNothing) {
   ASSERT_OK(producers::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {{"retention.ms", "604800000"}}}}));
   auto result = Ensure();
   EXPECT_EQ(result.exit_code, 1);
-  EXPECT_EQ(result.err, prefix_ + ".events: exists but differs from the config (not changed):\n"
-                                  "  partitions: 4 on the cluster, 12 in the config\n"
-                                  "  retention.ms: 604800000 on the cluster, -1 in the config\n");
+  EXPECT_EQ(result.err, prefix_ +
+                            ".events: exists but differs from the config (not changed):\n"
+                            "  partitions: 4 on the cluster, 12 in the config\n"
+                            "  retention.ms: 604800000 on the cluster, -1 in the config\n");
 }
 
 TEST_F(TopicsEnsure, UnreachableClusterIsExitTwoWithTheReason) {

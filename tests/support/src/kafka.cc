@@ -32,9 +32,9 @@ Status CheckBrokerAnswers(const producers::KafkaSettings& broker) {
   const rd_kafka_metadata_t* metadata = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_metadata(handle->get(), 0, nullptr, &metadata, 5000);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no Kafka broker answers at ", broker.brokers,
-        " — the integration tests need the real broker: run `ops/kafka start` (ops/test does it)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no Kafka broker answers at ", broker.brokers,
+                     " — the integration tests need the real broker: run `ops/kafka start` (ops/test does it)"));
   }
   rd_kafka_metadata_destroy(metadata);
   return absl::OkStatus();

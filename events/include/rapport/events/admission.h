@@ -12,8 +12,8 @@
 namespace rapport::events {
 
 struct AdmissionLimits {
-  size_t max_json_bytes = 1 << 20;         // a longer line is rejected unread
-  size_t max_event_bytes = 64 << 10;       // encoded envelope; keeps records well under Kafka's limits
+  size_t max_json_bytes = 1 << 20;    // a longer line is rejected unread
+  size_t max_event_bytes = 64 << 10;  // encoded envelope; keeps records well under Kafka's limits
   absl::Duration max_future_skew = absl::Hours(1);
 };
 

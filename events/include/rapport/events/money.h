@@ -19,8 +19,7 @@ enum class AmountSign { kPositive, kNonNegative };
 // Checks `money` and appends violations under `field` (e.g.
 // "purchase_completed.total"): a known currency, a decimal amount with no more
 // fraction digits than the currency allows, of the required sign.
-void CheckMoney(const v1::Money& money, std::string_view field, AmountSign sign,
-                Violations& violations);
+void CheckMoney(const v1::Money& money, std::string_view field, AmountSign sign, Violations& violations);
 
 // The amount in minor units (cents for EUR, yen for JPY). InvalidArgument for
 // money that CheckMoney would reject.

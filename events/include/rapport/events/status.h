@@ -23,17 +23,15 @@ using Result = absl::StatusOr<T>;
 #define RAPPORT_STATUS_CONCAT(a, b) RAPPORT_STATUS_CONCAT_INNER(a, b)
 
 // Returns the status of `expr` from the current function when it is not OK.
-#define RETURN_IF_ERROR(expr)                   \
-  do {                                          \
-    if (::absl::Status rapport_status_ = (expr); \
-        !rapport_status_.ok()) {                \
-      return rapport_status_;                   \
-    }                                           \
+#define RETURN_IF_ERROR(expr)                                             \
+  do {                                                                    \
+    if (::absl::Status rapport_status_ = (expr); !rapport_status_.ok()) { \
+      return rapport_status_;                                             \
+    }                                                                     \
   } while (false)
 
 // Evaluates a Result<T>; on error returns its status, else moves the value into `lhs`.
-#define ASSIGN_OR_RETURN(lhs, rexpr) \
-  ASSIGN_OR_RETURN_IMPL(RAPPORT_STATUS_CONCAT(rapport_result_, __LINE__), lhs, rexpr)
+#define ASSIGN_OR_RETURN(lhs, rexpr) ASSIGN_OR_RETURN_IMPL(RAPPORT_STATUS_CONCAT(rapport_result_, __LINE__), lhs, rexpr)
 #define ASSIGN_OR_RETURN_IMPL(result, lhs, rexpr) \
   auto result = (rexpr);                          \
   if (!result.ok()) return result.status();       \

@@ -14,7 +14,7 @@ namespace rapport::events {
 // a millisecond, then 62 random bits. Not thread-safe: one per thread.
 class UuidV7Generator {
  public:
-  UuidV7Generator();  // seeded from the operating system's entropy source
+  UuidV7Generator();                        // seeded from the operating system's entropy source
   explicit UuidV7Generator(uint64_t seed);  // reproducible ids, for tests
 
   // A new id for an event accepted at `now`, in canonical lower-case form.

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <librdkafka/rdkafka.h>
+
 #include <chrono>
 #include <map>
 #include <memory>
@@ -7,8 +9,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <librdkafka/rdkafka.h>
 
 #include "rapport/events/status.h"
 
@@ -44,8 +44,7 @@ struct RequiredProperty {
 // properties, then `required`. A pass-through property that contradicts a
 // required one, or that librdkafka does not accept, is a FailedPrecondition
 // naming the property and the reason.
-Result<KafkaConf> BuildKafkaConf(const KafkaSettings& settings,
-                                 const std::vector<RequiredProperty>& required);
+Result<KafkaConf> BuildKafkaConf(const KafkaSettings& settings, const std::vector<RequiredProperty>& required);
 
 // Creates a client handle from `conf` (which it takes over).
 Result<KafkaHandle> NewKafkaHandle(rd_kafka_type_t type, KafkaConf conf);
@@ -58,7 +57,6 @@ Status KafkaStatus(rd_kafka_resp_err_t err, std::string_view context);
 // Asks the cluster for `topic`'s partition count, waiting at most
 // settings.timeout. Unavailable with the bootstrap address when no broker
 // answers; NotFound when the topic does not exist.
-Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings,
-                                    const std::string& topic);
+Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic);
 
 }  // namespace rapport::producers

@@ -14,7 +14,7 @@ namespace rapport::producers {
 struct TopicSpec {
   std::string name;
   int32_t partitions = 1;
-  int16_t replication_factor = -1;  // -1: the cluster's default.replication.factor
+  int16_t replication_factor = -1;             // -1: the cluster's default.replication.factor
   std::map<std::string, std::string> configs;  // e.g. {"retention.ms", "-1"}
 };
 

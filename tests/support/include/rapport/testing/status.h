@@ -5,17 +5,17 @@
 #include "rapport/events/status.h"
 
 // Assert that a Status or Result is OK, printing its message when it is not.
-#define ASSERT_OK(expr)                                                   \
-  do {                                                                    \
-    const auto& rapport_ok_ = (expr);                                     \
-    ASSERT_TRUE(::rapport::testing::StatusOf(rapport_ok_).ok())           \
-        << ::rapport::testing::StatusOf(rapport_ok_).ToString();          \
+#define ASSERT_OK(expr)                                          \
+  do {                                                           \
+    const auto& rapport_ok_ = (expr);                            \
+    ASSERT_TRUE(::rapport::testing::StatusOf(rapport_ok_).ok())  \
+        << ::rapport::testing::StatusOf(rapport_ok_).ToString(); \
   } while (false)
-#define EXPECT_OK(expr)                                                   \
-  do {                                                                    \
-    const auto& rapport_ok_ = (expr);                                     \
-    EXPECT_TRUE(::rapport::testing::StatusOf(rapport_ok_).ok())           \
-        << ::rapport::testing::StatusOf(rapport_ok_).ToString();          \
+#define EXPECT_OK(expr)                                          \
+  do {                                                           \
+    const auto& rapport_ok_ = (expr);                            \
+    EXPECT_TRUE(::rapport::testing::StatusOf(rapport_ok_).ok())  \
+        << ::rapport::testing::StatusOf(rapport_ok_).ToString(); \
   } while (false)
 
 namespace rapport::testing {

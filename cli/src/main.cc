@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "rapport/cli/config.h"
 #include "rapport/cli/publish.h"
+#include "rapport/cli/tail_command.h"
 #include "rapport/cli/topics_command.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -52,6 +53,14 @@ int main(int argc, char** argv) {
   auto* ensure = topics->add_subcommand(
       "ensure", "Create the events, dead-letter and alerts topics if missing; report differences on existing ones");
 
+  rapport::cli::TailArgs tail_args;
+  auto* tail = app.add_subcommand("tail", "Print the records of a topic as JSON lines, decoded");
+  tail->add_option("--topic", tail_args.topic, "events, dlq, alerts, or a topic name")->capture_default_str();
+  tail->add_flag("--from-end", tail_args.from_end, "Only records that arrive from now on");
+  tail->add_flag("-f,--follow", tail_args.follow, "Keep waiting for new records (stop with Ctrl-C)");
+  tail->add_option("-n,--max", tail_args.max, "Stop after this many records");
+  tail->footer("Without --follow, stops when every partition has been read to its end.");
+
   CLI11_PARSE(app, argc, argv);
 
   std::optional<std::filesystem::path> config_path;
@@ -84,5 +93,6 @@ int main(int argc, char** argv) {
     return rapport::cli::RunPublish(*config, publish_args, in, std::cout, std::cerr, g_stop);
   }
   if (*ensure) return rapport::cli::RunTopicsEnsure(*config, std::cout, std::cerr);
+  if (*tail) return rapport::cli::RunTail(*config, tail_args, std::cout, std::cerr, g_stop);
   return kUsageError;
 }

@@ -51,6 +51,29 @@ Status CreateTopic(const producers::KafkaSettings& broker, const std::string& to
   return reports.status();
 }
 
+Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& topic, const std::string& key,
+                  const std::string& value, const std::vector<events::Header>& headers, int64_t timestamp_ms) {
+  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
+  ASSIGN_OR_RETURN(producers::KafkaHandle producer, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
+  for (const auto& h : headers) rd_kafka_header_add(hdrs, h.name.data(), -1, h.value.data(), h.value.size());
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+#pragma GCC diagnostic pop
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_headers_destroy(hdrs);
+    return producers::KafkaStatus(err, "producing a raw record");
+  }
+  if (rd_kafka_flush(producer.get(), 15000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::DeadlineExceededError("raw record not acknowledged within 15 s");
+  }
+  return absl::OkStatus();
+}
+
 Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& broker, const std::string& topic,
                                               size_t count, std::chrono::milliseconds timeout) {
   producers::KafkaSettings settings = broker;

@@ -24,6 +24,11 @@ std::string UniqueTopicName(const std::string& prefix);
 // Creates a topic (kept forever) and waits until it is usable.
 Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions);
 
+// Writes one record as any Kafka client could (no rapport encoding), waiting
+// for the broker's acknowledgement. A timestamp of 0 means now.
+Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& topic, const std::string& key,
+                  const std::string& value, const std::vector<events::Header>& headers = {}, int64_t timestamp_ms = 0);
+
 struct ConsumedRecord {
   int32_t partition = -1;
   int64_t offset = -1;

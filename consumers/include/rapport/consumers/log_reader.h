@@ -1,0 +1,61 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rapport/events/cloudevents.h"
+#include "rapport/events/status.h"
+#include "rapport/producers/kafka_client.h"
+
+namespace rapport::consumers {
+
+// One record as it is stored in Kafka. The views are valid only during the
+// callback that receives it.
+struct LogRecord {
+  int32_t partition = -1;
+  int64_t offset = -1;
+  int64_t timestamp_ms = -1;
+  std::string_view key;
+  std::string_view value;
+  std::vector<events::Header> headers;
+};
+
+enum class StartAt { kBeginning, kEnd };
+enum class AtEnd { kStop, kFollow };
+
+struct LogReaderOptions {
+  producers::KafkaSettings kafka;
+  std::string topic;
+  StartAt start = StartAt::kBeginning;
+  AtEnd at_end = AtEnd::kStop;
+};
+
+// Reads every partition of one topic directly (no consumer group, nothing
+// committed): for tools that look at the log, such as `rapport tail`.
+// Threading: Run is called from one thread; the callback runs on it.
+class LogReader {
+ public:
+  // Checks within kafka.timeout that the cluster answers and the topic exists.
+  static Result<std::unique_ptr<LogReader>> Open(LogReaderOptions options);
+
+  // Delivers records in partition order within each partition, until every
+  // partition has reached its end (AtEnd::kStop), `on_record` returns false,
+  // or `stop` becomes true.
+  Status Run(const std::function<bool(const LogRecord&)>& on_record, const std::atomic<bool>& stop);
+
+  int32_t partition_count() const { return partition_count_; }
+
+ private:
+  LogReader(LogReaderOptions options) : options_(std::move(options)) {}
+
+  LogReaderOptions options_;
+  producers::KafkaHandle consumer_;
+  int32_t partition_count_ = 0;
+};
+
+}  // namespace rapport::consumers

@@ -28,7 +28,6 @@ constexpr int kUsageError = 2;
 int main(int argc, char** argv) {
   CLI::App app{"rapport: an event-sourced customer-experience platform on Kafka and RocksDB", "rapport"};
   app.set_version_flag("--version", "rapport 0.1.0");
-  app.require_subcommand(1);
 
   std::string config_file;
   std::string brokers;
@@ -61,7 +60,23 @@ int main(int argc, char** argv) {
   tail->add_option("-n,--max", tail_args.max, "Stop after this many records");
   tail->footer("Without --follow, stops when every partition has been read to its end.");
 
-  CLI11_PARSE(app, argc, argv);
+  // Extra words at the top level are reported below as an unknown command;
+  // subcommands (created above) keep rejecting unknown options themselves.
+  app.allow_extras();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kUsageError;  // --help and --version exit 0
+  }
+  if (!app.remaining().empty()) {
+    std::cerr << "rapport: unknown command or argument '" << app.remaining().front()
+              << "'; commands: publish, topics ensure, tail (see rapport --help)\n";
+    return kUsageError;
+  }
+  if (app.get_subcommands().empty()) {
+    std::cerr << app.help();
+    return kUsageError;
+  }
 
   std::optional<std::filesystem::path> config_path;
   if (!config_file.empty()) config_path = config_file;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <sstream>
 
 #include "rapport/testing/command.h"
@@ -95,6 +96,56 @@ TEST(Publish, ReadsStandardInputAndHasHelp) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--dry-run"), std::string::npos);
   EXPECT_NE(help.out.find("line N: field: reason"), std::string::npos);
+}
+
+TEST(Publish, AStopRequestEndsReadingAndSaysWhere) {
+  std::istringstream in(kValid + "\n" + kValid + "\n");
+  std::ostringstream out, err;
+  std::atomic<bool> stop{true};  // as after Ctrl-C
+  int code = RunPublish(Config{}, {.dry_run = true}, in, out, err, stop);
+  EXPECT_EQ(code, kPublishOk);
+  EXPECT_EQ(err.str(), "publish: interrupted after line 0\n");
+  EXPECT_EQ(out.str(), "publish (dry run): 0 valid, 0 rejected\n");
+}
+
+TEST(Cli, EveryCommandHasHelp) {
+  for (const std::vector<std::string>& command : std::vector<std::vector<std::string>>{{"--help"},
+                                                                                       {"publish", "--help"},
+                                                                                       {"topics", "--help"},
+                                                                                       {"topics", "ensure", "--help"},
+                                                                                       {"tail", "--help"}}) {
+    auto result = testing::RunRapport(command);
+    EXPECT_EQ(result.exit_code, 0) << command.front();
+    EXPECT_NE(result.out.find("Usage:"), std::string::npos) << command.front() << ": " << result.out;
+  }
+  auto top = testing::RunRapport({"--help"});
+  for (const char* name : {"publish", "topics", "tail"}) EXPECT_NE(top.out.find(name), std::string::npos) << name;
+}
+
+TEST(Cli, UnknownCommandOrOptionIsAUsageError) {
+  auto result = testing::RunRapport({"frobnicate"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_EQ(result.err,
+            "rapport: unknown command or argument 'frobnicate'; commands: publish, topics ensure, tail (see rapport "
+            "--help)\n");
+  auto option = testing::RunRapport({"publish", "--dryrun"});
+  EXPECT_EQ(option.exit_code, 2);
+  EXPECT_NE(option.err.find("--dryrun"), std::string::npos) << option.err;
+}
+
+TEST(Cli, NoCommandShowsHelpAsAUsageError) {
+  auto result = testing::RunRapport({});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("Usage:"), std::string::npos) << result.err;
+}
+
+TEST(Cli, BadConfigIsReportedBeforeAnythingRuns) {
+  const std::string path = ::testing::TempDir() + "bad-rapport.toml";
+  std::ofstream(path) << "[topics]\nevnts = \"x\"\n";
+  auto result = testing::RunRapport({"--config", path, "publish", "--dry-run", "-"}, kValid + "\n");
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_EQ(result.err,
+            "rapport: " + path + ":2: topics.evnts: unknown key (see examples/rapport.toml for the keys there are)\n");
 }
 
 TEST(Publish, MissingFileIsACleanError) {

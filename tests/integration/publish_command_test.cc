@@ -17,9 +17,7 @@ class PublishCommand : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     topic_ = testing::UniqueTopicName("it.publish");
-    config_path_ = ::testing::TempDir() + topic_ + ".toml";
-    std::ofstream(config_path_) << "[kafka]\nbrokers = \"" << broker_.brokers << "\"\n"
-                                << "[topics]\nevents = \"" << topic_ << "\"\n";
+    config_path_ = testing::WriteTestConfig(broker_, topic_, "[topics]\nevents = \"" + topic_ + "\"\n");
   }
   testing::CommandResult Publish(const std::vector<std::string>& args, const std::string& input = "") {
     std::vector<std::string> all = {"--config", config_path_, "publish"};

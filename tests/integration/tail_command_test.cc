@@ -18,9 +18,7 @@ class TailCommand : public ::testing::Test {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     topic_ = testing::UniqueTopicName("it.tail");
     ASSERT_OK(testing::CreateTopic(broker_, topic_, 2));
-    config_path_ = ::testing::TempDir() + topic_ + ".toml";
-    std::ofstream(config_path_) << "[kafka]\nbrokers = \"" << broker_.brokers << "\"\n"
-                                << "[topics]\nevents = \"" << topic_ << "\"\n";
+    config_path_ = testing::WriteTestConfig(broker_, topic_, "[topics]\nevents = \"" + topic_ + "\"\n");
   }
   testing::CommandResult Tail(std::vector<std::string> args) {
     args.insert(args.begin(), {"--config", config_path_, "tail"});

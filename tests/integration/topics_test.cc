@@ -17,11 +17,9 @@ class TopicsEnsure : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     prefix_ = testing::UniqueTopicName("it.topics");
-    config_path_ = ::testing::TempDir() + prefix_ + ".toml";
-    std::ofstream(config_path_) << "[kafka]\nbrokers = \"" << broker_.brokers << "\"\n"
-                                << "[topics]\nevents = \"" << prefix_ << ".events\"\n"
-                                << "dead_letter = \"" << prefix_ << ".dlq\"\n"
-                                << "alerts = \"" << prefix_ << ".alerts\"\n";
+    config_path_ = testing::WriteTestConfig(broker_, prefix_,
+                                            "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" +
+                                                prefix_ + ".dlq\"\nalerts = \"" + prefix_ + ".alerts\"\n");
   }
   testing::CommandResult Ensure() { return testing::RunRapport({"--config", config_path_, "topics", "ensure"}); }
 

@@ -1,10 +1,12 @@
 #include "rapport/testing/kafka.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -44,6 +46,13 @@ std::string UniqueTopicName(const std::string& prefix) {
   static std::atomic<int> counter{0};
   static const uint32_t random = std::random_device{}();
   return absl::StrCat(prefix, ".", getpid(), ".", counter++, ".", random % 100000);
+}
+
+std::string WriteTestConfig(const producers::KafkaSettings& broker, const std::string& name,
+                            const std::string& extra_toml) {
+  std::string path = ::testing::TempDir() + name + ".toml";
+  std::ofstream(path) << "[kafka]\nbrokers = \"" << broker.brokers << "\"\n" << extra_toml;
+  return path;
 }
 
 Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions) {

@@ -21,6 +21,11 @@ Status CheckBrokerAnswers(const producers::KafkaSettings& broker);
 // A topic name no other test run uses: "<prefix>.<pid>.<counter>.<random>".
 std::string UniqueTopicName(const std::string& prefix);
 
+// Writes a rapport config file in the test's temporary directory that points
+// at `broker`, followed by `extra_toml` (e.g. a [topics] table); returns its path.
+std::string WriteTestConfig(const producers::KafkaSettings& broker, const std::string& name,
+                            const std::string& extra_toml);
+
 // Creates a topic (kept forever) and waits until it is usable.
 Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions);
 

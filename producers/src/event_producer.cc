@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "rapport/events/cloudevents.h"
-#include "spdlog/spdlog.h"
+#include "rapport/events/logging.h"
 
 namespace rapport::producers {
 namespace {
@@ -38,15 +38,16 @@ Result<std::unique_ptr<EventProducer>> EventProducer::Connect(ProducerOptions op
   ASSIGN_OR_RETURN(producer->handle_, NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
   ASSIGN_OR_RETURN(producer->partition_count_,
                    TopicPartitionCount(producer->handle_.get(), producer->options_.kafka, producer->options_.topic));
-  spdlog::debug("producer connected to {}, topic {} has {} partitions", producer->options_.kafka.brokers,
-                producer->options_.topic, producer->partition_count_);
+  ModuleLogger("producers")
+      ->debug("producer connected to {}, topic {} has {} partitions", producer->options_.kafka.brokers,
+              producer->options_.topic, producer->partition_count_);
   return producer;
 }
 
 EventProducer::~EventProducer() {
   if (!handle_) return;
   Status flushed = Flush(options_.delivery_timeout + std::chrono::seconds(1));
-  if (!flushed.ok()) spdlog::error("closing the producer: {}", std::string(flushed.message()));
+  if (!flushed.ok()) ModuleLogger("producers")->error("closing the producer: {}", std::string(flushed.message()));
 }
 
 Status EventProducer::Send(const v1::Envelope& event, std::string_view encoded, uint64_t ticket) {
@@ -104,7 +105,7 @@ void EventProducer::OnDelivery(rd_kafka_t* /*handle*/, const rd_kafka_message_t*
   try {
     self->on_delivery_(delivery);
   } catch (const std::exception& e) {
-    spdlog::error("delivery handler failed for ticket {}: {}", delivery.ticket, e.what());
+    ModuleLogger("producers")->error("delivery handler failed for ticket {}: {}", delivery.ticket, e.what());
   }
 }
 

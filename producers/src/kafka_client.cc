@@ -3,6 +3,7 @@
 #include <array>
 
 #include "absl/strings/str_cat.h"
+#include "rapport/events/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace rapport::producers {
@@ -11,7 +12,7 @@ namespace {
 // librdkafka's own log lines, through the "kafka" logger so they look like
 // every other log line. Called from librdkafka's threads; must not throw.
 void LogFromKafka(const rd_kafka_t* /*handle*/, int level, const char* facility, const char* message) noexcept {
-  static const std::shared_ptr<spdlog::logger> logger = spdlog::default_logger()->clone("kafka");
+  static const std::shared_ptr<spdlog::logger> logger = ModuleLogger("kafka");
   // syslog levels: 0-3 error, 4 warning, 5-6 notice/info, 7 debug
   spdlog::level::level_enum mapped = level <= 3   ? spdlog::level::err
                                      : level == 4 ? spdlog::level::warn

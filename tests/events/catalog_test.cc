@@ -9,7 +9,9 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "rapport/events/admission.h"
+#include "rapport/events/codec.h"
 #include "rapport/events/event_type.h"
 #include "rapport/testing/command.h"
 #include "rapport/v1/options.pb.h"
@@ -42,6 +44,23 @@ TEST(Catalog, EveryEventTypeHasAValidExample) {
   }
   std::set<std::string> all(EventTypeNames().begin(), EventTypeNames().end());
   EXPECT_EQ(covered, all);
+}
+
+TEST(Catalog, EveryEventTypeRoundTripsThroughJsonAndBinary) {
+  int types = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(testing::SourceDir() + "/examples/catalog")) {
+    v1::Envelope original;
+    ASSERT_FALSE(ParseEventJson(OneLine(testing::ReadFile(entry.path().string())), original).has_value());
+    v1::Envelope from_json;
+    ASSERT_FALSE(ParseEventJson(EventToJson(original), from_json).has_value()) << entry.path();
+    EXPECT_TRUE(pb::util::MessageDifferencer::Equals(original, from_json)) << entry.path();
+    v1::Envelope from_binary;
+    ASSERT_FALSE(DecodeEvent(EncodeEvent(original), from_binary).has_value()) << entry.path();
+    EXPECT_TRUE(pb::util::MessageDifferencer::Equals(original, from_binary)) << entry.path();
+    EXPECT_EQ(EventToJson(from_binary), EventToJson(original)) << entry.path();
+    ++types;
+  }
+  EXPECT_EQ(types, static_cast<int>(EventTypeNames().size()));
 }
 
 TEST(Catalog, PersonalDataLivesOnlyInMessagesMarkedPersonal) {

@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "rapport/cli/config.h"
 #include "rapport/cli/publish.h"
+#include "rapport/cli/simulate_command.h"
 #include "rapport/cli/tail_command.h"
 #include "rapport/cli/topics_command.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -60,6 +61,47 @@ int main(int argc, char** argv) {
   tail->add_option("-n,--max", tail_args.max, "Stop after this many records");
   tail->footer("Without --follow, stops when every partition has been read to its end.");
 
+  rapport::cli::SimulateArgs simulate_args;
+  std::string simulate_start = "2025-01-01";
+  auto* simulate = app.add_subcommand("simulate", "Generate a realistic, reproducible stream of touchpoint events");
+  auto& sim = simulate_args.options;
+  simulate->add_option("--customers", sim.customers, "Number of customers")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  simulate->add_option("--days", sim.days, "Length of the simulated period in days")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  simulate->add_option("--seed", sim.seed, "Seed: the same seed gives the same stream, byte for byte")
+      ->capture_default_str();
+  simulate->add_option("--start", simulate_start, "First day of the period (UTC), e.g. 2025-01-01")
+      ->capture_default_str();
+  simulate->add_option("--invalid-rate", sim.invalid_rate, "Share of invalid records to mix in (0 to 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  auto* out_option =
+      simulate->add_option("--out", simulate_args.out, "Write JSON lines to FILE (- for standard output)");
+  auto* publish_flag = simulate->add_flag("--publish", simulate_args.publish, "Publish to the events topic");
+  out_option->excludes(publish_flag);
+  simulate->add_option("--truth", simulate_args.truth, "Write what generated each customer to FILE (CSV)");
+  simulate
+      ->add_option("--rate", simulate_args.rate, "With --publish: records per second (default: as fast as possible)")
+      ->check(CLI::NonNegativeNumber);
+  simulate->add_option("--bgnbd-r", sim.model.r, "Purchase rate heterogeneity: gamma shape r")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  simulate->add_option("--bgnbd-alpha", sim.model.alpha, "Purchase rate: gamma rate alpha, per day")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  simulate->add_option("--bgnbd-a", sim.model.a, "Dropout probability: beta a")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  simulate->add_option("--bgnbd-b", sim.model.b, "Dropout probability: beta b")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  simulate->footer(
+      "Customers buy by the BG/NBD process: rate lambda ~ Gamma(r, alpha) per day, dropout after each repeat\n"
+      "purchase with probability p ~ Beta(a, b). One of --out or --publish is required.");
+
   // Extra words at the top level are reported below as an unknown command;
   // subcommands (created above) keep rejecting unknown options themselves.
   app.allow_extras();
@@ -108,6 +150,20 @@ int main(int argc, char** argv) {
     return rapport::cli::RunPublish(*config, publish_args, in, std::cout, std::cerr, g_stop);
   }
   if (*ensure) return rapport::cli::RunTopicsEnsure(*config, std::cout, std::cerr);
+  if (*simulate) {
+    if (simulate_args.out.empty() && !simulate_args.publish) {
+      std::cerr << "simulate: say where the events go: --out FILE (or - for standard output) or --publish\n";
+      return kUsageError;
+    }
+    auto start = rapport::cli::ParseStartTime(simulate_start);
+    if (!start.ok()) {
+      std::cerr << "simulate: " << start.status().message() << "\n";
+      return kUsageError;
+    }
+    simulate_args.options.start = *start;
+    simulate_args.progress = isatty(STDERR_FILENO) != 0;
+    return rapport::cli::RunSimulate(*config, simulate_args, std::cout, std::cerr, g_stop);
+  }
   if (*tail) return rapport::cli::RunTail(*config, tail_args, std::cout, std::cerr, g_stop);
   return kUsageError;
 }

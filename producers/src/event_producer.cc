@@ -51,27 +51,36 @@ EventProducer::~EventProducer() {
 }
 
 Status EventProducer::Send(const v1::Envelope& event, std::string_view encoded, uint64_t ticket) {
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(8);
+  for (const auto& h : events::CloudEventHeaders(event)) {
+    rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                        static_cast<ssize_t>(h.value.size()));
+  }
+  return Produce(event.customer_id(), encoded, TimestampMillis(event), headers, ticket, event.event_id());
+}
+
+Status EventProducer::SendRecord(std::string_view key, std::string_view value, int64_t timestamp_ms, uint64_t ticket) {
+  return Produce(key, value, timestamp_ms, nullptr, ticket, "a raw record");
+}
+
+Status EventProducer::Produce(std::string_view key, std::string_view value, int64_t timestamp_ms,
+                              rd_kafka_headers_t* headers, uint64_t ticket, std::string_view what) {
+  // librdkafka takes the headers over only on success, so a retry reuses them.
   for (;;) {
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(8);
-    for (const auto& h : events::CloudEventHeaders(event)) {
-      rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
-                          static_cast<ssize_t>(h.value.size()));
-    }
-    const std::string& key = event.customer_id();
     // librdkafka's RD_KAFKA_V_* macros are C and cast C-style.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wold-style-cast"
     rd_kafka_resp_err_t err = rd_kafka_producev(
         handle_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
-        RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(encoded.data()), encoded.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_TIMESTAMP(TimestampMillis(event)), RD_KAFKA_V_HEADERS(headers),
+        RD_KAFKA_V_KEY(key.empty() ? nullptr : const_cast<char*>(key.data()), key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_HEADERS(headers),
         RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(ticket))), RD_KAFKA_V_END);
 #pragma GCC diagnostic pop
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();  // librdkafka owns the headers now
-    rd_kafka_headers_destroy(headers);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      return KafkaStatus(err, absl::StrCat("queueing event ", event.event_id(), " for ", options_.topic));
+      if (headers != nullptr) rd_kafka_headers_destroy(headers);
+      return KafkaStatus(err, absl::StrCat("queueing ", std::string(what), " for ", options_.topic));
     }
     rd_kafka_poll(handle_.get(), 100);  // make room by serving deliveries
   }

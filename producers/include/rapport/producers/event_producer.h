@@ -54,6 +54,11 @@ class EventProducer {
   // event was not queued and no delivery will be reported for it.
   [[nodiscard]] Status Send(const v1::Envelope& event, std::string_view encoded, uint64_t ticket);
 
+  // Queues a record exactly as given, without headers: for tools that must
+  // write what rapport itself would reject, such as the simulator's invalid
+  // records. An empty key means none.
+  [[nodiscard]] Status SendRecord(std::string_view key, std::string_view value, int64_t timestamp_ms, uint64_t ticket);
+
   // Serves delivery reports for up to `wait`.
   void Poll(std::chrono::milliseconds wait);
 
@@ -67,6 +72,10 @@ class EventProducer {
  private:
   EventProducer(ProducerOptions options, DeliveryHandler on_delivery);
   static void OnDelivery(rd_kafka_t* handle, const rd_kafka_message_t* message, void* opaque);
+  // Produces one record, serving deliveries while the queue is full. Owns
+  // `headers` (may be null) from here on, whatever the outcome.
+  Status Produce(std::string_view key, std::string_view value, int64_t timestamp_ms, rd_kafka_headers_t* headers,
+                 uint64_t ticket, std::string_view what);
 
   ProducerOptions options_;
   DeliveryHandler on_delivery_;

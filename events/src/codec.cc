@@ -9,6 +9,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/type_resolver_util.h"
 #include "rapport/events/event_type.h"
 
 namespace rapport::events {
@@ -107,11 +108,17 @@ std::optional<Violation> ParseEventJson(std::string_view json, v1::Envelope& eve
 }
 
 std::string EventToJson(const v1::Envelope& event) {
+  // protobuf prints map entries in hash order, which differs from run to run.
+  // Printing from the deterministic encoding (map entries sorted by key) makes
+  // the same event always the same line.
+  static const std::unique_ptr<pb::util::TypeResolver> resolver(
+      pb::util::NewTypeResolverForDescriptorPool("type.googleapis.com", pb::DescriptorPool::generated_pool()));
+  static const std::string type_url = "type.googleapis.com/" + v1::Envelope::descriptor()->full_name();
   pb::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   std::string json;
   // Printing a valid in-memory message cannot fail.
-  (void)pb::util::MessageToJsonString(event, &json, options);
+  (void)pb::util::BinaryToJsonString(resolver.get(), type_url, EncodeEvent(event), &json, options);
   return json;
 }
 

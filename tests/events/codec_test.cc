@@ -66,6 +66,20 @@ TEST(Codec, EncodingIsDeterministicForMaps) {
   EXPECT_EQ(EncodeEvent(a), EncodeEvent(b));
 }
 
+TEST(Codec, JsonIsTheSameForTheSameEventWhateverTheMapOrder) {
+  v1::Envelope a, b;
+  for (const char* key : {"zeta", "alpha", "mid", "beta", "gamma", "delta"}) {
+    (*a.mutable_profile_updated()->mutable_traits())[key] = key;
+  }
+  for (const char* key : {"delta", "gamma", "beta", "mid", "alpha", "zeta"}) {
+    (*b.mutable_profile_updated()->mutable_traits())[key] = key;
+  }
+  std::string json = EventToJson(a);
+  EXPECT_EQ(json, EventToJson(b));
+  EXPECT_EQ(json, R"({"profile_updated":{"traits":{"alpha":"alpha","beta":"beta","delta":"delta","gamma":"gamma",)"
+                  R"("mid":"mid","zeta":"zeta"}}})");
+}
+
 TEST(Codec, GarbageBytesAreNotAnEnvelope) {
   v1::Envelope event;
   auto violation = DecodeEvent(std::string("\xff\xff\xff\xff\x0f garbage", 13), event);

@@ -72,5 +72,25 @@ TEST(SimulatePublish, TheTopicHoldsTheSameStreamAsTheFile) {
   EXPECT_EQ(actual, expected);
 }
 
+TEST(SimulatePublish, RatePacesPublishing) {
+  producers::KafkaSettings broker = testing::TestBroker();
+  ASSERT_OK(testing::CheckBrokerAnswers(broker));
+  const std::string topic = testing::UniqueTopicName("it.simulate.rate");
+  ASSERT_OK(testing::CreateTopic(broker, topic, 2));
+  const std::string config = testing::WriteTestConfig(broker, topic, "[topics]\nevents = \"" + topic + "\"\n");
+  auto counted = testing::RunRapport({"simulate", "--customers", "8", "--days", "30", "--seed", "3", "--out", "-"});
+  const size_t records = testing::Lines(counted.out).size();
+  ASSERT_GT(records, 50u);
+
+  constexpr double kRate = 200;  // records per second
+  auto started = std::chrono::steady_clock::now();
+  auto paced = testing::RunRapport({"--config", config, "simulate", "--customers", "8", "--days", "30", "--seed", "3",
+                                    "--publish", "--rate", "200"});
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(paced.exit_code, 0) << paced.err;
+  // Never faster than asked (a lower bound only: a slow machine may take longer).
+  EXPECT_GE(seconds, 0.9 * static_cast<double>(records - 1) / kRate) << records << " records";
+}
+
 }  // namespace
 }  // namespace rapport

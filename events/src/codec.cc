@@ -107,32 +107,36 @@ std::optional<Violation> ParseEventJson(std::string_view json, v1::Envelope& eve
   return TranslateParseError(json, status);
 }
 
-std::string EventToJson(const v1::Envelope& event) {
-  // protobuf prints map entries in hash order, which differs from run to run.
-  // Printing from the deterministic encoding (map entries sorted by key) makes
-  // the same event always the same line.
-  static const std::unique_ptr<pb::util::TypeResolver> resolver(
-      pb::util::NewTypeResolverForDescriptorPool("type.googleapis.com", pb::DescriptorPool::generated_pool()));
-  static const std::string type_url = "type.googleapis.com/" + v1::Envelope::descriptor()->full_name();
-  pb::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  // Printing a valid in-memory message cannot fail.
-  (void)pb::util::BinaryToJsonString(resolver.get(), type_url, EncodeEvent(event), &json, options);
-  return json;
-}
-
-std::string EncodeEvent(const v1::Envelope& event) {
+std::string EncodeDeterministic(const pb::Message& message) {
   std::string bytes;
-  bytes.reserve(event.ByteSizeLong());
+  bytes.reserve(message.ByteSizeLong());
   {
     pb::io::StringOutputStream stream(&bytes);
     pb::io::CodedOutputStream coded(&stream);
     coded.SetSerializationDeterministic(true);
-    event.SerializeWithCachedSizes(&coded);
+    message.SerializeWithCachedSizes(&coded);
   }
   return bytes;
 }
+
+std::string ToJsonDeterministic(const pb::Message& message, JsonStyle style) {
+  // protobuf prints map entries in hash order, which differs from run to run;
+  // printing from the deterministic encoding puts them in key order.
+  static const std::unique_ptr<pb::util::TypeResolver> resolver(
+      pb::util::NewTypeResolverForDescriptorPool("type.googleapis.com", pb::DescriptorPool::generated_pool()));
+  pb::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.add_whitespace = style == JsonStyle::kIndented;
+  std::string json;
+  // Printing a valid in-memory message cannot fail.
+  (void)pb::util::BinaryToJsonString(resolver.get(), "type.googleapis.com/" + message.GetDescriptor()->full_name(),
+                                     EncodeDeterministic(message), &json, options);
+  return json;
+}
+
+std::string EventToJson(const v1::Envelope& event) { return ToJsonDeterministic(event); }
+
+std::string EncodeEvent(const v1::Envelope& event) { return EncodeDeterministic(event); }
 
 std::optional<Violation> DecodeEvent(std::string_view bytes, v1::Envelope& event) {
   if (!event.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {

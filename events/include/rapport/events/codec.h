@@ -25,6 +25,15 @@ std::string EventToJson(const v1::Envelope& event);
 // gives the same bytes.
 std::string EncodeEvent(const v1::Envelope& event);
 
+enum class JsonStyle { kOneLine, kIndented };
+
+// Any message in protobuf binary, serialized deterministically.
+std::string EncodeDeterministic(const google::protobuf::Message& message);
+
+// Any message in the proto3 JSON mapping with proto field names and map
+// entries in key order: the same message always prints the same text.
+std::string ToJsonDeterministic(const google::protobuf::Message& message, JsonStyle style = JsonStyle::kOneLine);
+
 // Parses a Kafka record value; nullopt on success, else why it is not an envelope.
 std::optional<Violation> DecodeEvent(std::string_view bytes, v1::Envelope& event);
 

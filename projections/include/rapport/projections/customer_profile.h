@@ -1,0 +1,49 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "rapport/projections/projection.h"
+#include "rapport/state/v1/profile.pb.h"
+
+namespace rapport::projections {
+
+// The total customer view: identities (with a lookup from e-mail, phone,
+// loyalty card, device or external id to the customer), latest traits and
+// preferences, channel usage, first and last activity, orders, revenue and
+// refunds per currency, spend per category, loyalty points and tier, open
+// complaints, latest service rating and NPS, reviews written, consents.
+//
+// Keys: [partition]'c'<customer_id> -> CustomerProfile;
+//       [partition]'i'<kind byte><identity value> -> customer_id.
+class CustomerProfileProjection final : public Projection {
+ public:
+  std::string_view Name() const override { return "customer_profile"; }
+  int Version() const override { return 1; }
+
+ protected:
+  bool Reads(v1::Envelope::PayloadCase) const override { return true; }
+  Status DoApply(const v1::Envelope& event, const LogPosition& position, StateBatch& state,
+                 std::vector<OutboxRecord>& outbox) override;
+};
+
+// Read-only queries of the customer_profile state.
+class CustomerProfileView {
+ public:
+  explicit CustomerProfileView(ProjectionStore& store);
+
+  // The profile of `customer_id`, whose events are on `partition`; NotFound
+  // when the customer is unknown.
+  Result<state::v1::CustomerProfile> Profile(const std::string& customer_id, int32_t partition);
+  // The customer an identity belongs to (the most recent link wins).
+  Result<std::string> Lookup(v1::IdentityKind kind, const std::string& value, int32_t partition_count);
+  // The profile as JSON for people and downstream services: money as decimal
+  // strings, times in RFC 3339, the average order value per currency.
+  static std::string ToJson(const state::v1::CustomerProfile& profile);
+
+ private:
+  ProjectionStore& store_;
+  rocksdb::ColumnFamilyHandle* family_;
+};
+
+}  // namespace rapport::projections

@@ -1,0 +1,447 @@
+#include "rapport/projections/customer_profile.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "rapport/events/codec.h"
+#include "rapport/events/money.h"
+#include "rapport/projections/keys.h"
+
+namespace rapport::projections {
+namespace {
+
+using state::v1::CustomerProfile;
+
+int64_t Millis(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
+
+std::string ProfileKey(int32_t partition, const std::string& customer_id) {
+  return PartitionKey(partition, 'c', customer_id);
+}
+
+std::string IdentityKey(int32_t partition, v1::IdentityKind kind, const std::string& value) {
+  std::string rest(1, static_cast<char>(kind));
+  rest += value;
+  return PartitionKey(partition, 'i', rest);
+}
+
+// Adds `minor` to the entry for `currency` in a list kept sorted by currency.
+void AddAmount(google::protobuf::RepeatedPtrField<state::v1::CurrencyAmount>& amounts, const std::string& currency,
+               int64_t minor) {
+  auto it = std::lower_bound(amounts.begin(), amounts.end(), currency,
+                             [](const state::v1::CurrencyAmount& a, const std::string& c) { return a.currency() < c; });
+  if (it == amounts.end() || it->currency() != currency) {
+    int index = static_cast<int>(it - amounts.begin());
+    amounts.Add()->set_currency(currency);
+    for (int i = amounts.size() - 1; i > index; --i) amounts.SwapElements(i, i - 1);
+    it = amounts.begin() + index;
+  }
+  it->set_minor_units(it->minor_units() + minor);
+}
+
+void AddCategorySpend(CustomerProfile& p, const std::string& category, const std::string& currency, int64_t minor) {
+  auto& spends = *p.mutable_category_spend();
+  auto less = [](const state::v1::CategorySpend& s, const std::pair<std::string, std::string>& k) {
+    return std::tie(s.category(), s.currency()) < std::tie(k.first, k.second);
+  };
+  auto key = std::make_pair(category, currency);
+  auto it = std::lower_bound(spends.begin(), spends.end(), key, less);
+  if (it == spends.end() || it->category() != category || it->currency() != currency) {
+    int index = static_cast<int>(it - spends.begin());
+    auto* added = spends.Add();
+    added->set_category(category);
+    added->set_currency(currency);
+    for (int i = spends.size() - 1; i > index; --i) spends.SwapElements(i, i - 1);
+    it = spends.begin() + index;
+  }
+  it->set_minor_units(it->minor_units() + minor);
+}
+
+void TouchChannel(CustomerProfile& p, v1::Channel channel, int64_t at) {
+  auto& channels = *p.mutable_channels();
+  auto it = std::lower_bound(channels.begin(), channels.end(), channel,
+                             [](const state::v1::ChannelUsage& u, v1::Channel c) { return u.channel() < c; });
+  if (it == channels.end() || it->channel() != channel) {
+    int index = static_cast<int>(it - channels.begin());
+    channels.Add()->set_channel(channel);
+    for (int i = channels.size() - 1; i > index; --i) channels.SwapElements(i, i - 1);
+    it = channels.begin() + index;
+  }
+  it->set_events(it->events() + 1);
+  it->set_last_seen_ms(std::max(it->last_seen_ms(), at));
+}
+
+void MergeDetails(v1::PersonalDetails& into, const v1::PersonalDetails& from) {
+  if (!from.given_name().empty()) into.set_given_name(from.given_name());
+  if (!from.family_name().empty()) into.set_family_name(from.family_name());
+  if (!from.email().empty()) into.set_email(from.email());
+  if (!from.phone().empty()) into.set_phone(from.phone());
+  if (!from.birth_date().empty()) into.set_birth_date(from.birth_date());
+}
+
+}  // namespace
+
+Status CustomerProfileProjection::DoApply(const v1::Envelope& e, const LogPosition& position, StateBatch& state,
+                                          std::vector<OutboxRecord>& /*outbox*/) {
+  const std::string key = ProfileKey(position.partition, e.customer_id());
+  ASSIGN_OR_RETURN(const std::string* stored, state.Find(key));
+  CustomerProfile p;
+  if (stored != nullptr && !p.ParseFromString(*stored)) {
+    return absl::InternalError(absl::StrCat("customer_profile: the stored profile of ", e.customer_id(),
+                                            " does not parse; the store is damaged"));
+  }
+  const int64_t at = Millis(e.occurred_at());
+  if (p.customer_id().empty()) {
+    p.set_customer_id(e.customer_id());
+    p.set_first_seen_ms(at);
+  }
+  p.set_first_seen_ms(std::min(p.first_seen_ms(), at));  // events may arrive a little out of time order
+  p.set_last_seen_ms(std::max(p.last_seen_ms(), at));
+  p.set_events(p.events() + 1);
+  TouchChannel(p, e.channel(), at);
+
+  switch (e.payload_case()) {
+    case v1::Envelope::kCustomerRegistered: {
+      const auto& r = e.customer_registered();
+      p.set_registered_at_ms(at);
+      p.set_kind(r.kind());
+      MergeDetails(*p.mutable_details(), r.details());
+      if (!r.country().empty()) p.set_country(r.country());
+      if (!r.language().empty()) p.set_language(r.language());
+      if (!r.company_id().empty()) p.set_company_id(r.company_id());
+      break;
+    }
+    case v1::Envelope::kProfileUpdated: {
+      const auto& u = e.profile_updated();
+      for (const auto& [name, value] : u.traits()) {
+        if (value.empty()) {
+          p.mutable_traits()->erase(name);
+        } else {
+          (*p.mutable_traits())[name] = value;
+        }
+      }
+      if (u.has_preferences()) {
+        auto* prefs = p.mutable_preferences();
+        if (!u.preferences().seat().empty()) prefs->set_seat(u.preferences().seat());
+        if (!u.preferences().meal().empty()) prefs->set_meal(u.preferences().meal());
+        if (!u.preferences().drink().empty()) prefs->set_drink(u.preferences().drink());
+        for (const auto& [name, value] : u.preferences().other()) (*prefs->mutable_other())[name] = value;
+      }
+      if (u.has_business_role()) {
+        if (u.business_role().level() != v1::ROLE_LEVEL_UNSPECIFIED) {
+          p.mutable_business_role()->set_level(u.business_role().level());
+        }
+        if (u.business_role().function() != v1::ROLE_FUNCTION_UNSPECIFIED) {
+          p.mutable_business_role()->set_function(u.business_role().function());
+        }
+      }
+      MergeDetails(*p.mutable_details(), u.details());
+      break;
+    }
+    case v1::Envelope::kIdentityLinked: {
+      const auto& l = e.identity_linked();
+      bool known = std::any_of(p.identities().begin(), p.identities().end(), [&](const auto& i) {
+        return i.kind() == l.kind() && i.identifier().value() == l.identifier().value();
+      });
+      if (!known) {
+        auto* identity = p.add_identities();
+        identity->set_kind(l.kind());
+        *identity->mutable_identifier() = l.identifier();
+        identity->set_issuer(l.issuer());
+        identity->set_linked_at_ms(at);
+      }
+      state.Put(IdentityKey(position.partition, l.kind(), l.identifier().value()), e.customer_id());
+      break;
+    }
+    case v1::Envelope::kPurchaseCompleted: {
+      const auto& o = e.purchase_completed();
+      ASSIGN_OR_RETURN(int64_t total, events::ToMinorUnits(o.total()));
+      p.set_orders(p.orders() + 1);
+      AddAmount(*p.mutable_revenue(), o.total().currency(), total);
+      if (p.first_order_ms() == 0 || at < p.first_order_ms()) p.set_first_order_ms(at);
+      p.set_last_order_ms(std::max(p.last_order_ms(), at));
+      for (const auto& item : o.items()) {
+        ASSIGN_OR_RETURN(int64_t unit, events::ToMinorUnits(item.unit_price()));
+        AddCategorySpend(p, item.category(), item.unit_price().currency(), unit * item.quantity());
+      }
+      break;
+    }
+    case v1::Envelope::kRefundIssued: {
+      ASSIGN_OR_RETURN(int64_t amount, events::ToMinorUnits(e.refund_issued().amount()));
+      p.set_refunds(p.refunds() + 1);
+      AddAmount(*p.mutable_refunded(), e.refund_issued().amount().currency(), amount);
+      break;
+    }
+    case v1::Envelope::kReviewSubmitted:
+      p.set_reviews(p.reviews() + 1);
+      p.set_review_rating_sum(p.review_rating_sum() + e.review_submitted().rating());
+      break;
+    case v1::Envelope::kServiceRated:
+      if (at >= p.last_service_rating_ms()) {
+        p.set_last_service_rating(e.service_rated().satisfaction());
+        p.set_last_service_rating_ms(at);
+      }
+      break;
+    case v1::Envelope::kSurveyAnswered:
+      if (!p.has_nps() || at >= p.last_nps_ms()) {
+        p.set_has_nps(true);
+        p.set_last_nps(e.survey_answered().nps_score());
+        p.set_last_nps_ms(at);
+      }
+      break;
+    case v1::Envelope::kComplaintOpened: {
+      const auto& c = e.complaint_opened();
+      p.set_complaints_opened(p.complaints_opened() + 1);
+      auto* open = p.add_open_complaints();
+      open->set_case_id(c.case_id());
+      open->set_category(c.category());
+      open->set_severity(c.severity());
+      open->set_opened_at_ms(at);
+      break;
+    }
+    case v1::Envelope::kComplaintResolved: {
+      auto& open = *p.mutable_open_complaints();
+      auto it = std::find_if(open.begin(), open.end(),
+                             [&](const auto& c) { return c.case_id() == e.complaint_resolved().case_id(); });
+      if (it != open.end()) {
+        open.erase(it);
+        p.set_complaints_resolved(p.complaints_resolved() + 1);
+      }
+      break;
+    }
+    case v1::Envelope::kInteraction:
+      p.set_interactions(p.interactions() + 1);
+      break;
+    case v1::Envelope::kLoyaltyActivity: {
+      const auto& l = e.loyalty_activity();
+      switch (l.action()) {
+        case v1::LOYALTY_ACTION_POINTS_EARNED:
+          p.set_loyalty_points(p.loyalty_points() + l.points());
+          break;
+        case v1::LOYALTY_ACTION_POINTS_REDEEMED:
+        case v1::LOYALTY_ACTION_POINTS_EXPIRED:
+          p.set_loyalty_points(p.loyalty_points() - l.points());
+          break;
+        case v1::LOYALTY_ACTION_TIER_CHANGED:
+          p.set_loyalty_tier(l.tier());
+          break;
+        default:
+          break;
+      }
+      break;
+    }
+    case v1::Envelope::kCampaignTouched:
+      p.set_campaign_touches(p.campaign_touches() + 1);
+      break;
+    case v1::Envelope::kConsentChanged: {
+      const auto& c = e.consent_changed();
+      auto& consents = *p.mutable_consents();
+      auto it =
+          std::lower_bound(consents.begin(), consents.end(), c.purpose(),
+                           [](const state::v1::ConsentState& s, v1::ConsentPurpose x) { return s.purpose() < x; });
+      if (it == consents.end() || it->purpose() != c.purpose()) {
+        int index = static_cast<int>(it - consents.begin());
+        consents.Add()->set_purpose(c.purpose());
+        for (int i = consents.size() - 1; i > index; --i) consents.SwapElements(i, i - 1);
+        it = consents.begin() + index;
+      }
+      if (at >= it->changed_at_ms()) {
+        it->set_status(c.status());
+        it->set_changed_at_ms(at);
+      }
+      break;
+    }
+    case v1::Envelope::PAYLOAD_NOT_SET:
+      break;
+  }
+  std::string bytes = events::EncodeDeterministic(p);
+  state.Put(key, std::move(bytes));
+  return absl::OkStatus();
+}
+
+CustomerProfileView::CustomerProfileView(ProjectionStore& store)
+    : store_(store), family_(store.family(CustomerProfileProjection().Family())) {}
+
+Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::string& customer_id, int32_t partition) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
+  auto bytes = store_.Get(family_, ProfileKey(partition, customer_id));
+  if (!bytes.ok()) {
+    if (bytes.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(absl::StrCat("no customer ", customer_id));
+    }
+    return bytes.status();
+  }
+  CustomerProfile profile;
+  if (!profile.ParseFromString(*bytes)) return absl::InternalError("a stored profile does not parse");
+  return profile;
+}
+
+Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std::string& value,
+                                                int32_t partition_count) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
+  // The index entry sits in the customer's partition, which the identity
+  // does not tell: look in each.
+  for (int32_t partition = 0; partition < partition_count; ++partition) {
+    auto customer = store_.Get(family_, IdentityKey(partition, kind, value));
+    if (customer.ok()) return customer;
+    if (customer.status().code() != absl::StatusCode::kNotFound) return customer.status();
+  }
+  return absl::NotFoundError(absl::StrCat("no customer has ", v1::IdentityKind_Name(kind), " ", value));
+}
+
+std::string CustomerProfileView::ToJson(const state::v1::CustomerProfile& p) {
+  namespace pb = google::protobuf;
+  auto time = [](int64_t ms) {
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+  };
+  auto money = [](const std::string& currency, int64_t minor) {
+    int digits = events::CurrencyMinorDigits(currency).value_or(2);
+    if (digits == 0) return absl::StrCat(minor);
+    int64_t scale = 1;
+    for (int i = 0; i < digits; ++i) scale *= 10;
+    return absl::StrFormat("%s%d.%0*d", minor < 0 ? "-" : "", std::abs(minor) / scale, digits, std::abs(minor) % scale);
+  };
+  pb::Struct out;
+  auto& f = *out.mutable_fields();
+  auto str = [](const std::string& s) {
+    pb::Value v;
+    v.set_string_value(s);
+    return v;
+  };
+  auto num = [](double d) {
+    pb::Value v;
+    v.set_number_value(d);
+    return v;
+  };
+  f["customer_id"] = str(p.customer_id());
+  f["first_seen"] = str(time(p.first_seen_ms()));
+  f["last_seen"] = str(time(p.last_seen_ms()));
+  if (p.registered_at_ms() != 0) f["registered_at"] = str(time(p.registered_at_ms()));
+  f["kind"] = str(v1::CustomerKind_Name(p.kind()));
+  auto message_value = [](const pb::Message& m) {
+    pb::Value v;
+    (void)pb::util::JsonStringToMessage(events::ToJsonDeterministic(m), &v);
+    return v;
+  };
+  f["details"] = message_value(p.details());
+  if (!p.country().empty()) f["country"] = str(p.country());
+  if (!p.language().empty()) f["language"] = str(p.language());
+  if (!p.company_id().empty()) f["company_id"] = str(p.company_id());
+  pb::Value traits;
+  for (const auto& [k, v] : p.traits()) (*traits.mutable_struct_value()->mutable_fields())[k] = str(v);
+  if (!p.traits().empty()) f["traits"] = traits;
+  f["preferences"] = message_value(p.preferences());
+  if (p.has_business_role()) {
+    pb::Value role;
+    auto& r = *role.mutable_struct_value()->mutable_fields();
+    r["level"] = str(v1::RoleLevel_Name(p.business_role().level()));
+    r["function"] = str(v1::RoleFunction_Name(p.business_role().function()));
+    f["business_role"] = role;
+  }
+  pb::Value identities;
+  for (const auto& i : p.identities()) {
+    pb::Value item;
+    auto& x = *item.mutable_struct_value()->mutable_fields();
+    x["kind"] = str(v1::IdentityKind_Name(i.kind()));
+    x["value"] = str(i.identifier().value());
+    if (!i.issuer().empty()) x["issuer"] = str(i.issuer());
+    x["linked_at"] = str(time(i.linked_at_ms()));
+    *identities.mutable_list_value()->add_values() = item;
+  }
+  identities.mutable_list_value();
+  f["identities"] = identities;
+  pb::Value channels;
+  for (const auto& c : p.channels()) {
+    pb::Value item;
+    auto& x = *item.mutable_struct_value()->mutable_fields();
+    x["events"] = num(static_cast<double>(c.events()));
+    x["last_seen"] = str(time(c.last_seen_ms()));
+    (*channels.mutable_struct_value()->mutable_fields())[v1::Channel_Name(c.channel())] = item;
+  }
+  f["channels"] = channels;
+  pb::Value orders;
+  auto& o = *orders.mutable_struct_value()->mutable_fields();
+  o["count"] = num(static_cast<double>(p.orders()));
+  if (p.orders() > 0) {
+    o["first"] = str(time(p.first_order_ms()));
+    o["last"] = str(time(p.last_order_ms()));
+  }
+  pb::Value revenue, average;
+  for (const auto& r : p.revenue()) {
+    (*revenue.mutable_struct_value()->mutable_fields())[r.currency()] = str(money(r.currency(), r.minor_units()));
+  }
+  revenue.mutable_struct_value();
+  o["revenue"] = revenue;
+  o["refunds"] = num(static_cast<double>(p.refunds()));
+  pb::Value refunded;
+  for (const auto& r : p.refunded()) {
+    (*refunded.mutable_struct_value()->mutable_fields())[r.currency()] = str(money(r.currency(), r.minor_units()));
+  }
+  refunded.mutable_struct_value();
+  o["refunded"] = refunded;
+  if (p.orders() > 0 && p.revenue_size() == 1) {
+    o["average_order_value"] = str(money(p.revenue(0).currency(), p.revenue(0).minor_units() / p.orders()));
+  }
+  f["orders"] = orders;
+  pb::Value spend;
+  for (const auto& s : p.category_spend()) {
+    pb::Value& category = (*spend.mutable_struct_value()->mutable_fields())[s.category()];
+    (*category.mutable_struct_value()->mutable_fields())[s.currency()] = str(money(s.currency(), s.minor_units()));
+  }
+  spend.mutable_struct_value();
+  f["spend_by_category"] = spend;
+  pb::Value loyalty;
+  auto& l = *loyalty.mutable_struct_value()->mutable_fields();
+  l["points"] = num(static_cast<double>(p.loyalty_points()));
+  if (!p.loyalty_tier().empty()) l["tier"] = str(p.loyalty_tier());
+  f["loyalty"] = loyalty;
+  pb::Value complaints;
+  for (const auto& c : p.open_complaints()) {
+    pb::Value item;
+    auto& x = *item.mutable_struct_value()->mutable_fields();
+    x["case_id"] = str(c.case_id());
+    x["category"] = str(v1::ComplaintCategory_Name(c.category()));
+    x["severity"] = str(v1::Severity_Name(c.severity()));
+    x["opened_at"] = str(time(c.opened_at_ms()));
+    *complaints.mutable_list_value()->add_values() = item;
+  }
+  complaints.mutable_list_value();
+  f["open_complaints"] = complaints;
+  f["complaints_opened"] = num(static_cast<double>(p.complaints_opened()));
+  if (p.last_service_rating_ms() != 0) {
+    pb::Value rating;
+    auto& x = *rating.mutable_struct_value()->mutable_fields();
+    x["satisfaction"] = str(v1::Satisfaction_Name(p.last_service_rating()));
+    x["at"] = str(time(p.last_service_rating_ms()));
+    f["last_service_rating"] = rating;
+  }
+  if (p.has_nps()) {
+    pb::Value nps;
+    auto& x = *nps.mutable_struct_value()->mutable_fields();
+    x["score"] = num(p.last_nps());
+    x["at"] = str(time(p.last_nps_ms()));
+    f["last_nps"] = nps;
+  }
+  pb::Value reviews;
+  auto& rv = *reviews.mutable_struct_value()->mutable_fields();
+  rv["count"] = num(static_cast<double>(p.reviews()));
+  if (p.reviews() > 0)
+    rv["mean_rating"] = num(static_cast<double>(p.review_rating_sum()) / static_cast<double>(p.reviews()));
+  f["reviews"] = reviews;
+  pb::Value consents;
+  for (const auto& c : p.consents()) {
+    (*consents.mutable_struct_value()->mutable_fields())[v1::ConsentPurpose_Name(c.purpose())] =
+        str(v1::ConsentStatus_Name(c.status()));
+  }
+  consents.mutable_struct_value();
+  f["consents"] = consents;
+  f["interactions"] = num(static_cast<double>(p.interactions()));
+  f["campaign_touches"] = num(static_cast<double>(p.campaign_touches()));
+  f["events"] = num(static_cast<double>(p.events()));
+  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+}
+
+}  // namespace rapport::projections

@@ -1,0 +1,134 @@
+#include "rapport/projections/store.h"
+
+#include <openssl/evp.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "rapport/projections/keys.h"
+
+namespace rapport::projections {
+
+Status StoreStatus(const rocksdb::Status& status, std::string_view context) {
+  if (status.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat(std::string(context), ": ", status.ToString());
+  if (status.IsNotFound()) return absl::NotFoundError(message);
+  if (status.IsBusy() || status.IsTryAgain() || status.IsTimedOut()) return absl::UnavailableError(message);
+  if (status.IsInvalidArgument()) return absl::InvalidArgumentError(message);
+  return absl::InternalError(message);
+}
+
+Result<std::unique_ptr<ProjectionStore>> ProjectionStore::Open(const StoreOptions& options,
+                                                               const std::vector<std::string>& families) {
+  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = !options.read_only;
+  db_options.create_missing_column_families = !options.read_only;
+  db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes, cache);
+  db_options.max_background_jobs = 2;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_options.keep_log_file_num = 3;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.cache_index_and_filter_blocks = true;
+  rocksdb::ColumnFamilyOptions family_options;
+  family_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  family_options.compression = rocksdb::kLZ4Compression;
+
+  std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName};
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(db_options, options.path.string(), &existing).ok()) {
+    for (const auto& name : existing) {
+      if (name != rocksdb::kDefaultColumnFamilyName) names.push_back(name);
+    }
+  } else if (options.read_only) {
+    return absl::NotFoundError(absl::StrCat("no rapport store at ", options.path.string()));
+  }
+  for (const auto& name : families) {
+    if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+    if (options.read_only) {
+      return absl::NotFoundError(absl::StrCat("the store at ", options.path.string(), " has no ", name,
+                                              " (has it run with that projection?)"));
+    }
+    names.push_back(name);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) descriptors.emplace_back(name, family_options);
+
+  std::unique_ptr<ProjectionStore> store(new ProjectionStore());
+  store->read_only_ = options.read_only;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status status =
+      options.read_only ? rocksdb::DB::OpenForReadOnly(db_options, options.path.string(), descriptors, &handles, &db)
+                        : rocksdb::DB::Open(db_options, options.path.string(), descriptors, &handles, &db);
+  if (!status.ok()) {
+    if (status.IsIOError() && status.ToString().find("lock") != std::string::npos) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the store at ", options.path.string(),
+                       " is in use by another rapport process; query it with --read-only tools, or stop that process"));
+    }
+    return StoreStatus(status, absl::StrCat("opening the store at ", options.path.string()));
+  }
+  store->db_.reset(db);
+  for (size_t i = 0; i < handles.size(); ++i) store->families_[names[i]] = handles[i];
+  return store;
+}
+
+ProjectionStore::~ProjectionStore() {
+  for (auto& [name, handle] : families_) db_->DestroyColumnFamilyHandle(handle);
+  families_.clear();
+  if (db_ && !read_only_) db_->Close().PermitUncheckedError();
+}
+
+rocksdb::ColumnFamilyHandle* ProjectionStore::family(const std::string& name) const {
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> ProjectionStore::family_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, handle] : families_) names.push_back(name);
+  return names;
+}
+
+Status ProjectionStore::Write(rocksdb::WriteBatch& batch) {
+  rocksdb::WriteOptions options;  // WAL on; a process crash loses nothing written
+  return StoreStatus(db_->Write(options, &batch), "writing a batch");
+}
+
+Result<std::string> ProjectionStore::Get(rocksdb::ColumnFamilyHandle* family, std::string_view key) {
+  std::string value;
+  rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), family, rocksdb::Slice(key.data(), key.size()), &value);
+  if (status.IsNotFound()) return absl::NotFoundError("no such key");
+  RETURN_IF_ERROR(StoreStatus(status, "reading"));
+  return value;
+}
+
+Result<std::string> ProjectionStore::Digest(const std::string& name) {
+  rocksdb::ColumnFamilyHandle* handle = family(name);
+  if (handle == nullptr) return absl::NotFoundError(absl::StrCat("the store has no ", name));
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle));
+  auto add = [&](const rocksdb::Slice& s) {
+    std::string size;  // length-prefixed, so ("ab","c") and ("a","bc") differ
+    AppendU64(size, s.size());
+    EVP_DigestUpdate(sha.get(), size.data(), size.size());
+    EVP_DigestUpdate(sha.get(), s.data(), s.size());
+  };
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    add(it->key());
+    add(it->value());
+  }
+  RETURN_IF_ERROR(StoreStatus(it->status(), absl::StrCat("reading ", name)));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(sha.get(), digest, &length);
+  return absl::BytesToHexString(std::string(reinterpret_cast<const char*>(digest), length));
+}
+
+}  // namespace rapport::projections

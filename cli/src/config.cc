@@ -116,6 +116,9 @@ void ApplyEnvironment(const Environment& env, Config& config) {
   if (auto it = env.find("RAPPORT_BROKERS"); it != env.end() && !it->second.empty()) {
     config.kafka.brokers = it->second;
   }
+  if (auto it = env.find("RAPPORT_DATA_DIR"); it != env.end() && !it->second.empty()) {
+    config.store.data_dir = it->second;
+  }
   if (auto it = env.find("RAPPORT_LOG_LEVEL"); it != env.end() && !it->second.empty()) {
     config.log_level = it->second;
   }
@@ -171,6 +174,13 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   c.publish.limits.max_json_bytes = static_cast<size_t>(max_line_bytes);
   c.publish.limits.max_future_skew = absl::Seconds(max_future_skew_s);
 
+  RETURN_IF_ERROR(r.Read("store.data_dir", c.store.data_dir));
+  RETURN_IF_ERROR(r.ReadPositive("store.block_cache_bytes", c.store.block_cache_bytes));
+  RETURN_IF_ERROR(r.ReadPositive("store.write_buffer_bytes", c.store.write_buffer_bytes));
+  RETURN_IF_ERROR(r.Read("run.group_id", c.run.group_id));
+  RETURN_IF_ERROR(r.ReadPositive("run.max_batch", c.run.max_batch));
+  RETURN_IF_ERROR(r.ReadPositive("run.batch_wait_ms", c.run.batch_wait_ms));
+  RETURN_IF_ERROR(r.ReadPositive("run.dedup_window", c.run.dedup_window));
   RETURN_IF_ERROR(r.Read("log.level", c.log_level));
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   for (int32_t partitions : {c.topics.events_partitions, c.topics.dead_letter_partitions, c.topics.alerts_partitions}) {

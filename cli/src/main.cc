@@ -11,6 +11,7 @@
 #include "rapport/cli/config.h"
 #include "rapport/cli/publish.h"
 #include "rapport/cli/simulate_command.h"
+#include "rapport/cli/store_commands.h"
 #include "rapport/cli/tail_command.h"
 #include "rapport/cli/topics_command.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -102,6 +103,29 @@ int main(int argc, char** argv) {
       "Customers buy by the BG/NBD process: rate lambda ~ Gamma(r, alpha) per day, dropout after each repeat\n"
       "purchase with probability p ~ Beta(a, b). One of --out or --publish is required.");
 
+  std::string data_dir;
+  rapport::cli::RunArgs run_args;
+  auto* run = app.add_subcommand("run", "Fold the events topic into the projections (RocksDB), exactly once");
+  run->add_option("--data-dir", data_dir, "Projection store directory (default: [store] data_dir, $RAPPORT_DATA_DIR)");
+  run->add_flag("--until-caught-up", run_args.until_caught_up,
+                "Stop once the log as it was at start is applied (default: run until Ctrl-C)");
+  run->footer("Stop with Ctrl-C or SIGTERM: the current batch completes. Restarting resumes where the store is.");
+
+  auto* digest = app.add_subcommand("digest", "Print a digest of each projection's state: NAME HEX");
+  digest->add_option("--data-dir", data_dir, "Projection store directory");
+
+  rapport::cli::QueryArgs query_args;
+  auto* query = app.add_subcommand("query", "Read a projection as JSON (works beside a running `rapport run`)");
+  query->add_option("--data-dir", data_dir, "Projection store directory");
+  auto* profile = query->add_subcommand("profile", "A customer's total view");
+  profile->add_option("customer_id", query_args.id, "Customer id")->required();
+  auto* lookup = query->add_subcommand("lookup", "The customer an identity belongs to, and their total view");
+  lookup->add_option("kind", query_args.identity_kind, "email, phone, card, device or external")
+      ->required()
+      ->check(CLI::IsMember({"email", "phone", "card", "device", "external"}));
+  lookup->add_option("value", query_args.id, "The identity's value")->required();
+  query->require_subcommand(1);
+
   // Extra words at the top level are reported below as an unknown command;
   // subcommands (created above) keep rejecting unknown options themselves.
   app.allow_extras();
@@ -149,7 +173,14 @@ int main(int argc, char** argv) {
     }
     return rapport::cli::RunPublish(*config, publish_args, in, std::cout, std::cerr, g_stop);
   }
+  if (!data_dir.empty()) config->store.data_dir = data_dir;
   if (*ensure) return rapport::cli::RunTopicsEnsure(*config, std::cout, std::cerr);
+  if (*run) return rapport::cli::RunProjections(*config, run_args, std::cout, std::cerr, g_stop);
+  if (*digest) return rapport::cli::RunDigest(*config, std::cout, std::cerr);
+  if (*query) {
+    query_args.what = *profile ? "profile" : "lookup";
+    return rapport::cli::RunQuery(*config, query_args, std::cout, std::cerr);
+  }
   if (*simulate) {
     if (simulate_args.out.empty() && !simulate_args.publish) {
       std::cerr << "simulate: say where the events go: --out FILE (or - for standard output) or --publish\n";

@@ -30,6 +30,19 @@ struct PublishConfig {
   events::AdmissionLimits limits;
 };
 
+struct StoreConfig {
+  std::string data_dir = ".run/data";        // RocksDB directory of the projections
+  int64_t block_cache_bytes = 256ll << 20;   // shared by every projection
+  int64_t write_buffer_bytes = 128ll << 20;  // charged to the block cache
+};
+
+struct RunConfig {
+  std::string group_id = "rapport";
+  int64_t max_batch = 5000;
+  int64_t batch_wait_ms = 50;
+  int64_t dedup_window = 100000;  // event ids remembered per partition
+};
+
 // Everything the rapport binary is configured with. Sources, later ones
 // winning: built-in defaults, the TOML file, RAPPORT_* environment variables,
 // command-line flags (applied by the caller).
@@ -37,6 +50,8 @@ struct Config {
   producers::KafkaSettings kafka;
   TopicsConfig topics;
   PublishConfig publish;
+  StoreConfig store;
+  RunConfig run;
   std::string log_level = "info";
   std::optional<std::filesystem::path> file;  // where it was read from, if anywhere
 };

@@ -1,0 +1,117 @@
+#include "rapport/cli/store_commands.h"
+
+#include <ostream>
+
+#include "fmt/format.h"
+#include "rapport/consumers/projection_runner.h"
+#include "rapport/producers/partitioner.h"
+#include "rapport/projections/customer_profile.h"
+#include "rapport/projections/registry.h"
+
+namespace rapport::cli {
+namespace {
+
+projections::StoreOptions StoreOptionsFrom(const Config& config, bool read_only) {
+  return {.path = config.store.data_dir,
+          .read_only = read_only,
+          .block_cache_bytes = static_cast<size_t>(config.store.block_cache_bytes),
+          .write_buffer_bytes = static_cast<size_t>(config.store.write_buffer_bytes)};
+}
+
+}  // namespace
+
+int RunProjections(const Config& config, const RunArgs& args, std::ostream& out, std::ostream& err,
+                   const std::atomic<bool>& stop) {
+  projections::ProjectionRegistry registry;
+  projections::RegisterProjections(registry);
+  std::vector<std::string> families = registry.families();
+  families.push_back(consumers::ProjectionRunner::kFamily);
+  auto store = projections::ProjectionStore::Open(StoreOptionsFrom(config, false), families);
+  if (!store.ok()) {
+    err << "run: " << store.status().message() << "\n";
+    return 2;
+  }
+  consumers::RunnerOptions options{.kafka = config.kafka,
+                                   .group_id = config.run.group_id,
+                                   .topic = config.topics.events,
+                                   .dead_letter_topic = config.topics.dead_letter,
+                                   .alerts_topic = config.topics.alerts,
+                                   .max_batch = static_cast<size_t>(config.run.max_batch),
+                                   .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
+                                   .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
+                                   .stop_when_caught_up = args.until_caught_up};
+  auto runner = consumers::ProjectionRunner::Create(options, **store, registry.all());
+  if (!runner.ok()) {
+    err << "run: " << runner.status().message() << "\n";
+    return 2;
+  }
+  Status status = (*runner)->Run(stop);
+  const auto& stats = (*runner)->stats();
+  out << fmt::format("run: {} events applied, {} duplicates skipped, {} dead-lettered in {} batches\n", stats.applied,
+                     stats.duplicates, stats.dead_lettered, stats.batches);
+  if (!status.ok()) {
+    err << "run: " << status.message() << "\n";
+    return 2;
+  }
+  return 0;
+}
+
+int RunDigest(const Config& config, std::ostream& out, std::ostream& err) {
+  projections::ProjectionRegistry registry;
+  projections::RegisterProjections(registry);
+  auto store = projections::ProjectionStore::Open(StoreOptionsFrom(config, true), registry.families());
+  if (!store.ok()) {
+    err << "digest: " << store.status().message() << "\n";
+    return 2;
+  }
+  for (const auto* projection : registry.all()) {
+    auto digest = (*store)->Digest(projection->Family());
+    if (!digest.ok()) {
+      err << "digest: " << digest.status().message() << "\n";
+      return 2;
+    }
+    out << projection->Name() << " " << *digest << "\n";
+  }
+  return 0;
+}
+
+int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std::ostream& err) {
+  projections::ProjectionRegistry registry;
+  projections::RegisterProjections(registry);
+  std::vector<std::string> families = registry.families();
+  families.push_back(consumers::ProjectionRunner::kFamily);
+  auto store = projections::ProjectionStore::Open(StoreOptionsFrom(config, true), families);
+  if (!store.ok()) {
+    err << "query: " << store.status().message() << "\n";
+    return 2;
+  }
+  auto partitions = consumers::StoredPartitionCount(**store, config.topics.events);
+  if (!partitions.ok()) {
+    err << "query: " << partitions.status().message() << "\n";
+    return 2;
+  }
+  projections::CustomerProfileView view(**store);
+  std::string customer_id = args.id;
+  if (args.what == "lookup") {
+    static const std::map<std::string, v1::IdentityKind> kKinds = {{"email", v1::IDENTITY_KIND_EMAIL},
+                                                                   {"phone", v1::IDENTITY_KIND_PHONE},
+                                                                   {"card", v1::IDENTITY_KIND_LOYALTY_CARD},
+                                                                   {"device", v1::IDENTITY_KIND_DEVICE},
+                                                                   {"external", v1::IDENTITY_KIND_EXTERNAL_ID}};
+    auto found = view.Lookup(kKinds.at(args.identity_kind), args.id, *partitions);
+    if (!found.ok()) {
+      err << "query: " << found.status().message() << "\n";
+      return found.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
+    }
+    customer_id = *found;
+  }
+  auto profile = view.Profile(customer_id, producers::PartitionForKey(customer_id, *partitions));
+  if (!profile.ok()) {
+    err << "query: " << profile.status().message() << "\n";
+    return profile.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
+  }
+  out << projections::CustomerProfileView::ToJson(*profile) << "\n";
+  return 0;
+}
+
+}  // namespace rapport::cli

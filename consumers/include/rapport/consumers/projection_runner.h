@@ -1,0 +1,86 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rapport/events/status.h"
+#include "rapport/producers/kafka_client.h"
+#include "rapport/projections/projection.h"
+#include "rapport/projections/store.h"
+
+namespace rapport::consumers {
+
+struct RunnerOptions {
+  producers::KafkaSettings kafka;
+  std::string group_id = "rapport";
+  std::string topic = "cx.events";
+  std::string dead_letter_topic = "cx.events.dlq";
+  std::string alerts_topic = "cx.alerts";
+  size_t max_batch = 5000;                   // records per batch (one RocksDB write)
+  std::chrono::milliseconds batch_wait{50};  // how long a batch waits to fill
+  uint32_t dedup_window = 100000;            // event ids remembered per partition
+  // Stop once every partition has reached the end it had when the run
+  // started (for catching up, tests and benchmarks); otherwise run until stopped.
+  bool stop_when_caught_up = false;
+};
+
+struct RunnerStats {
+  uint64_t batches = 0;
+  uint64_t applied = 0;        // events folded into the projections
+  uint64_t duplicates = 0;     // events skipped because their id was seen in the window
+  uint64_t dead_lettered = 0;  // records sent to the dead-letter topic
+};
+
+// Folds cx.events into projections, exactly once.
+//
+// Each batch of records is applied to every projection and written to RocksDB
+// in one WriteBatch together with the next offset of each partition, the
+// de-duplication window, and the outbox of records to send (dead letters,
+// alerts). On start and on every partition assignment the consumer seeks to
+// the offsets stored in RocksDB, never to Kafka's committed offsets (those are
+// committed only for lag tools). A crash at any moment therefore neither loses
+// nor repeats an event: what was written is complete, and what was not is read
+// again. The outbox is relayed after each write by an idempotent producer; on
+// start the relay learns from the target topics what they already hold, so no
+// outbox record is sent twice.
+//
+// Records that do not decode, lack a key, or fail validation (judged against
+// their own recorded_at, so a replay judges them the same way) go to the
+// dead-letter topic with the reason and origin in headers; the run goes on.
+//
+// Threading: Run is called from one thread; projections are applied there.
+class ProjectionRunner {
+ public:
+  static Result<std::unique_ptr<ProjectionRunner>> Create(RunnerOptions options, projections::ProjectionStore& store,
+                                                          std::vector<projections::Projection*> projections);
+  ~ProjectionRunner();
+
+  // Runs until `stop` is set (SIGINT/SIGTERM: the current batch completes),
+  // until caught up when so configured, or until a projection or the store
+  // fails. The broker going away is waited for, with log lines.
+  Status Run(const std::atomic<bool>& stop);
+
+  const RunnerStats& stats() const;
+
+  // The runner family's name in the store.
+  static constexpr const char* kFamily = "runner";
+
+ private:
+  struct Impl;
+  explicit ProjectionRunner(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads what the runner stored: the next offset of each partition (for
+// status and for `rapport query` to know the partition count).
+Result<std::map<int32_t, int64_t>> StoredOffsets(projections::ProjectionStore& store, const std::string& topic);
+
+// The partition count of `topic` when the runner last started.
+Result<int32_t> StoredPartitionCount(projections::ProjectionStore& store, const std::string& topic);
+
+}  // namespace rapport::consumers

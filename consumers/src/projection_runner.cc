@@ -1,0 +1,581 @@
+#include "rapport/consumers/projection_runner.h"
+
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "rapport/events/codec.h"
+#include "rapport/events/logging.h"
+#include "rapport/events/validation.h"
+#include "rapport/producers/partitioner.h"
+#include "rapport/projections/keys.h"
+#include "rapport/state/v1/runner.pb.h"
+
+namespace rapport::consumers {
+namespace {
+
+using projections::AppendU32;
+using projections::AppendU64;
+using projections::ReadU64;
+using projections::StateBatch;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kOutboxSeqHeader[] = "rapport-outbox-seq";
+
+// Keys of the runner family.
+std::string OffsetKey(const std::string& topic, int32_t partition) {
+  std::string key = "o" + topic;
+  key.push_back('\0');
+  AppendU32(key, static_cast<uint32_t>(partition));
+  return key;
+}
+std::string DedupKey(int32_t partition, char kind) {
+  std::string key = "d";
+  AppendU32(key, static_cast<uint32_t>(partition));
+  key.push_back(kind);
+  return key;
+}
+std::string OutboxKey(uint64_t seq) {
+  std::string key = "x";
+  AppendU64(key, seq);
+  return key;
+}
+const std::string kOutboxNextKey = "n";
+std::string PartitionCountKey(const std::string& topic) { return "c" + topic; }
+
+std::string U64(uint64_t value) {
+  std::string out;
+  AppendU64(out, value);
+  return out;
+}
+
+int64_t Millis(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
+
+}  // namespace
+
+struct ProjectionRunner::Impl {
+  Impl(RunnerOptions o, projections::ProjectionStore& s, std::vector<projections::Projection*> p)
+      : options(std::move(o)), store(s), projections(std::move(p)), log(ModuleLogger("consumers")) {}
+
+  RunnerOptions options;
+  projections::ProjectionStore& store;
+  std::vector<projections::Projection*> projections;
+  std::vector<rocksdb::ColumnFamilyHandle*> families;
+  rocksdb::ColumnFamilyHandle* runner_family = nullptr;
+  std::shared_ptr<spdlog::logger> log;
+
+  producers::KafkaHandle consumer;
+  rd_kafka_queue_t* queue = nullptr;
+  int32_t partition_count = 0;
+  std::map<int32_t, int64_t> next_offset;  // mirrors what is stored
+  std::set<int32_t> assigned;
+  std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started
+  RunnerStats stats;
+
+  // The outbox relay.
+  producers::KafkaHandle relay;
+  std::map<std::string, int32_t> target_partitions;
+  uint64_t next_outbox_seq = 0;
+  std::vector<uint64_t> delivered;  // outbox entries the broker acknowledged; deleted in the next write
+  uint64_t relay_failures = 0;
+
+  Status Init();
+  Status ResumeOutbox();
+  Result<int32_t> TargetPartitions(const std::string& topic);
+  Status Relay(uint64_t seq, const state::v1::OutboxEntry& entry);
+  Status ProcessBatch(rd_kafka_message_t** messages, size_t count);
+  void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  bool CaughtUp() const;
+  void CommitAdvisory();
+};
+
+Result<int32_t> ProjectionRunner::Impl::TargetPartitions(const std::string& topic) {
+  auto it = target_partitions.find(topic);
+  if (it != target_partitions.end()) return it->second;
+  ASSIGN_OR_RETURN(int32_t count, producers::TopicPartitionCount(relay.get(), options.kafka, topic));
+  target_partitions[topic] = count;
+  return count;
+}
+
+Status ProjectionRunner::Impl::Init() {
+  for (auto* projection : projections) {
+    auto* family = store.family(projection->Family());
+    if (family == nullptr)
+      return absl::InternalError(absl::StrCat("the store was opened without ", projection->Family()));
+    families.push_back(family);
+  }
+  runner_family = store.family(kFamily);
+  if (runner_family == nullptr) return absl::InternalError("the store was opened without the runner family");
+
+  // The relay: idempotent, and it never gives up on a record (a broker
+  // outage is waited out; the outbox keeps the record meanwhile).
+  ASSIGN_OR_RETURN(
+      producers::KafkaConf relay_conf,
+      producers::BuildKafkaConf(options.kafka, {{"enable.idempotence", "true", "no duplicates from retries"},
+                                                {"acks", "all", "durable relay"},
+                                                {"message.timeout.ms", "0", "the relay never gives up"}}));
+  rd_kafka_conf_set_opaque(relay_conf.get(), this);
+  rd_kafka_conf_set_dr_msg_cb(relay_conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    uint64_t seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(m->_private));
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      self->delivered.push_back(seq);
+    } else {
+      ++self->relay_failures;  // stays in the outbox; resent on the next start
+      self->log->error("outbox record {} to {} not delivered: {}", seq, rd_kafka_topic_name(m->rkt),
+                       rd_kafka_err2str(m->err));
+    }
+  });
+  ASSIGN_OR_RETURN(relay, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(relay_conf)));
+
+  ASSIGN_OR_RETURN(producers::KafkaConf conf,
+                   producers::BuildKafkaConf(
+                       options.kafka, {{"group.id", options.group_id, "set it with [run] group_id"},
+                                       {"enable.auto.commit", "false", "offsets live in RocksDB"},
+                                       {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
+                                       {"partition.assignment.strategy", "cooperative-sticky",
+                                        "rebalances must not stop every partition"},
+                                       {"auto.offset.reset", "earliest", "a new store starts from the beginning"},
+                                       {"enable.partition.eof", "true", "the runner must see where partitions end"}}));
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  rd_kafka_conf_set_rebalance_cb(
+      conf.get(), [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+        static_cast<Impl*>(opaque)->OnRebalance(err, partitions);
+      });
+  rd_kafka_conf_set_error_cb(conf.get(), [](rd_kafka_t*, int err, const char* reason, void* opaque) {
+    static_cast<Impl*>(opaque)->log->warn("Kafka: {} ({}); waiting for the cluster",
+                                          rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)), reason);
+  });
+  ASSIGN_OR_RETURN(consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(partition_count, producers::TopicPartitionCount(consumer.get(), options.kafka, options.topic));
+
+  // Queries need the partition count to find a customer's partition.
+  {
+    std::string count;
+    AppendU32(count, static_cast<uint32_t>(partition_count));
+    rocksdb::WriteBatch batch;
+    batch.Put(runner_family, PartitionCountKey(options.topic), count).PermitUncheckedError();
+    RETURN_IF_ERROR(store.Write(batch));
+  }
+  // What is stored: offsets and the outbox sequence.
+  for (int32_t p = 0; p < partition_count; ++p) {
+    auto stored = store.Get(runner_family, OffsetKey(options.topic, p));
+    if (stored.ok()) {
+      next_offset[p] = static_cast<int64_t>(ReadU64(*stored));
+    } else if (stored.status().code() != absl::StatusCode::kNotFound) {
+      return stored.status();
+    }
+  }
+  auto next_seq = store.Get(runner_family, kOutboxNextKey);
+  if (next_seq.ok()) next_outbox_seq = ReadU64(*next_seq);
+  RETURN_IF_ERROR(ResumeOutbox());
+
+  if (options.stop_when_caught_up) {
+    for (int32_t p = 0; p < partition_count; ++p) {
+      int64_t low = 0, high = 0;
+      rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high,
+                                                                 static_cast<int>(options.kafka.timeout.count()));
+      if (err) return producers::KafkaStatus(err, absl::StrCat("reading the end of ", options.topic));
+      caught_up_at[p] = high;
+    }
+  }
+  rd_kafka_poll_set_consumer(consumer.get());
+  queue = rd_kafka_queue_get_consumer(consumer.get());
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, options.topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (err) return producers::KafkaStatus(err, absl::StrCat("subscribing to ", options.topic));
+  log->info("consuming {} ({} partitions) as group {} into {} projections", options.topic, partition_count,
+            options.group_id, projections.size());
+  return absl::OkStatus();
+}
+
+// Sends what the outbox still holds, except what the target topics already
+// have: the relay produces in sequence order per partition, so each target
+// partition holds a prefix, whose last sequence number its tail tells.
+Status ProjectionRunner::Impl::ResumeOutbox() {
+  std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> pending;
+  std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), runner_family));
+  for (it->Seek("x"); it->Valid() && it->key().starts_with("x"); it->Next()) {
+    state::v1::OutboxEntry entry;
+    if (!entry.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::InternalError("an outbox entry does not parse; the store is damaged");
+    }
+    pending.emplace_back(ReadU64(std::string_view(it->key().data() + 1, 8)), std::move(entry));
+  }
+  if (pending.empty()) return absl::OkStatus();
+
+  std::map<std::pair<std::string, int32_t>, uint64_t> delivered_up_to;
+  std::set<std::pair<std::string, int32_t>> targets;
+  for (const auto& [seq, entry] : pending) {
+    ASSIGN_OR_RETURN(int32_t partitions, TargetPartitions(entry.topic()));
+    targets.insert({entry.topic(), producers::PartitionForKey(entry.key(), partitions)});
+  }
+  ASSIGN_OR_RETURN(producers::KafkaConf conf,
+                   producers::BuildKafkaConf(options.kafka, {{"group.id", "rapport-outbox-resume", "joins no group"},
+                                                             {"enable.auto.commit", "false", "commits nothing"},
+                                                             {"enable.partition.eof", "true", "reads to the end"}}));
+  ASSIGN_OR_RETURN(producers::KafkaHandle reader, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  for (const auto& [topic, partition] : targets) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(reader.get(), topic.c_str(), partition, &low, &high,
+                                                               static_cast<int>(options.kafka.timeout.count()));
+    if (err) return producers::KafkaStatus(err, absl::StrCat("reading the end of ", topic));
+    if (high == low) continue;
+    // The tail: enough records to pass any written by other clients.
+    rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(assignment, topic.c_str(), partition)->offset = std::max(low, high - 1000);
+    rd_kafka_assign(reader.get(), assignment);
+    rd_kafka_topic_partition_list_destroy(assignment);
+    auto deadline = Clock::now() + options.kafka.timeout;
+    for (bool done = false; !done && Clock::now() < deadline;) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(reader.get(), 200);
+      if (m == nullptr) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (m->err == 0 && m->offset + 1 >= high)) done = true;
+      rd_kafka_headers_t* headers = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      if (m->err == 0 && rd_kafka_message_headers(m, &headers) == 0 &&
+          rd_kafka_header_get_last(headers, kOutboxSeqHeader, &value, &size) == 0 && size == 8) {
+        uint64_t seq = ReadU64(std::string_view(static_cast<const char*>(value), size));
+        auto& up_to = delivered_up_to[{topic, partition}];
+        up_to = std::max(up_to, seq + 1);
+      }
+      rd_kafka_message_destroy(m);
+    }
+    rd_kafka_assign(reader.get(), nullptr);
+  }
+  rd_kafka_consumer_close(reader.get());
+
+  size_t resent = 0, already = 0;
+  for (const auto& [seq, entry] : pending) {
+    int32_t partition = producers::PartitionForKey(entry.key(), target_partitions[entry.topic()]);
+    if (seq < delivered_up_to[{entry.topic(), partition}]) {
+      delivered.push_back(seq);
+      ++already;
+    } else {
+      RETURN_IF_ERROR(Relay(seq, entry));
+      ++resent;
+    }
+  }
+  log->info("outbox: {} records were already on their topics, {} sent again", already, resent);
+  return absl::OkStatus();
+}
+
+Status ProjectionRunner::Impl::Relay(uint64_t seq, const state::v1::OutboxEntry& entry) {
+  ASSIGN_OR_RETURN(int32_t partitions, TargetPartitions(entry.topic()));
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(static_cast<size_t>(entry.headers_size()) + 1);
+  for (const auto& h : entry.headers()) {
+    rd_kafka_header_add(headers, h.name().data(), static_cast<ssize_t>(h.name().size()), h.value().data(),
+                        static_cast<ssize_t>(h.value().size()));
+  }
+  std::string seq_bytes = U64(seq);
+  rd_kafka_header_add(headers, kOutboxSeqHeader, -1, seq_bytes.data(), static_cast<ssize_t>(seq_bytes.size()));
+  for (;;) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(relay.get(), RD_KAFKA_V_TOPIC(entry.topic().c_str()),
+                          RD_KAFKA_V_PARTITION(producers::PartitionForKey(entry.key(), partitions)),
+                          RD_KAFKA_V_KEY(const_cast<char*>(entry.key().data()), entry.key().size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(entry.value().data()), entry.value().size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(entry.timestamp_ms()),
+                          RD_KAFKA_V_HEADERS(headers),
+                          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(seq))), RD_KAFKA_V_END);
+#pragma GCC diagnostic pop
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_headers_destroy(headers);
+      return producers::KafkaStatus(err, absl::StrCat("relaying to ", entry.topic()));
+    }
+    rd_kafka_poll(relay.get(), 100);
+  }
+}
+
+void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+  bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer.get())) == "COOPERATIVE";
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    // Start where the store says, not where Kafka's committed offsets say.
+    for (int i = 0; i < partitions->cnt; ++i) {
+      auto& tp = partitions->elems[i];
+      auto stored = next_offset.find(tp.partition);
+      tp.offset = stored == next_offset.end() ? RD_KAFKA_OFFSET_BEGINNING : stored->second;
+      assigned.insert(tp.partition);
+      log->info("assigned {}[{}] from offset {}", tp.topic, tp.partition,
+                stored == next_offset.end() ? std::string("the beginning") : std::to_string(stored->second));
+    }
+    if (cooperative) {
+      rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer.get(), partitions);
+      if (error) {
+        log->error("assigning partitions: {}", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+      }
+    } else {
+      rd_kafka_assign(consumer.get(), partitions);
+    }
+  } else {
+    // Every applied batch is already written, so nothing is lost on revoke.
+    for (int i = 0; i < partitions->cnt; ++i) {
+      assigned.erase(partitions->elems[i].partition);
+      log->info("revoked {}[{}]", partitions->elems[i].topic, partitions->elems[i].partition);
+    }
+    if (cooperative) {
+      rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer.get(), partitions);
+      if (error) rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(consumer.get(), nullptr);
+    }
+  }
+}
+
+bool ProjectionRunner::Impl::CaughtUp() const {
+  if (!options.stop_when_caught_up) return false;
+  for (const auto& [partition, end] : caught_up_at) {
+    auto it = next_offset.find(partition);
+    int64_t at = it == next_offset.end() ? 0 : it->second;
+    if (at < end) return false;
+  }
+  return true;
+}
+
+void ProjectionRunner::Impl::CommitAdvisory() {
+  if (assigned.empty()) return;
+  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
+  for (int32_t p : assigned) {
+    auto it = next_offset.find(p);
+    if (it != next_offset.end())
+      rd_kafka_topic_partition_list_add(offsets, options.topic.c_str(), p)->offset = it->second;
+  }
+  if (offsets->cnt > 0) rd_kafka_commit(consumer.get(), offsets, 1);  // async, advisory: for lag tools only
+  rd_kafka_topic_partition_list_destroy(offsets);
+}
+
+Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_t count) {
+  std::vector<StateBatch> states;
+  for (auto* family : families) states.emplace_back(store, family);
+  StateBatch runner_state(store, runner_family);
+  std::vector<projections::OutboxRecord> produced;
+  std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> outbox;
+  std::map<int32_t, int64_t> advanced;
+  v1::Envelope event;
+
+  auto dead_letter = [&](const rd_kafka_message_t* m, const std::string& stage, const std::string& reason) {
+    state::v1::OutboxEntry entry;
+    std::string origin = absl::StrCat(options.topic, "/", m->partition, "/", m->offset);
+    entry.set_topic(options.dead_letter_topic);
+    entry.set_key(m->key_len > 0 ? std::string(static_cast<const char*>(m->key), m->key_len) : origin);
+    entry.set_value(std::string(static_cast<const char*>(m->payload), m->len));
+    entry.set_timestamp_ms(rd_kafka_message_timestamp(m, nullptr));
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(m, &headers) == 0) {
+      const char* name;
+      const void* value;
+      size_t size;
+      for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i) {
+        auto* h = entry.add_headers();
+        h->set_name(name);
+        h->set_value(std::string(static_cast<const char*>(value), size));
+      }
+    }
+    for (const auto& [name, value] : {std::pair<std::string, std::string>{"rapport-dlq-reason", reason},
+                                      {"rapport-dlq-stage", stage},
+                                      {"rapport-dlq-origin", origin}}) {
+      auto* h = entry.add_headers();
+      h->set_name(name);
+      h->set_value(value);
+    }
+    outbox.emplace_back(next_outbox_seq++, std::move(entry));
+    ++stats.dead_lettered;
+    log->warn("dead-lettered {}: {}", origin, reason);
+  };
+
+  for (size_t i = 0; i < count; ++i) {
+    const rd_kafka_message_t* m = messages[i];
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+    if (m->err) {
+      log->warn("consuming {}: {}", options.topic, rd_kafka_message_errstr(m));
+      continue;
+    }
+    auto known = next_offset.find(m->partition);
+    if (known != next_offset.end() && m->offset < known->second) continue;  // applied before (a late seek)
+    advanced[m->partition] = m->offset + 1;
+    next_offset[m->partition] = m->offset + 1;
+
+    std::string_view value(static_cast<const char*>(m->payload), m->len);
+    if (auto violation = events::DecodeEvent(value, event)) {
+      dead_letter(m, "decode", violation->ToString());
+      continue;
+    }
+    std::string_view key(static_cast<const char*>(m->key), m->key_len);
+    if (key.empty()) {
+      dead_letter(m, "key", "the record has no key; the key must be the customer_id");
+      continue;
+    }
+    if (key != event.customer_id()) {
+      dead_letter(m, "key",
+                  absl::StrCat("the record key \"", std::string(key), "\" differs from customer_id \"",
+                               event.customer_id(), "\""));
+      continue;
+    }
+    absl::Time recorded = absl::FromUnixMillis(Millis(event.recorded_at()));
+    events::Violations violations = events::Validate(event, {.reference_time = recorded});
+    if (!violations.empty()) {
+      std::string reason = violations.front().ToString();
+      for (size_t v = 1; v < violations.size(); ++v) absl::StrAppend(&reason, "; ", violations[v].ToString());
+      dead_letter(m, "validate", reason);
+      continue;
+    }
+
+    // De-duplication over the last `dedup_window` ids of this partition.
+    std::string id_key = DedupKey(m->partition, 'i') + event.event_id();
+    ASSIGN_OR_RETURN(const std::string* seen, runner_state.Find(id_key));
+    if (seen != nullptr) {
+      ++stats.duplicates;
+      continue;
+    }
+    std::string next_key = DedupKey(m->partition, 'n');
+    ASSIGN_OR_RETURN(const std::string* next_bytes, runner_state.Find(next_key));
+    uint64_t seq = next_bytes == nullptr ? 0 : ReadU64(*next_bytes);
+    runner_state.Put(id_key, U64(seq));
+    runner_state.Put(DedupKey(m->partition, 's') + U64(seq), event.event_id());
+    runner_state.Put(next_key, U64(seq + 1));
+    if (seq >= options.dedup_window) {
+      std::string old_key = DedupKey(m->partition, 's') + U64(seq - options.dedup_window);
+      ASSIGN_OR_RETURN(const std::string* old_id, runner_state.Find(old_key));
+      if (old_id != nullptr) {
+        runner_state.Delete(DedupKey(m->partition, 'i') + *old_id);
+        runner_state.Delete(old_key);
+      }
+    }
+
+    projections::LogPosition position{m->partition, m->offset};
+    for (size_t p = 0; p < projections.size(); ++p) {
+      produced.clear();
+      RETURN_IF_ERROR(projections[p]->Apply(event, position, states[p], produced));
+      for (auto& record : produced) {
+        state::v1::OutboxEntry entry;
+        entry.set_topic(record.topic == "alerts" ? options.alerts_topic : record.topic);
+        entry.set_key(record.key);
+        entry.set_value(record.value);
+        entry.set_timestamp_ms(Millis(event.occurred_at()));
+        for (const auto& h : record.headers) {
+          auto* header = entry.add_headers();
+          header->set_name(h.name);
+          header->set_value(h.value);
+        }
+        outbox.emplace_back(next_outbox_seq++, std::move(entry));
+      }
+    }
+    ++stats.applied;
+  }
+
+  // One atomic write: projection state, offsets, the de-duplication window,
+  // new outbox entries, and the removal of entries already delivered.
+  rocksdb::WriteBatch batch;
+  for (auto& state : states) state.CommitTo(batch);
+  runner_state.CommitTo(batch);
+  for (const auto& [partition, offset] : advanced) {
+    batch.Put(runner_family, OffsetKey(options.topic, partition), U64(static_cast<uint64_t>(offset)))
+        .PermitUncheckedError();
+  }
+  for (const auto& [seq, entry] : outbox) {
+    batch.Put(runner_family, OutboxKey(seq), events::EncodeDeterministic(entry)).PermitUncheckedError();
+  }
+  if (!outbox.empty()) batch.Put(runner_family, kOutboxNextKey, U64(next_outbox_seq)).PermitUncheckedError();
+  for (uint64_t seq : delivered) batch.Delete(runner_family, OutboxKey(seq)).PermitUncheckedError();
+  delivered.clear();
+  if (batch.Count() > 0) RETURN_IF_ERROR(store.Write(batch));
+  ++stats.batches;
+
+  for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
+  rd_kafka_poll(relay.get(), 0);
+  if (!advanced.empty()) CommitAdvisory();
+  return absl::OkStatus();
+}
+
+ProjectionRunner::ProjectionRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ProjectionRunner::~ProjectionRunner() {
+  if (impl_->queue != nullptr) rd_kafka_queue_destroy(impl_->queue);
+}
+
+Result<std::unique_ptr<ProjectionRunner>> ProjectionRunner::Create(RunnerOptions options,
+                                                                   projections::ProjectionStore& store,
+                                                                   std::vector<projections::Projection*> projections) {
+  auto impl = std::make_unique<Impl>(std::move(options), store, std::move(projections));
+  RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<ProjectionRunner>(new ProjectionRunner(std::move(impl)));
+}
+
+const RunnerStats& ProjectionRunner::stats() const { return impl_->stats; }
+
+Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
+  Impl& r = *impl_;
+  std::vector<rd_kafka_message_t*> messages(r.options.max_batch);
+  Status result = absl::OkStatus();
+  auto next_report = Clock::now() + std::chrono::seconds(10);
+  uint64_t reported = 0;
+  while (!stop.load() && !r.CaughtUp()) {
+    ssize_t count = rd_kafka_consume_batch_queue(r.queue, static_cast<int>(r.options.batch_wait.count()),
+                                                 messages.data(), messages.size());
+    if (count < 0) {
+      result = producers::KafkaStatus(rd_kafka_last_error(), "consuming");
+      break;
+    }
+    Status processed = r.ProcessBatch(messages.data(), static_cast<size_t>(count));
+    for (ssize_t i = 0; i < count; ++i) rd_kafka_message_destroy(messages[i]);
+    if (!processed.ok()) {
+      result = processed;
+      break;
+    }
+    if (Clock::now() >= next_report) {
+      r.log->info("applied {} events ({}/s), {} duplicates, {} dead-lettered", r.stats.applied,
+                  (r.stats.applied - reported) / 10, r.stats.duplicates, r.stats.dead_lettered);
+      reported = r.stats.applied;
+      next_report = Clock::now() + std::chrono::seconds(10);
+    }
+  }
+  // Leave cleanly: the group rebalances, the relay drains, and what it
+  // delivered is removed from the outbox.
+  rd_kafka_consumer_close(r.consumer.get());
+  if (rd_kafka_flush(r.relay.get(), 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    r.log->warn("{} outbox records still in flight at exit; they are sent on the next start",
+                rd_kafka_outq_len(r.relay.get()));
+  }
+  if (!r.delivered.empty()) {
+    rocksdb::WriteBatch batch;
+    for (uint64_t seq : r.delivered) batch.Delete(r.runner_family, OutboxKey(seq)).PermitUncheckedError();
+    r.delivered.clear();
+    Status written = r.store.Write(batch);
+    if (result.ok()) result = written;
+  }
+  r.log->info("stopped: {} batches, {} events applied, {} duplicates, {} dead-lettered", r.stats.batches,
+              r.stats.applied, r.stats.duplicates, r.stats.dead_lettered);
+  return result;
+}
+
+Result<int32_t> StoredPartitionCount(projections::ProjectionStore& store, const std::string& topic) {
+  auto* family = store.family(ProjectionRunner::kFamily);
+  if (family == nullptr) return absl::NotFoundError("the store has no runner state; has `rapport run` filled it?");
+  auto count = store.Get(family, PartitionCountKey(topic));
+  if (!count.ok()) return absl::NotFoundError(absl::StrCat("the store has never consumed ", topic));
+  return static_cast<int32_t>(projections::ReadU32(*count));
+}
+
+Result<std::map<int32_t, int64_t>> StoredOffsets(projections::ProjectionStore& store, const std::string& topic) {
+  auto* family = store.family(ProjectionRunner::kFamily);
+  if (family == nullptr) return absl::NotFoundError("the store has no runner state");
+  std::map<int32_t, int64_t> offsets;
+  std::string prefix = "o" + topic;
+  prefix.push_back('\0');
+  std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), family));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view key(it->key().data(), it->key().size());
+    offsets[static_cast<int32_t>(projections::ReadU32(key.substr(prefix.size())))] =
+        static_cast<int64_t>(ReadU64(std::string_view(it->value().data(), it->value().size())));
+  }
+  return offsets;
+}
+
+}  // namespace rapport::consumers

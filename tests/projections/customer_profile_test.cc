@@ -1,0 +1,199 @@
+// customer_profile on hand-worked event sequences, in a store of its own.
+#include "rapport/projections/customer_profile.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "absl/time/clock.h"
+#include "rapport/events/admission.h"
+#include "rapport/testing/status.h"
+
+namespace rapport::projections {
+namespace {
+
+class CustomerProfileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::path(::testing::TempDir()) /
+            ("profile-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    std::filesystem::remove_all(path_);
+    auto store = ProjectionStore::Open({.path = path_}, {projection_.Family()});
+    ASSERT_OK(store);
+    store_ = std::move(store).value();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(path_);
+  }
+
+  // Applies JSON events, `per_batch` at a time (0: all in one batch).
+  void Apply(const std::vector<std::string>& lines, size_t per_batch = 0) {
+    events::EventAdmission admission;
+    StateBatch state(*store_, store_->family(projection_.Family()));
+    std::vector<OutboxRecord> outbox;
+    size_t in_batch = 0;
+    int64_t offset = 0;
+    for (const auto& line : lines) {
+      auto admitted = admission.AdmitJson(line, absl::FromUnixSeconds(1795348800));
+      ASSERT_TRUE(admitted.accepted()) << admitted.violations.front().ToString() << "\n" << line;
+      ASSERT_OK(projection_.Apply(admitted.event.envelope, {0, offset++}, state, outbox));
+      if (per_batch != 0 && ++in_batch == per_batch) {
+        Commit(state);
+        in_batch = 0;
+      }
+    }
+    Commit(state);
+    EXPECT_TRUE(outbox.empty());
+  }
+  void Commit(StateBatch& state) {
+    rocksdb::WriteBatch batch;
+    state.CommitTo(batch);
+    ASSERT_OK(store_->Write(batch));
+  }
+  state::v1::CustomerProfile Profile(const std::string& id) {
+    auto profile = CustomerProfileView(*store_).Profile(id, 0);
+    EXPECT_OK(profile);
+    return profile.ok() ? *profile : state::v1::CustomerProfile();
+  }
+
+  static inline int counter_ = 0;
+  CustomerProfileProjection projection_;
+  std::filesystem::path path_;
+  std::unique_ptr<ProjectionStore> store_;
+};
+
+std::string Event(const std::string& time, const std::string& channel, const std::string& payload,
+                  const std::string& customer = "c-1") {
+  return R"({"customer_id":")" + customer + R"(","occurred_at":")" + time + R"(","source":"test","channel":")" +
+         channel + R"(",)" + payload + "}";
+}
+
+const std::vector<std::string> kJourney = {
+    Event(
+        "2026-03-01T10:00:00Z", "CHANNEL_WEB",
+        R"("customer_registered":{"kind":"CUSTOMER_KIND_CONSUMER","details":{"given_name":"Ada","email":"ada@example.com"},"country":"GB"})"),
+    Event("2026-03-01T10:00:05Z", "CHANNEL_WEB",
+          R"("identity_linked":{"kind":"IDENTITY_KIND_EMAIL","identifier":{"value":"ada@example.com"}})"),
+    Event("2026-03-02T12:00:00Z", "CHANNEL_STORE",
+          R"("purchase_completed":{"order_id":"o-1","total":{"currency":"GBP","amount":"30.00"},"items":[)"
+          R"({"category":"groceries","quantity":2,"unit_price":{"currency":"GBP","amount":"5.00"}},)"
+          R"({"category":"restaurants","quantity":1,"unit_price":{"currency":"GBP","amount":"20.00"}}]})"),
+    Event("2026-03-05T18:30:00Z", "CHANNEL_APP",
+          R"("purchase_completed":{"order_id":"o-2","total":{"currency":"GBP","amount":"12.50"},"items":[)"
+          R"({"category":"restaurants","quantity":1,"unit_price":{"currency":"GBP","amount":"12.50"}}]})"),
+    Event("2026-03-06T09:00:00Z", "CHANNEL_WEB",
+          R"("refund_issued":{"order_id":"o-1","amount":{"currency":"GBP","amount":"5.00"}})"),
+    Event("2026-03-07T09:00:00Z", "CHANNEL_CALL_CENTRE",
+          R"("complaint_opened":{"case_id":"k-1","category":"COMPLAINT_CATEGORY_BILLING","severity":"SEVERITY_HIGH"})"),
+    Event("2026-03-07T09:30:00Z", "CHANNEL_CALL_CENTRE",
+          R"("complaint_opened":{"case_id":"k-2","category":"COMPLAINT_CATEGORY_STAFF","severity":"SEVERITY_LOW"})"),
+    Event("2026-03-09T09:00:00Z", "CHANNEL_CALL_CENTRE",
+          R"("complaint_resolved":{"case_id":"k-1","resolution":"RESOLUTION_RESOLVED"})"),
+    Event(
+        "2026-03-10T08:00:00Z", "CHANNEL_KIOSK",
+        R"("service_rated":{"satisfaction":"SATISFACTION_DISSATISFIED","point":"SERVICE_POINT_COUNTER","point_id":"c1"})"),
+    Event("2026-03-11T08:00:00Z", "CHANNEL_EMAIL", R"("survey_answered":{"nps_score":0})"),
+    Event("2026-03-12T08:00:00Z", "CHANNEL_WEB",
+          R"("review_submitted":{"subject_type":"SUBJECT_TYPE_STORE","subject_id":"s-1","rating":2})"),
+    Event("2026-03-13T08:00:00Z", "CHANNEL_WEB",
+          R"("review_submitted":{"subject_type":"SUBJECT_TYPE_PRODUCT","subject_id":"p-1","rating":5})"),
+    Event("2026-03-14T08:00:00Z", "CHANNEL_OTHER",
+          R"("loyalty_activity":{"program_id":"club","action":"LOYALTY_ACTION_POINTS_EARNED","points":300})"),
+    Event("2026-03-15T08:00:00Z", "CHANNEL_OTHER",
+          R"("loyalty_activity":{"program_id":"club","action":"LOYALTY_ACTION_POINTS_REDEEMED","points":100})"),
+    Event("2026-03-15T08:00:01Z", "CHANNEL_OTHER",
+          R"("loyalty_activity":{"program_id":"club","action":"LOYALTY_ACTION_TIER_CHANGED","tier":"silver"})"),
+    Event("2026-03-16T08:00:00Z", "CHANNEL_WEB",
+          R"("profile_updated":{"traits":{"segment":"core","vip":"no"},"preferences":{"seat":"aisle"}})"),
+    Event("2026-03-17T08:00:00Z", "CHANNEL_WEB",
+          R"("profile_updated":{"traits":{"vip":""},"preferences":{"meal":"vegan"}})"),
+    Event("2026-03-18T08:00:00Z", "CHANNEL_WEB",
+          R"("consent_changed":{"purpose":"CONSENT_PURPOSE_MARKETING_EMAIL","status":"CONSENT_STATUS_GRANTED"})"),
+    Event("2026-03-19T08:00:00Z", "CHANNEL_WEB",
+          R"("consent_changed":{"purpose":"CONSENT_PURPOSE_MARKETING_EMAIL","status":"CONSENT_STATUS_WITHDRAWN"})"),
+};
+
+TEST_F(CustomerProfileTest, AJourneyGivesTheHandWorkedProfile) {
+  Apply(kJourney);
+  auto p = Profile("c-1");
+  EXPECT_EQ(p.events(), 19);
+  EXPECT_EQ(p.details().given_name(), "Ada");
+  EXPECT_EQ(p.country(), "GB");
+  ASSERT_EQ(p.identities_size(), 1);
+  EXPECT_EQ(p.identities(0).identifier().value(), "ada@example.com");
+  EXPECT_EQ(p.orders(), 2);
+  ASSERT_EQ(p.revenue_size(), 1);
+  EXPECT_EQ(p.revenue(0).currency(), "GBP");
+  EXPECT_EQ(p.revenue(0).minor_units(), 4250);
+  EXPECT_EQ(p.refunds(), 1);
+  EXPECT_EQ(p.refunded(0).minor_units(), 500);
+  ASSERT_EQ(p.category_spend_size(), 2);
+  EXPECT_EQ(p.category_spend(0).category(), "groceries");
+  EXPECT_EQ(p.category_spend(0).minor_units(), 1000);
+  EXPECT_EQ(p.category_spend(1).category(), "restaurants");
+  EXPECT_EQ(p.category_spend(1).minor_units(), 3250);
+  ASSERT_EQ(p.open_complaints_size(), 1);
+  EXPECT_EQ(p.open_complaints(0).case_id(), "k-2");
+  EXPECT_EQ(p.complaints_opened(), 2);
+  EXPECT_EQ(p.complaints_resolved(), 1);
+  EXPECT_EQ(p.last_service_rating(), v1::SATISFACTION_DISSATISFIED);
+  EXPECT_TRUE(p.has_nps());
+  EXPECT_EQ(p.last_nps(), 0);
+  EXPECT_EQ(p.reviews(), 2);
+  EXPECT_EQ(p.review_rating_sum(), 7);
+  EXPECT_EQ(p.loyalty_points(), 200);
+  EXPECT_EQ(p.loyalty_tier(), "silver");
+  EXPECT_EQ(p.traits().size(), 1u) << "a trait set to \"\" is removed";
+  EXPECT_EQ(p.traits().at("segment"), "core");
+  EXPECT_EQ(p.preferences().seat(), "aisle");
+  EXPECT_EQ(p.preferences().meal(), "vegan");
+  ASSERT_EQ(p.consents_size(), 1);
+  EXPECT_EQ(p.consents(0).status(), v1::CONSENT_STATUS_WITHDRAWN);
+  EXPECT_EQ(p.first_order_ms(), 1772452800000);  // 2026-03-02T12:00:00Z
+  ASSERT_EQ(p.channels_size(), 7);
+  EXPECT_EQ(p.channels(0).channel(), v1::CHANNEL_STORE);
+  EXPECT_EQ(p.channels(0).events(), 1);
+}
+
+TEST_F(CustomerProfileTest, TheJsonViewShowsMoneyAsDecimalsAndAverages) {
+  Apply(kJourney);
+  std::string json = CustomerProfileView::ToJson(Profile("c-1"));
+  EXPECT_NE(json.find("\"GBP\": \"42.50\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"average_order_value\": \"21.25\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"mean_rating\": 3.5"), std::string::npos) << json;
+  EXPECT_EQ(json, CustomerProfileView::ToJson(Profile("c-1"))) << "the same state prints the same text";
+}
+
+TEST_F(CustomerProfileTest, IdentityLookupFindsTheCustomer) {
+  Apply(kJourney);
+  CustomerProfileView view(*store_);
+  auto found = view.Lookup(v1::IDENTITY_KIND_EMAIL, "ada@example.com", 1);
+  ASSERT_OK(found);
+  EXPECT_EQ(*found, "c-1");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_PHONE, "ada@example.com", 1).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CustomerProfileTest, BatchBoundariesDoNotChangeTheState) {
+  Apply(kJourney);  // one batch
+  auto one_batch = store_->Digest(projection_.Family());
+  ASSERT_OK(one_batch);
+  TearDown();
+  SetUp();
+  Apply(kJourney, 1);  // a batch per event
+  EXPECT_EQ(store_->Digest(projection_.Family()).value(), *one_batch);
+  TearDown();
+  SetUp();
+  Apply(kJourney, 4);
+  EXPECT_EQ(store_->Digest(projection_.Family()).value(), *one_batch);
+}
+
+TEST_F(CustomerProfileTest, DifferentStateGivesADifferentDigest) {
+  Apply({kJourney[0]});
+  auto before = store_->Digest(projection_.Family());
+  Apply({kJourney[2]});
+  EXPECT_NE(store_->Digest(projection_.Family()).value(), before.value());
+}
+
+}  // namespace
+}  // namespace rapport::projections

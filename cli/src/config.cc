@@ -178,6 +178,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("store.block_cache_bytes", c.store.block_cache_bytes));
   RETURN_IF_ERROR(r.ReadPositive("store.write_buffer_bytes", c.store.write_buffer_bytes));
   RETURN_IF_ERROR(r.Read("run.group_id", c.run.group_id));
+  RETURN_IF_ERROR(r.Read("run.instance_id", c.run.instance_id));
   RETURN_IF_ERROR(r.ReadPositive("run.max_batch", c.run.max_batch));
   RETURN_IF_ERROR(r.ReadPositive("run.batch_wait_ms", c.run.batch_wait_ms));
   RETURN_IF_ERROR(r.ReadPositive("run.dedup_window", c.run.dedup_window));

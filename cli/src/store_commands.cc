@@ -1,5 +1,8 @@
 #include "rapport/cli/store_commands.h"
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <ostream>
 
 #include "fmt/format.h"
@@ -18,6 +21,17 @@ projections::StoreOptions StoreOptionsFrom(const Config& config, bool read_only)
           .write_buffer_bytes = static_cast<size_t>(config.store.write_buffer_bytes)};
 }
 
+// The default static-membership id: stable for this host and store.
+std::string DefaultInstanceId(const std::string& data_dir) {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::error_code ignored;
+  std::string path = std::filesystem::weakly_canonical(data_dir, ignored).string();
+  uint64_t hash = 1469598103934665603ULL;  // FNV-1a
+  for (char c : path) hash = (hash ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
+  return fmt::format("rapport-{}-{:08x}", host, hash & 0xffffffffULL);
+}
+
 }  // namespace
 
 int RunProjections(const Config& config, const RunArgs& args, std::ostream& out, std::ostream& err,
@@ -31,15 +45,17 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
     err << "run: " << store.status().message() << "\n";
     return 2;
   }
-  consumers::RunnerOptions options{.kafka = config.kafka,
-                                   .group_id = config.run.group_id,
-                                   .topic = config.topics.events,
-                                   .dead_letter_topic = config.topics.dead_letter,
-                                   .alerts_topic = config.topics.alerts,
-                                   .max_batch = static_cast<size_t>(config.run.max_batch),
-                                   .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
-                                   .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
-                                   .stop_when_caught_up = args.until_caught_up};
+  consumers::RunnerOptions options{
+      .kafka = config.kafka,
+      .group_id = config.run.group_id,
+      .instance_id = config.run.instance_id.empty() ? DefaultInstanceId(config.store.data_dir) : config.run.instance_id,
+      .topic = config.topics.events,
+      .dead_letter_topic = config.topics.dead_letter,
+      .alerts_topic = config.topics.alerts,
+      .max_batch = static_cast<size_t>(config.run.max_batch),
+      .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
+      .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
+      .stop_when_caught_up = args.until_caught_up};
   auto runner = consumers::ProjectionRunner::Create(options, **store, registry.all());
   if (!runner.ok()) {
     err << "run: " << runner.status().message() << "\n";

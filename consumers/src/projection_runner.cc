@@ -128,15 +128,17 @@ Status ProjectionRunner::Impl::Init() {
   });
   ASSIGN_OR_RETURN(relay, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(relay_conf)));
 
-  ASSIGN_OR_RETURN(producers::KafkaConf conf,
-                   producers::BuildKafkaConf(
-                       options.kafka, {{"group.id", options.group_id, "set it with [run] group_id"},
-                                       {"enable.auto.commit", "false", "offsets live in RocksDB"},
-                                       {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
-                                       {"partition.assignment.strategy", "cooperative-sticky",
-                                        "rebalances must not stop every partition"},
-                                       {"auto.offset.reset", "earliest", "a new store starts from the beginning"},
-                                       {"enable.partition.eof", "true", "the runner must see where partitions end"}}));
+  std::vector<producers::RequiredProperty> consumer_properties = {
+      {"group.id", options.group_id, "set it with [run] group_id"},
+      {"enable.auto.commit", "false", "offsets live in RocksDB"},
+      {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
+      {"partition.assignment.strategy", "cooperative-sticky", "rebalances must not stop every partition"},
+      {"auto.offset.reset", "earliest", "a new store starts from the beginning"},
+      {"enable.partition.eof", "true", "the runner must see where partitions end"}};
+  if (!options.instance_id.empty()) {
+    consumer_properties.push_back({"group.instance.id", options.instance_id, "set it with [run] instance_id"});
+  }
+  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(options.kafka, consumer_properties));
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_rebalance_cb(
       conf.get(), [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions, void* opaque) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,6 +89,30 @@ CommandResult RunRapport(const std::vector<std::string>& args, const std::string
   std::vector<std::string> argv = {RAPPORT_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunProgram(argv, input, env);
+}
+
+int StartRapport(const std::vector<std::string>& args, const std::string& log_path) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    std::vector<char*> argv = {const_cast<char*>(RAPPORT_BINARY)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int KillAndWait(int pid, int signal) {
+  kill(pid, signal);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
 }
 
 std::string SourceDir() { return RAPPORT_SOURCE_DIR; }

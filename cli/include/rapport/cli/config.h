@@ -38,6 +38,9 @@ struct StoreConfig {
 
 struct RunConfig {
   std::string group_id = "rapport";
+  // Static group membership id; empty: "rapport-<host>-<hash of data_dir>",
+  // so a restarted process takes its partitions back at once.
+  std::string instance_id;
   int64_t max_batch = 5000;
   int64_t batch_wait_ms = 50;
   int64_t dedup_window = 100000;  // event ids remembered per partition

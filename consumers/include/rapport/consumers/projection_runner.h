@@ -18,6 +18,10 @@ namespace rapport::consumers {
 struct RunnerOptions {
   producers::KafkaSettings kafka;
   std::string group_id = "rapport";
+  // Static group membership (KIP-345): a process restarted with the same id,
+  // after a crash too, takes its partitions back at once instead of waiting
+  // for the dead member's session to expire. Empty: dynamic membership.
+  std::string instance_id;
   std::string topic = "cx.events";
   std::string dead_letter_topic = "cx.events.dlq";
   std::string alerts_topic = "cx.alerts";

@@ -21,6 +21,13 @@ CommandResult RunRapport(const std::vector<std::string>& args, const std::string
 CommandResult RunProgram(const std::vector<std::string>& argv, const std::string& input = "",
                          const std::map<std::string, std::string>& env = {});
 
+// Starts the rapport binary in the background with its output appended to
+// `log_path`; returns its pid.
+int StartRapport(const std::vector<std::string>& args, const std::string& log_path);
+
+// Sends `signal` to `pid` and waits for it; returns its wait status.
+int KillAndWait(int pid, int signal);
+
 // The repository's root directory (for examples/ and ops/).
 std::string SourceDir();
 

@@ -124,6 +124,15 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"email", "phone", "card", "device", "external"}));
   lookup->add_option("value", query_args.id, "The identity's value")->required();
+  auto* reviews = query->add_subcommand("reviews", "A subject's review figures, its reviews, or a customer's reviews");
+  reviews->add_option("subject", query_args.id, "TYPE/ID, e.g. hotel/hotel-001 (hotel, product, store, agent, ...)");
+  reviews->add_option("--as-of", query_args.as_of, "Time for the last-30-days figures (default: now)");
+  reviews->add_flag("--items", query_args.items, "The reviews themselves, newest first, paged");
+  reviews->add_option("--limit", query_args.limit, "Reviews per page")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  reviews->add_option("--cursor", query_args.cursor, "Continue after the page whose next_cursor this is");
+  reviews->add_option("--customer", query_args.customer, "The reviews this customer wrote");
   query->require_subcommand(1);
 
   // Extra words at the top level are reported below as an unknown command;
@@ -178,7 +187,11 @@ int main(int argc, char** argv) {
   if (*run) return rapport::cli::RunProjections(*config, run_args, std::cout, std::cerr, g_stop);
   if (*digest) return rapport::cli::RunDigest(*config, std::cout, std::cerr);
   if (*query) {
-    query_args.what = *profile ? "profile" : "lookup";
+    query_args.what = *profile ? "profile" : *lookup ? "lookup" : "reviews";
+    if (*reviews && query_args.id.empty() && query_args.customer.empty()) {
+      std::cerr << "query: reviews needs a subject (TYPE/ID) or --customer\n";
+      return kUsageError;
+    }
     return rapport::cli::RunQuery(*config, query_args, std::cout, std::cerr);
   }
   if (*simulate) {

@@ -5,11 +5,14 @@
 #include <filesystem>
 #include <ostream>
 
+#include "absl/time/clock.h"
 #include "fmt/format.h"
+#include "rapport/cli/simulate_command.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/producers/partitioner.h"
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/registry.h"
+#include "rapport/projections/reviews.h"
 
 namespace rapport::cli {
 namespace {
@@ -105,6 +108,55 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
   if (!partitions.ok()) {
     err << "query: " << partitions.status().message() << "\n";
     return 2;
+  }
+  if (args.what == "reviews") {
+    projections::ReviewsView reviews(**store, *partitions);
+    if (!args.customer.empty()) {
+      auto written = reviews.ByCustomer(args.customer, producers::PartitionForKey(args.customer, *partitions));
+      if (!written.ok()) {
+        err << "query: " << written.status().message() << "\n";
+        return 2;
+      }
+      out << projections::ReviewsView::ToJson(*written) << "\n";
+      return 0;
+    }
+    size_t slash = args.id.find('/');
+    v1::SubjectType type = v1::SUBJECT_TYPE_UNSPECIFIED;
+    std::string type_name = args.id.substr(0, slash);
+    for (auto& c : type_name) c = static_cast<char>(std::toupper(c));
+    if (slash == std::string::npos || !v1::SubjectType_Parse("SUBJECT_TYPE_" + type_name, &type) ||
+        type == v1::SUBJECT_TYPE_UNSPECIFIED) {
+      err << "query: reviews: \"" << args.id
+          << "\" is not a subject such as hotel/hotel-001 (types: hotel, product, store, agent, route, restaurant, "
+             "service, other)\n";
+      return 2;
+    }
+    std::string subject_id = args.id.substr(slash + 1);
+    if (args.items) {
+      auto page = reviews.Reviews(type, subject_id, args.limit, args.cursor);
+      if (!page.ok()) {
+        err << "query: " << page.status().message() << "\n";
+        return 2;
+      }
+      out << projections::ReviewsView::ToJson(*page) << "\n";
+      return 0;
+    }
+    absl::Time as_of = absl::Now();
+    if (!args.as_of.empty()) {
+      auto parsed = ParseStartTime(args.as_of);
+      if (!parsed.ok()) {
+        err << "query: --as-of: \"" << args.as_of << "\" is not a date or an RFC 3339 time\n";
+        return 2;
+      }
+      as_of = *parsed;
+    }
+    auto summary = reviews.Summary(type, subject_id, as_of);
+    if (!summary.ok()) {
+      err << "query: " << summary.status().message() << "\n";
+      return summary.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
+    }
+    out << projections::ReviewsView::ToJson(*summary) << "\n";
+    return 0;
   }
   projections::CustomerProfileView view(**store);
   std::string customer_id = args.id;

@@ -8,6 +8,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "rapport/consumers/log_reader.h"
 #include "rapport/events/codec.h"
+#include "rapport/v1/alert.pb.h"
 
 namespace rapport::cli {
 namespace {
@@ -33,6 +34,15 @@ std::string FormatRecord(const consumers::LogRecord& r) {
       R"({{"partition":{},"offset":{},"timestamp":{},"key":{})", r.partition, r.offset,
       JsonString(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(r.timestamp_ms), absl::UTCTimeZone())),
       JsonString(r.key));
+  // Records say what they hold in content-type; alerts are not envelopes.
+  for (const auto& h : r.headers) {
+    if (h.name == "content-type" && h.value == "application/protobuf; proto=rapport.v1.Alert") {
+      v1::Alert alert;
+      if (alert.ParseFromArray(r.value.data(), static_cast<int>(r.value.size()))) {
+        return line + fmt::format(R"(,"alert":{}}})", events::ToJsonDeterministic(alert));
+      }
+    }
+  }
   v1::Envelope event;
   if (auto violation = events::DecodeEvent(r.value, event)) {
     line += R"(,"headers":{)";

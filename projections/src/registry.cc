@@ -1,6 +1,7 @@
 #include "rapport/projections/registry.h"
 
 #include "rapport/projections/customer_profile.h"
+#include "rapport/projections/reviews.h"
 
 namespace rapport::projections {
 
@@ -16,6 +17,9 @@ std::vector<std::string> ProjectionRegistry::families() const {
   return result;
 }
 
-void RegisterProjections(ProjectionRegistry& registry) { registry.Add(std::make_unique<CustomerProfileProjection>()); }
+void RegisterProjections(ProjectionRegistry& registry) {
+  registry.Add(std::make_unique<CustomerProfileProjection>());
+  registry.Add(std::make_unique<ReviewsProjection>());
+}
 
 }  // namespace rapport::projections

@@ -22,9 +22,14 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
 int RunDigest(const Config& config, std::ostream& out, std::ostream& err);
 
 struct QueryArgs {
-  std::string what;                     // "profile" or "lookup"
-  std::string id;                       // the customer id (profile) or identity value (lookup)
+  std::string what;  // "profile", "lookup" or "reviews"
+  std::string id;    // the customer id (profile), identity value (lookup) or TYPE/ID subject (reviews)
   std::string identity_kind = "email";  // lookup: email, phone, card, device or external
+  std::string as_of;                    // reviews: RFC 3339 time or date for "last 30 days" (default: now)
+  bool items = false;                   // reviews: the reviews themselves, newest first
+  size_t limit = 20;                    // reviews --items: page size
+  std::string cursor;                   // reviews --items: the next_cursor of the previous page
+  std::string customer;                 // reviews: the reviews this customer wrote
 };
 
 // `rapport query`: prints JSON; works on a stopped store or beside a running one.

@@ -18,8 +18,8 @@ struct TailArgs {
 
 // `rapport tail`: prints the records of a topic, one JSON object per line:
 // {"partition":P,"offset":O,"timestamp":"...","key":"...","event":{...}} for an
-// envelope, with "headers" and "error" in place of "event" for a record that
-// is not one (dead letters). Returns the exit code: 0, or 2 when the topic
+// envelope, "alert":{...} for an alert, and "headers" and "error" for a record
+// that is neither (dead letters). Returns the exit code: 0, or 2 when the topic
 // cannot be read.
 int RunTail(const Config& config, const TailArgs& args, std::ostream& out, std::ostream& err,
             const std::atomic<bool>& stop);

@@ -1,0 +1,326 @@
+#include "rapport/projections/reviews.h"
+
+#include <algorithm>
+#include <queue>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "rapport/events/codec.h"
+#include "rapport/projections/keys.h"
+
+namespace rapport::projections {
+namespace {
+
+namespace pb = google::protobuf;
+using state::v1::RatingTotals;
+using state::v1::ReviewRecord;
+
+constexpr int64_t kDayMs = 86'400'000;
+
+int64_t Millis(const pb::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
+
+std::string Subject(v1::SubjectType type, const std::string& id) {
+  std::string s(1, static_cast<char>(type));
+  s += id;
+  s.push_back('\0');  // ids are printable, so "h-1" never prefixes "h-10"'s keys
+  return s;
+}
+
+std::string TotalsKey(int32_t partition, v1::SubjectType type, const std::string& id) {
+  return PartitionKey(partition, 's', Subject(type, id));
+}
+std::string TypeKey(int32_t partition, v1::SubjectType type) {
+  return PartitionKey(partition, 'g', std::string(1, static_cast<char>(type)));
+}
+std::string DayKey(int32_t partition, v1::SubjectType type, const std::string& id, int64_t day) {
+  std::string key = PartitionKey(partition, 'd', Subject(type, id));
+  AppendU32(key, static_cast<uint32_t>(day));
+  return key;
+}
+std::string ReviewKey(int32_t partition, v1::SubjectType type, const std::string& id, int64_t ms,
+                      const std::string& event_id) {
+  std::string key = PartitionKey(partition, 'r', Subject(type, id));
+  AppendU64(key, static_cast<uint64_t>(ms));
+  key += event_id;
+  return key;
+}
+std::string WriterKey(int32_t partition, const std::string& customer_id, int64_t ms, const std::string& event_id) {
+  std::string key = PartitionKey(partition, 'w', customer_id);
+  key.push_back('\0');
+  AppendU64(key, static_cast<uint64_t>(ms));
+  key += event_id;
+  return key;
+}
+
+Status AddTo(StateBatch& state, const std::string& key, int32_t rating) {
+  ASSIGN_OR_RETURN(const std::string* stored, state.Find(key));
+  RatingTotals totals;
+  if (stored != nullptr && !totals.ParseFromString(*stored)) {
+    return absl::InternalError("reviews: stored totals do not parse; the store is damaged");
+  }
+  while (totals.histogram_size() < 5) totals.add_histogram(0);
+  totals.set_count(totals.count() + 1);
+  totals.set_rating_sum(totals.rating_sum() + rating);
+  totals.set_histogram(rating - 1, totals.histogram(rating - 1) + 1);
+  state.Put(key, events::EncodeDeterministic(totals));
+  return absl::OkStatus();
+}
+
+std::string SubjectTypeName(v1::SubjectType type) {
+  std::string name = v1::SubjectType_Name(type).substr(std::string_view("SUBJECT_TYPE_").size());
+  std::transform(name.begin(), name.end(), name.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
+}
+
+}  // namespace
+
+bool ReviewsProjection::Reads(v1::Envelope::PayloadCase type) const {
+  return type == v1::Envelope::kReviewSubmitted || type == v1::Envelope::kServiceRated ||
+         type == v1::Envelope::kSurveyAnswered;
+}
+
+std::optional<v1::Alert> AlertFor(const v1::Envelope& e) {
+  v1::Alert alert;
+  switch (e.payload_case()) {
+    case v1::Envelope::kReviewSubmitted: {
+      const auto& r = e.review_submitted();
+      if (r.rating() > 2) return std::nullopt;
+      alert.set_kind(v1::ALERT_KIND_LOW_REVIEW);
+      alert.set_subject(absl::StrCat(SubjectTypeName(r.subject_type()), "/", r.subject_id()));
+      alert.set_score(r.rating());
+      alert.set_summary(
+          absl::StrCat("review of ", r.rating(), "/5 for ", SubjectTypeName(r.subject_type()), " ", r.subject_id()));
+      break;
+    }
+    case v1::Envelope::kServiceRated: {
+      const auto& s = e.service_rated();
+      if (s.satisfaction() > v1::SATISFACTION_DISSATISFIED) return std::nullopt;
+      std::string point = s.point() == v1::SERVICE_POINT_COUNTER ? "counter"
+                          : s.point() == v1::SERVICE_POINT_AGENT ? "agent"
+                                                                 : "branch";
+      alert.set_kind(v1::ALERT_KIND_DISSATISFIED_SERVICE_RATING);
+      alert.set_subject(absl::StrCat(point, "/", s.point_id(), s.branch_id().empty() ? "" : "@", s.branch_id()));
+      alert.set_score(s.satisfaction());
+      alert.set_summary(
+          absl::StrCat(s.satisfaction() == v1::SATISFACTION_VERY_DISSATISFIED ? "very dissatisfied" : "dissatisfied",
+                       " at ", point, " ", s.point_id()));
+      break;
+    }
+    case v1::Envelope::kSurveyAnswered: {
+      const auto& s = e.survey_answered();
+      if (!s.has_nps_score() || s.nps_score() > 6) return std::nullopt;
+      alert.set_kind(v1::ALERT_KIND_NPS_DETRACTOR);
+      alert.set_subject(absl::StrCat("survey/", s.survey_id()));
+      alert.set_score(s.nps_score());
+      alert.set_summary(absl::StrCat("NPS answer of ", s.nps_score(), " (detractor)"));
+      break;
+    }
+    default:
+      return std::nullopt;
+  }
+  alert.set_alert_id("alert:" + e.event_id());
+  alert.set_customer_id(e.customer_id());
+  *alert.mutable_occurred_at() = e.occurred_at();
+  alert.set_triggering_event_id(e.event_id());
+  alert.set_channel(e.channel());
+  alert.set_source(e.source());
+  return alert;
+}
+
+Status ReviewsProjection::DoApply(const v1::Envelope& e, const LogPosition& position, StateBatch& state,
+                                  std::vector<OutboxRecord>& outbox) {
+  if (auto alert = AlertFor(e)) {
+    OutboxRecord record{.topic = "alerts",
+                        .key = e.customer_id(),
+                        .value = events::EncodeDeterministic(*alert),
+                        .headers = {{"ce_specversion", "1.0"},
+                                    {"ce_id", alert->alert_id()},
+                                    {"ce_type", "rapport.v1.Alert"},
+                                    {"ce_source", "rapport/reviews"},
+                                    {"ce_time", pb::util::TimeUtil::ToString(e.occurred_at())},
+                                    {"ce_subject", e.customer_id()},
+                                    {"content-type", "application/protobuf; proto=rapport.v1.Alert"}}};
+    outbox.push_back(std::move(record));
+  }
+  if (!e.has_review_submitted()) return absl::OkStatus();
+
+  const auto& r = e.review_submitted();
+  const int64_t at = Millis(e.occurred_at());
+  const int32_t p = position.partition;
+  RETURN_IF_ERROR(AddTo(state, TotalsKey(p, r.subject_type(), r.subject_id()), r.rating()));
+  RETURN_IF_ERROR(AddTo(state, TypeKey(p, r.subject_type()), r.rating()));
+  RETURN_IF_ERROR(AddTo(state, DayKey(p, r.subject_type(), r.subject_id(), at / kDayMs), r.rating()));
+  ReviewRecord record;
+  record.set_event_id(e.event_id());
+  record.set_customer_id(e.customer_id());
+  record.set_subject_type(r.subject_type());
+  record.set_subject_id(r.subject_id());
+  record.set_rating(r.rating());
+  if (r.has_text()) *record.mutable_text() = r.text();
+  record.set_language(r.language());
+  record.set_occurred_at_ms(at);
+  record.set_channel(e.channel());
+  std::string bytes = events::EncodeDeterministic(record);
+  state.Put(ReviewKey(p, r.subject_type(), r.subject_id(), at, e.event_id()), bytes);
+  state.Put(WriterKey(p, e.customer_id(), at, e.event_id()), std::move(bytes));
+  return absl::OkStatus();
+}
+
+ReviewsView::ReviewsView(ProjectionStore& store, int32_t partition_count)
+    : store_(store), family_(store.family(ReviewsProjection().Family())), partition_count_(partition_count) {}
+
+Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::string& id, absl::Time as_of) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no reviews state");
+  SubjectSummary s{.type = type, .id = id};
+  int64_t sum = 0, type_count = 0, type_sum = 0, recent_sum = 0;
+  const int64_t last_day = absl::ToUnixMillis(as_of) / kDayMs;
+  for (int32_t p = 0; p < partition_count_; ++p) {
+    RatingTotals totals;
+    if (auto bytes = store_.Get(family_, TotalsKey(p, type, id)); bytes.ok() && totals.ParseFromString(*bytes)) {
+      s.count += totals.count();
+      sum += totals.rating_sum();
+      for (int i = 0; i < totals.histogram_size() && i < 5; ++i) s.histogram[i] += totals.histogram(i);
+    }
+    RatingTotals of_type;
+    if (auto bytes = store_.Get(family_, TypeKey(p, type)); bytes.ok() && of_type.ParseFromString(*bytes)) {
+      type_count += of_type.count();
+      type_sum += of_type.rating_sum();
+    }
+    // Days (last_day - 30, last_day]: the 30 days up to and including as_of's day.
+    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+    std::string from = DayKey(p, type, id, last_day - 29), to = DayKey(p, type, id, last_day + 1);
+    for (it->Seek(from); it->Valid() && it->key().compare(to) < 0; it->Next()) {
+      RatingTotals day;
+      if (!day.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+      s.last_30_days_count += day.count();
+      recent_sum += day.rating_sum();
+    }
+  }
+  if (s.count == 0) {
+    return absl::NotFoundError(absl::StrCat("no reviews of ", SubjectTypeName(type), " ", id));
+  }
+  s.mean = static_cast<double>(sum) / static_cast<double>(s.count);
+  s.type_mean = type_count ? static_cast<double>(type_sum) / static_cast<double>(type_count) : 0;
+  s.bayesian_average =
+      (kPriorWeight * s.type_mean + static_cast<double>(sum)) / (kPriorWeight + static_cast<double>(s.count));
+  s.last_30_days_mean =
+      s.last_30_days_count ? static_cast<double>(recent_sum) / static_cast<double>(s.last_30_days_count) : 0;
+  return s;
+}
+
+Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string& id, size_t limit,
+                                        const std::string& cursor) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no reviews state");
+  // The cursor is the (time, event id) suffix of the last review shown; a page
+  // continues strictly before it. Each partition's reviews are in time order,
+  // so the page merges the partitions, newest first.
+  std::string after;
+  if (!cursor.empty() && !absl::WebSafeBase64Unescape(cursor, &after)) {
+    return absl::InvalidArgumentError("cursor: not a cursor this API returned");
+  }
+  struct Head {
+    std::string suffix;  // time and event id: what orders reviews
+    int32_t partition;
+  };
+  std::vector<std::unique_ptr<rocksdb::Iterator>> iterators;
+  auto later = [](const Head& a, const Head& b) { return a.suffix < b.suffix; };  // max-heap by suffix
+  std::priority_queue<Head, std::vector<Head>, decltype(later)> heads(later);
+  for (int32_t p = 0; p < partition_count_; ++p) {
+    std::string prefix = PartitionKey(p, 'r', Subject(type, id));
+    auto it = std::unique_ptr<rocksdb::Iterator>(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+    if (after.empty()) {
+      std::string end = prefix;
+      end.push_back('\xff');
+      it->SeekForPrev(end);
+    } else {
+      it->SeekForPrev(prefix + after);
+      if (it->Valid() && it->key().ToString() == prefix + after) it->Prev();
+    }
+    if (it->Valid() && it->key().starts_with(prefix)) heads.push({it->key().ToString().substr(prefix.size()), p});
+    iterators.push_back(std::move(it));
+  }
+  ReviewPage page;
+  while (!heads.empty() && page.reviews.size() < limit) {
+    Head head = heads.top();
+    heads.pop();
+    auto& it = iterators[static_cast<size_t>(head.partition)];
+    ReviewRecord record;
+    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::InternalError("reviews: a stored review does not parse");
+    }
+    page.reviews.push_back(std::move(record));
+    page.next_cursor = absl::WebSafeBase64Escape(head.suffix);
+    std::string prefix = PartitionKey(head.partition, 'r', Subject(type, id));
+    it->Prev();
+    if (it->Valid() && it->key().starts_with(prefix)) {
+      heads.push({it->key().ToString().substr(prefix.size()), head.partition});
+    }
+  }
+  if (heads.empty()) page.next_cursor.clear();
+  return page;
+}
+
+Result<std::vector<ReviewRecord>> ReviewsView::ByCustomer(const std::string& customer_id, int32_t partition) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no reviews state");
+  std::string prefix = PartitionKey(partition, 'w', customer_id);
+  prefix.push_back('\0');
+  std::vector<ReviewRecord> reviews;
+  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    ReviewRecord record;
+    if (record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) reviews.push_back(record);
+  }
+  std::reverse(reviews.begin(), reviews.end());
+  return reviews;
+}
+
+namespace {
+
+pb::Value RecordValue(const ReviewRecord& r) {
+  pb::Value v;
+  (void)pb::util::JsonStringToMessage(events::ToJsonDeterministic(r), &v);
+  auto& f = *v.mutable_struct_value()->mutable_fields();
+  f.erase("occurred_at_ms");
+  f["occurred_at"].set_string_value(
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(r.occurred_at_ms()), absl::UTCTimeZone()));
+  return v;
+}
+
+}  // namespace
+
+std::string ReviewsView::ToJson(const SubjectSummary& s) {
+  pb::Struct out;
+  auto& f = *out.mutable_fields();
+  f["subject_type"].set_string_value(SubjectTypeName(s.type));
+  f["subject_id"].set_string_value(s.id);
+  f["count"].set_number_value(static_cast<double>(s.count));
+  f["mean"].set_number_value(s.mean);
+  auto* histogram = f["histogram"].mutable_struct_value()->mutable_fields();
+  for (int i = 0; i < 5; ++i) (*histogram)[std::to_string(i + 1)].set_number_value(static_cast<double>(s.histogram[i]));
+  f["bayesian_average"].set_number_value(s.bayesian_average);
+  f["type_mean"].set_number_value(s.type_mean);
+  f["last_30_days_count"].set_number_value(static_cast<double>(s.last_30_days_count));
+  f["last_30_days_mean"].set_number_value(s.last_30_days_mean);
+  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+}
+
+std::string ReviewsView::ToJson(const ReviewPage& page) {
+  pb::Struct out;
+  auto& f = *out.mutable_fields();
+  auto* list = f["reviews"].mutable_list_value();
+  for (const auto& r : page.reviews) *list->add_values() = RecordValue(r);
+  if (!page.next_cursor.empty()) f["next_cursor"].set_string_value(page.next_cursor);
+  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+}
+
+std::string ReviewsView::ToJson(const std::vector<ReviewRecord>& reviews) {
+  pb::Struct out;
+  auto* list = (*out.mutable_fields())["reviews"].mutable_list_value();
+  for (const auto& r : reviews) *list->add_values() = RecordValue(r);
+  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+}
+
+}  // namespace rapport::projections

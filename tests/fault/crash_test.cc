@@ -1,7 +1,7 @@
 // Crash safety: `rapport run` killed with SIGKILL 20 times at random moments
 // while it folds about 300,000 events, restarted each time, ends in exactly the
-// state of an uninterrupted run, and its outbox (dead letters) holds each
-// record once.
+// state of an uninterrupted run, and what it sent through its outbox (alerts,
+// dead letters) is on the topics exactly once.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -26,15 +26,16 @@ TEST(CrashSafety, KilledTwentyTimesItLosesAndDoublesNothing) {
   ASSERT_OK(producers::EnsureTopics(broker, {{prefix + ".events", 6, -1, {}},
                                              {prefix + ".calm.dlq", 1, -1, {}},
                                              {prefix + ".crashy.dlq", 1, -1, {}},
-                                             {prefix + ".alerts", 1, -1, {}}}));
+                                             {prefix + ".calm.alerts", 3, -1, {}},
+                                             {prefix + ".crashy.alerts", 3, -1, {}}}));
   auto config = [&](const std::string& name) {
     std::string dir = ::testing::TempDir() + prefix + "." + name;
     std::filesystem::remove_all(dir);
     return testing::WriteTestConfig(broker, prefix + "." + name,
                                     "[topics]\nevents = \"" + prefix + ".events\"\ndead_letter = \"" + prefix + "." +
-                                        name + ".dlq\"\nalerts = \"" + prefix + ".alerts\"\nevents_partitions = 6\n" +
-                                        "[run]\ngroup_id = \"" + prefix + "." + name + "\"\nmax_batch = 2000\n" +
-                                        "[store]\ndata_dir = \"" + dir + "\"\n");
+                                        name + ".dlq\"\nalerts = \"" + prefix + "." + name +
+                                        ".alerts\"\nevents_partitions = 6\n" + "[run]\ngroup_id = \"" + prefix + "." +
+                                        name + "\"\nmax_batch = 2000\n" + "[store]\ndata_dir = \"" + dir + "\"\n");
   };
   const std::string calm = config("calm");
   const std::string crashy = config("crashy");
@@ -85,6 +86,27 @@ TEST(CrashSafety, KilledTwentyTimesItLosesAndDoublesNothing) {
     EXPECT_EQ(letters->size(), static_cast<size_t>(invalid)) << name;
     EXPECT_EQ(origins.size(), static_cast<size_t>(invalid)) << name << ": no record dead-lettered twice";
   }
+
+  // Alerts: the crashed run raised exactly the reference run's alerts, each once.
+  auto alert_ids = [&](const std::string& name, size_t* count) {
+    auto alerts = testing::ReadTopic(broker, prefix + "." + name + ".alerts", 1'000'000, std::chrono::seconds(8));
+    EXPECT_OK(alerts);
+    std::set<std::string> ids;
+    for (const auto& r : *alerts) {
+      for (const auto& h : r.headers) {
+        if (h.name == "ce_id") ids.insert(h.value);
+      }
+    }
+    *count = alerts->size();
+    return ids;
+  };
+  size_t calm_records = 0, crashy_records = 0;
+  std::set<std::string> calm_alerts = alert_ids("calm", &calm_records);
+  std::set<std::string> crashy_alerts = alert_ids("crashy", &crashy_records);
+  EXPECT_GT(calm_alerts.size(), 1000u);
+  EXPECT_EQ(calm_records, calm_alerts.size());
+  EXPECT_EQ(crashy_records, crashy_alerts.size()) << "no alert sent twice";
+  EXPECT_EQ(crashy_alerts, calm_alerts) << "no alert lost";
 }
 
 }  // namespace

@@ -133,6 +133,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   reviews->add_option("--cursor", query_args.cursor, "Continue after the page whose next_cursor this is");
   reviews->add_option("--customer", query_args.customer, "The reviews this customer wrote");
+  auto* churn = query->add_subcommand("churn", "A customer's recency, frequency, value, RFM segment and churn risk");
+  churn->add_option("customer_id", query_args.id, "Customer id")->required();
+  churn->add_option("--as-of", query_args.as_of, "Time the figures are computed as of (default: now)");
+  auto* segments = query->add_subcommand("segments", "Customers per RFM segment and the top 20%'s revenue share");
+  segments->add_option("--as-of", query_args.as_of, "Time the figures are computed as of (default: now)");
   query->require_subcommand(1);
 
   // Extra words at the top level are reported below as an unknown command;
@@ -187,7 +192,7 @@ int main(int argc, char** argv) {
   if (*run) return rapport::cli::RunProjections(*config, run_args, std::cout, std::cerr, g_stop);
   if (*digest) return rapport::cli::RunDigest(*config, std::cout, std::cerr);
   if (*query) {
-    query_args.what = *profile ? "profile" : *lookup ? "lookup" : "reviews";
+    query_args.what = *profile ? "profile" : *lookup ? "lookup" : *reviews ? "reviews" : *churn ? "churn" : "segments";
     if (*reviews && query_args.id.empty() && query_args.customer.empty()) {
       std::cerr << "query: reviews needs a subject (TYPE/ID) or --customer\n";
       return kUsageError;

@@ -10,6 +10,7 @@
 #include "rapport/cli/simulate_command.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/producers/partitioner.h"
+#include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/registry.h"
 #include "rapport/projections/reviews.h"
@@ -109,6 +110,34 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
     err << "query: " << partitions.status().message() << "\n";
     return 2;
   }
+  absl::Time as_of = absl::Now();
+  if (!args.as_of.empty()) {
+    auto parsed = ParseStartTime(args.as_of);
+    if (!parsed.ok()) {
+      err << "query: --as-of: \"" << args.as_of << "\" is not a date such as 2026-01-31 or an RFC 3339 time\n";
+      return 2;
+    }
+    as_of = *parsed;
+  }
+  if (args.what == "churn" || args.what == "segments") {
+    projections::ChurnView churn(**store, *partitions);
+    if (args.what == "segments") {
+      auto population = churn.Population(as_of);
+      if (!population.ok()) {
+        err << "query: " << population.status().message() << "\n";
+        return 2;
+      }
+      out << projections::ChurnView::ToJson(*population, as_of) << "\n";
+      return 0;
+    }
+    auto assessment = churn.Assess(args.id, producers::PartitionForKey(args.id, *partitions), as_of);
+    if (!assessment.ok()) {
+      err << "query: " << assessment.status().message() << "\n";
+      return assessment.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
+    }
+    out << projections::ChurnView::ToJson(*assessment, as_of) << "\n";
+    return 0;
+  }
   if (args.what == "reviews") {
     projections::ReviewsView reviews(**store, *partitions);
     if (!args.customer.empty()) {
@@ -140,15 +169,6 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
       }
       out << projections::ReviewsView::ToJson(*page) << "\n";
       return 0;
-    }
-    absl::Time as_of = absl::Now();
-    if (!args.as_of.empty()) {
-      auto parsed = ParseStartTime(args.as_of);
-      if (!parsed.ok()) {
-        err << "query: --as-of: \"" << args.as_of << "\" is not a date or an RFC 3339 time\n";
-        return 2;
-      }
-      as_of = *parsed;
     }
     auto summary = reviews.Summary(type, subject_id, as_of);
     if (!summary.ok()) {

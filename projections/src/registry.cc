@@ -1,5 +1,6 @@
 #include "rapport/projections/registry.h"
 
+#include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/reviews.h"
 
@@ -20,6 +21,7 @@ std::vector<std::string> ProjectionRegistry::families() const {
 void RegisterProjections(ProjectionRegistry& registry) {
   registry.Add(std::make_unique<CustomerProfileProjection>());
   registry.Add(std::make_unique<ReviewsProjection>());
+  registry.Add(std::make_unique<ChurnProjection>());
 }
 
 }  // namespace rapport::projections

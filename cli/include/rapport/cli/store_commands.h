@@ -22,7 +22,7 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
 int RunDigest(const Config& config, std::ostream& out, std::ostream& err);
 
 struct QueryArgs {
-  std::string what;  // "profile", "lookup" or "reviews"
+  std::string what;  // "profile", "lookup", "reviews", "churn" or "segments"
   std::string id;    // the customer id (profile), identity value (lookup) or TYPE/ID subject (reviews)
   std::string identity_kind = "email";  // lookup: email, phone, card, device or external
   std::string as_of;                    // reviews: RFC 3339 time or date for "last 30 days" (default: now)

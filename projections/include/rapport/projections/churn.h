@@ -1,0 +1,90 @@
+#pragma once
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "rapport/projections/projection.h"
+#include "rapport/state/v1/churn.pb.h"
+
+namespace rapport::projections {
+
+// Churn signals and customer value. Per customer it keeps sufficient
+// statistics (churn.proto); for the population, histograms of last-purchase
+// day, purchase days and monetary value, updated incrementally, from which
+// RFM quintiles are read at query time. Time-dependent figures (recency,
+// scores, risk) are computed as of a time given at query time, never stored.
+class ChurnProjection final : public Projection {
+ public:
+  std::string_view Name() const override { return "churn"; }
+  int Version() const override { return 1; }
+
+ protected:
+  bool Reads(v1::Envelope::PayloadCase type) const override;
+  Status DoApply(const v1::Envelope& event, const LogPosition& position, StateBatch& state,
+                 std::vector<OutboxRecord>& outbox) override;
+};
+
+// Named RFM segments, from recency (R) and the mean of frequency and
+// monetary scores (FM), each 1-5.
+enum class Segment {
+  kNoPurchase,
+  kChampions,
+  kLoyal,
+  kPotentialLoyalist,
+  kNew,
+  kPromising,
+  kNeedAttention,
+  kAboutToSleep,
+  kAtRisk,
+  kCannotLose,
+  kHibernating,
+  kLost,
+};
+std::string_view SegmentName(Segment segment);
+Segment SegmentFor(int recency_score, int frequency_score, int monetary_score);
+
+struct ChurnAssessment {
+  state::v1::ChurnStats stats;
+  double recency_days = 0;  // as of T, since the last purchase
+  int64_t frequency = 0;    // repeat purchase days
+  int r = 0, f = 0, m = 0;  // 1-5; 0 without purchases
+  Segment segment = Segment::kNoPurchase;
+  int risk = 0;                      // 0-100
+  std::vector<std::string> reasons;  // why the risk is what it is
+  double mean_gap_days = 0;
+};
+
+struct PopulationView {
+  std::map<std::string, int64_t> customers_per_segment;
+  std::map<std::string, double> top_20_percent_revenue_share;  // per currency
+  int64_t customers = 0;
+};
+
+// Read-only queries of the churn state.
+class ChurnView {
+ public:
+  ChurnView(ProjectionStore& store, int32_t partition_count);
+
+  // NotFound for a customer the projection has never seen.
+  Result<ChurnAssessment> Assess(const std::string& customer_id, int32_t partition, absl::Time as_of);
+  // Segments and revenue concentration over every customer, as of T.
+  Result<PopulationView> Population(absl::Time as_of);
+
+  static std::string ToJson(const ChurnAssessment& assessment, absl::Time as_of);
+  static std::string ToJson(const PopulationView& population, absl::Time as_of);
+
+ private:
+  struct Histograms;
+  Status LoadHistograms();
+  ChurnAssessment AssessStats(const state::v1::ChurnStats& stats, absl::Time as_of) const;
+
+  ProjectionStore& store_;
+  rocksdb::ColumnFamilyHandle* family_;
+  int32_t partition_count_;
+  std::shared_ptr<Histograms> histograms_;
+};
+
+}  // namespace rapport::projections

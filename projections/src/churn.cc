@@ -1,0 +1,454 @@
+#include "rapport/projections/churn.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/struct.pb.h"
+#include "rapport/events/codec.h"
+#include "rapport/events/money.h"
+#include "rapport/projections/keys.h"
+
+namespace rapport::projections {
+namespace {
+
+namespace pb = google::protobuf;
+using state::v1::ChurnStats;
+
+constexpr int64_t kDayMs = 86'400'000;
+constexpr int kRecentDays = 32;
+
+int64_t Millis(const pb::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
+int32_t Day(int64_t ms) { return static_cast<int32_t>(ms / kDayMs); }
+
+// Monetary buckets: eight per doubling, from integers only (exact everywhere).
+int32_t MonetaryBucket(int64_t minor) {
+  if (minor <= 0) return 0;
+  uint64_t v = static_cast<uint64_t>(minor);
+  int bits = std::bit_width(v);
+  uint64_t next3 = bits > 3 ? (v >> (bits - 4)) & 7 : (v << (4 - bits)) & 7;
+  return bits * 8 + static_cast<int32_t>(next3);
+}
+int32_t FrequencyBucket(int64_t purchase_days) { return static_cast<int32_t>(std::min<int64_t>(purchase_days, 10000)); }
+
+std::string CustomerKey(int32_t p, const std::string& id) { return PartitionKey(p, 'c', id); }
+std::string RecencyKey(int32_t p, int32_t day) {
+  std::string key = PartitionKey(p, 'r');
+  AppendU32(key, static_cast<uint32_t>(day));
+  return key;
+}
+std::string FrequencyKey(int32_t p, int32_t bucket) {
+  std::string key = PartitionKey(p, 'f');
+  AppendU32(key, static_cast<uint32_t>(bucket));
+  return key;
+}
+std::string MonetaryKey(int32_t p, const std::string& currency, int32_t bucket) {
+  std::string key = PartitionKey(p, 'm', currency);
+  AppendU32(key, static_cast<uint32_t>(bucket));
+  return key;
+}
+
+// Adds `delta` to a population count.
+Status Count(StateBatch& state, const std::string& key, int64_t delta) {
+  ASSIGN_OR_RETURN(const std::string* stored, state.Find(key));
+  int64_t value = (stored == nullptr ? 0 : static_cast<int64_t>(ReadU64(*stored))) + delta;
+  if (value == 0) {
+    state.Delete(key);
+  } else {
+    std::string bytes;
+    AppendU64(bytes, static_cast<uint64_t>(value));
+    state.Put(key, std::move(bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view SegmentName(Segment s) {
+  switch (s) {
+    case Segment::kNoPurchase:
+      return "no purchase";
+    case Segment::kChampions:
+      return "champions";
+    case Segment::kLoyal:
+      return "loyal";
+    case Segment::kPotentialLoyalist:
+      return "potential loyalist";
+    case Segment::kNew:
+      return "new";
+    case Segment::kPromising:
+      return "promising";
+    case Segment::kNeedAttention:
+      return "need attention";
+    case Segment::kAboutToSleep:
+      return "about to sleep";
+    case Segment::kAtRisk:
+      return "at risk";
+    case Segment::kCannotLose:
+      return "cannot lose";
+    case Segment::kHibernating:
+      return "hibernating";
+    case Segment::kLost:
+      return "lost";
+  }
+  return "unknown";
+}
+
+Segment SegmentFor(int r, int f, int m) {
+  if (r == 0) return Segment::kNoPurchase;
+  int fm = (f + m + 1) / 2;  // rounds half up
+  switch (r) {
+    case 5:
+      return fm >= 4 ? Segment::kChampions : fm >= 2 ? Segment::kPotentialLoyalist : Segment::kNew;
+    case 4:
+      return fm == 5   ? Segment::kChampions
+             : fm == 4 ? Segment::kLoyal
+             : fm >= 2 ? Segment::kPotentialLoyalist
+                       : Segment::kPromising;
+    case 3:
+      return fm >= 4 ? Segment::kLoyal : fm == 3 ? Segment::kNeedAttention : Segment::kAboutToSleep;
+    case 2:
+      return fm == 5 ? Segment::kCannotLose : fm >= 3 ? Segment::kAtRisk : Segment::kHibernating;
+    default:
+      return fm == 5 ? Segment::kCannotLose : fm >= 3 ? Segment::kAtRisk : Segment::kLost;
+  }
+}
+
+bool ChurnProjection::Reads(v1::Envelope::PayloadCase type) const {
+  switch (type) {
+    case v1::Envelope::kPurchaseCompleted:
+    case v1::Envelope::kRefundIssued:
+    case v1::Envelope::kComplaintOpened:
+    case v1::Envelope::kComplaintResolved:
+    case v1::Envelope::kSurveyAnswered:
+    case v1::Envelope::kServiceRated:
+    case v1::Envelope::kReviewSubmitted:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status ChurnProjection::DoApply(const v1::Envelope& e, const LogPosition& position, StateBatch& state,
+                                std::vector<OutboxRecord>& /*outbox*/) {
+  const int32_t p = position.partition;
+  const std::string key = CustomerKey(p, e.customer_id());
+  ASSIGN_OR_RETURN(const std::string* stored, state.Find(key));
+  ChurnStats s;
+  if (stored != nullptr && !s.ParseFromString(*stored)) {
+    return absl::InternalError("churn: stored statistics do not parse; the store is damaged");
+  }
+  s.set_customer_id(e.customer_id());
+  const int64_t at = Millis(e.occurred_at());
+  s.set_last_activity_ms(std::max(s.last_activity_ms(), at));
+  const int64_t old_monetary = s.monetary_minor();
+
+  switch (e.payload_case()) {
+    case v1::Envelope::kPurchaseCompleted: {
+      const auto& total = e.purchase_completed().total();
+      ASSIGN_OR_RETURN(int64_t minor, events::ToMinorUnits(total));
+      const int32_t day = Day(at);
+      const bool first = s.purchases() == 0;
+      const int32_t old_last_day = first ? -1 : Day(s.last_purchase_ms());
+      const int64_t old_days = s.purchase_days();
+      if (first) {
+        s.set_currency(total.currency());
+        s.set_first_purchase_ms(at);
+      }
+      auto& recent = *s.mutable_recent_days();
+      bool new_day = std::find(recent.begin(), recent.end(), day) == recent.end() && day != old_last_day;
+      if (new_day) {
+        s.set_purchase_days(s.purchase_days() + 1);
+        if (!first && day > old_last_day) {
+          s.set_gap_days_sum(s.gap_days_sum() + (day - old_last_day));
+          s.set_gaps(s.gaps() + 1);
+        }
+        recent.Add(day);
+        std::sort(recent.begin(), recent.end());
+        while (recent.size() > kRecentDays) recent.erase(recent.begin());
+      }
+      s.set_purchases(s.purchases() + 1);
+      s.set_first_purchase_ms(std::min(s.first_purchase_ms(), at));
+      s.set_last_purchase_ms(std::max(s.last_purchase_ms(), at));
+      if (total.currency() == s.currency()) {
+        s.set_monetary_minor(s.monetary_minor() + minor);
+        s.set_monetary_purchases(s.monetary_purchases() + 1);
+      }
+      // Move the customer in the population histograms.
+      const int32_t new_last_day = Day(s.last_purchase_ms());
+      if (new_last_day != old_last_day) {
+        if (!first) RETURN_IF_ERROR(Count(state, RecencyKey(p, old_last_day), -1));
+        RETURN_IF_ERROR(Count(state, RecencyKey(p, new_last_day), +1));
+      }
+      if (s.purchase_days() != old_days) {
+        if (!first) RETURN_IF_ERROR(Count(state, FrequencyKey(p, FrequencyBucket(old_days)), -1));
+        RETURN_IF_ERROR(Count(state, FrequencyKey(p, FrequencyBucket(s.purchase_days())), +1));
+      }
+      if (first) {
+        RETURN_IF_ERROR(Count(state, MonetaryKey(p, s.currency(), MonetaryBucket(s.monetary_minor())), +1));
+      } else if (MonetaryBucket(old_monetary) != MonetaryBucket(s.monetary_minor())) {
+        RETURN_IF_ERROR(Count(state, MonetaryKey(p, s.currency(), MonetaryBucket(old_monetary)), -1));
+        RETURN_IF_ERROR(Count(state, MonetaryKey(p, s.currency(), MonetaryBucket(s.monetary_minor())), +1));
+      }
+      break;
+    }
+    case v1::Envelope::kRefundIssued: {
+      const auto& amount = e.refund_issued().amount();
+      if (s.purchases() == 0 || amount.currency() != s.currency()) break;
+      ASSIGN_OR_RETURN(int64_t minor, events::ToMinorUnits(amount));
+      s.set_monetary_minor(s.monetary_minor() - minor);
+      if (MonetaryBucket(old_monetary) != MonetaryBucket(s.monetary_minor())) {
+        RETURN_IF_ERROR(Count(state, MonetaryKey(p, s.currency(), MonetaryBucket(old_monetary)), -1));
+        RETURN_IF_ERROR(Count(state, MonetaryKey(p, s.currency(), MonetaryBucket(s.monetary_minor())), +1));
+      }
+      break;
+    }
+    case v1::Envelope::kComplaintOpened:
+      s.set_complaints(s.complaints() + 1);
+      s.add_open_cases(e.complaint_opened().case_id());
+      s.add_open_case_since_ms(at);
+      break;
+    case v1::Envelope::kComplaintResolved: {
+      for (int i = 0; i < s.open_cases_size(); ++i) {
+        if (s.open_cases(i) != e.complaint_resolved().case_id()) continue;
+        s.mutable_open_cases()->erase(s.mutable_open_cases()->begin() + i);
+        s.mutable_open_case_since_ms()->erase(s.mutable_open_case_since_ms()->begin() + i);
+        break;
+      }
+      break;
+    }
+    case v1::Envelope::kSurveyAnswered:
+      s.set_has_nps(true);
+      s.set_last_nps(e.survey_answered().nps_score());
+      break;
+    case v1::Envelope::kServiceRated:
+      s.set_last_service_satisfaction(e.service_rated().satisfaction());
+      break;
+    case v1::Envelope::kReviewSubmitted:
+      s.set_last_review_rating(e.review_submitted().rating());
+      break;
+    default:
+      break;
+  }
+  state.Put(key, events::EncodeDeterministic(s));
+  return absl::OkStatus();
+}
+
+struct ChurnView::Histograms {
+  std::map<int32_t, int64_t> last_purchase_day;
+  std::map<int32_t, int64_t> purchase_days;
+  std::map<std::string, std::map<int32_t, int64_t>> monetary;
+  int64_t buyers = 0;
+};
+
+namespace {
+
+// 1-5 from the customer's mid-rank among the population: the share strictly
+// below, plus half the ties.
+int Quintile(const std::map<int32_t, int64_t>& histogram, int32_t value) {
+  int64_t below = 0, equal = 0, total = 0;
+  for (const auto& [bucket, count] : histogram) {
+    total += count;
+    if (bucket < value) below += count;
+    if (bucket == value) equal += count;
+  }
+  if (total == 0) return 3;
+  double rank = (static_cast<double>(below) + 0.5 * static_cast<double>(equal)) / static_cast<double>(total);
+  return 1 + std::min(4, static_cast<int>(rank * 5));
+}
+
+}  // namespace
+
+ChurnView::ChurnView(ProjectionStore& store, int32_t partition_count)
+    : store_(store), family_(store.family(ChurnProjection().Family())), partition_count_(partition_count) {}
+
+Status ChurnView::LoadHistograms() {
+  if (histograms_) return absl::OkStatus();
+  auto h = std::make_shared<Histograms>();
+  for (int32_t p = 0; p < partition_count_; ++p) {
+    for (char kind : {'r', 'f', 'm'}) {
+      std::string prefix = PartitionKey(p, kind);
+      std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+        std::string_view rest(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+        int64_t count = static_cast<int64_t>(ReadU64(std::string_view(it->value().data(), it->value().size())));
+        if (kind == 'm') {
+          std::string currency(rest.substr(0, rest.size() - 4));
+          h->monetary[currency][static_cast<int32_t>(ReadU32(rest.substr(rest.size() - 4)))] += count;
+        } else {
+          auto& target = kind == 'r' ? h->last_purchase_day : h->purchase_days;
+          target[static_cast<int32_t>(ReadU32(rest))] += count;
+          if (kind == 'r') h->buyers += count;
+        }
+      }
+    }
+  }
+  histograms_ = std::move(h);
+  return absl::OkStatus();
+}
+
+ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) const {
+  ChurnAssessment a;
+  a.stats = s;
+  const int64_t now = absl::ToUnixMillis(as_of);
+  const double day = static_cast<double>(kDayMs);
+  int risk = 0;
+  if (s.purchases() > 0) {
+    a.recency_days = std::max(0.0, static_cast<double>(now - s.last_purchase_ms()) / day);
+    a.frequency = s.purchase_days() - 1;
+    a.r = Quintile(histograms_->last_purchase_day, Day(s.last_purchase_ms()));
+    a.f = Quintile(histograms_->purchase_days, FrequencyBucket(s.purchase_days()));
+    auto currency = histograms_->monetary.find(s.currency());
+    a.m = currency == histograms_->monetary.end() ? 3 : Quintile(currency->second, MonetaryBucket(s.monetary_minor()));
+    a.segment = SegmentFor(a.r, a.f, a.m);
+    if (s.gaps() > 0) a.mean_gap_days = static_cast<double>(s.gap_days_sum()) / static_cast<double>(s.gaps());
+    if (s.gaps() > 0 && a.recency_days > 14 && a.recency_days > 2 * a.mean_gap_days) {
+      risk += 40;
+      a.reasons.push_back(
+          absl::StrFormat("overdue: %.0f days since the last purchase, %.1f times the usual gap of %.0f days",
+                          a.recency_days, a.recency_days / a.mean_gap_days, a.mean_gap_days));
+    }
+    if (s.purchase_days() == 1 && a.recency_days > 90) {
+      risk += 30;
+      a.reasons.push_back(absl::StrFormat("no repeat purchase in %.0f days", a.recency_days));
+    }
+    int32_t today = Day(now);
+    int recent = 0, before = 0;
+    for (int32_t d : s.recent_days()) {
+      if (d > today - 90 && d <= today) ++recent;
+      if (d > today - 180 && d <= today - 90) ++before;
+    }
+    if (before >= 2 && recent * 2 < before) {
+      risk += 20;
+      a.reasons.push_back(absl::StrFormat(
+          "falling frequency: %d purchase days in the last 90 days, %d in the 90 before", recent, before));
+    }
+  }
+  if (s.open_cases_size() > 0) {
+    int64_t oldest = *std::min_element(s.open_case_since_ms().begin(), s.open_case_since_ms().end());
+    double age = static_cast<double>(now - oldest) / day;
+    risk += age > 7 ? 30 : 20;
+    a.reasons.push_back(absl::StrFormat("%d unresolved complaint%s, the oldest %.0f days old", s.open_cases_size(),
+                                        s.open_cases_size() == 1 ? "" : "s", age));
+  }
+  std::vector<std::string> low;
+  if (s.has_nps() && s.last_nps() <= 6) low.push_back(absl::StrCat("NPS ", s.last_nps()));
+  if (s.last_service_satisfaction() != 0 && s.last_service_satisfaction() <= v1::SATISFACTION_DISSATISFIED) {
+    low.push_back("a dissatisfied service rating");
+  }
+  if (s.last_review_rating() != 0 && s.last_review_rating() <= 2) {
+    low.push_back(absl::StrCat("a review of ", s.last_review_rating(), "/5"));
+  }
+  if (!low.empty()) {
+    risk += 20;
+    std::string list;
+    for (size_t i = 0; i < low.size(); ++i) absl::StrAppend(&list, i ? ", " : "", low[i]);
+    a.reasons.push_back("low satisfaction: " + list);
+  }
+  a.risk = std::min(risk, 100);
+  return a;
+}
+
+Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, int32_t partition, absl::Time as_of) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  auto bytes = store_.Get(family_, CustomerKey(partition, customer_id));
+  if (!bytes.ok()) {
+    if (bytes.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(
+          absl::StrCat("no churn signals for ", customer_id, " (no purchase, complaint, rating or survey yet)"));
+    }
+    return bytes.status();
+  }
+  ChurnStats stats;
+  if (!stats.ParseFromString(*bytes)) return absl::InternalError("churn: stored statistics do not parse");
+  RETURN_IF_ERROR(LoadHistograms());
+  return AssessStats(stats, as_of);
+}
+
+Result<PopulationView> ChurnView::Population(absl::Time as_of) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  RETURN_IF_ERROR(LoadHistograms());
+  PopulationView view;
+  std::map<std::string, std::vector<int64_t>> monetary;
+  for (int32_t p = 0; p < partition_count_; ++p) {
+    std::string prefix = PartitionKey(p, 'c');
+    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      ChurnStats stats;
+      if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+      ChurnAssessment a = AssessStats(stats, as_of);
+      ++view.customers_per_segment[std::string(SegmentName(a.segment))];
+      ++view.customers;
+      if (stats.purchases() > 0) monetary[stats.currency()].push_back(std::max<int64_t>(0, stats.monetary_minor()));
+    }
+  }
+  for (auto& [currency, values] : monetary) {
+    std::sort(values.rbegin(), values.rend());
+    size_t top = (values.size() + 4) / 5;
+    int64_t total = 0, top_sum = 0;
+    for (size_t i = 0; i < values.size(); ++i) {
+      total += values[i];
+      if (i < top) top_sum += values[i];
+    }
+    view.top_20_percent_revenue_share[currency] =
+        total > 0 ? static_cast<double>(top_sum) / static_cast<double>(total) : 0;
+  }
+  return view;
+}
+
+std::string ChurnView::ToJson(const ChurnAssessment& a, absl::Time as_of) {
+  pb::Struct out;
+  auto& f = *out.mutable_fields();
+  const auto& s = a.stats;
+  auto time = [](int64_t ms) {
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+  };
+  f["customer_id"].set_string_value(s.customer_id());
+  f["as_of"].set_string_value(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", as_of, absl::UTCTimeZone()));
+  f["purchases"].set_number_value(static_cast<double>(s.purchases()));
+  if (s.purchases() > 0) {
+    f["first_purchase"].set_string_value(time(s.first_purchase_ms()));
+    f["last_purchase"].set_string_value(time(s.last_purchase_ms()));
+    f["recency_days"].set_number_value(std::floor(a.recency_days * 10) / 10);
+    f["frequency"].set_number_value(static_cast<double>(a.frequency));
+    int digits = events::CurrencyMinorDigits(s.currency()).value_or(2);
+    double scale = std::pow(10.0, digits);
+    auto& m = *f["monetary"].mutable_struct_value()->mutable_fields();
+    m["currency"].set_string_value(s.currency());
+    m["total"].set_string_value(absl::StrFormat("%.*f", digits, static_cast<double>(s.monetary_minor()) / scale));
+    if (s.monetary_purchases() > 0) {
+      m["average"].set_string_value(absl::StrFormat(
+          "%.*f", digits,
+          static_cast<double>(s.monetary_minor()) / scale / static_cast<double>(s.monetary_purchases())));
+    }
+    auto& rfm = *f["rfm"].mutable_struct_value()->mutable_fields();
+    rfm["r"].set_number_value(a.r);
+    rfm["f"].set_number_value(a.f);
+    rfm["m"].set_number_value(a.m);
+    if (a.mean_gap_days > 0) f["mean_gap_days"].set_number_value(std::round(a.mean_gap_days * 10) / 10);
+  }
+  f["segment"].set_string_value(std::string(SegmentName(a.segment)));
+  f["risk"].set_number_value(a.risk);
+  auto* reasons = f["reasons"].mutable_list_value();
+  for (const auto& r : a.reasons) reasons->add_values()->set_string_value(r);
+  f["open_complaints"].set_number_value(s.open_cases_size());
+  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+}
+
+std::string ChurnView::ToJson(const PopulationView& v, absl::Time as_of) {
+  pb::Struct out;
+  auto& f = *out.mutable_fields();
+  f["as_of"].set_string_value(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", as_of, absl::UTCTimeZone()));
+  f["customers"].set_number_value(static_cast<double>(v.customers));
+  auto& segments = *f["segments"].mutable_struct_value()->mutable_fields();
+  for (const auto& [name, count] : v.customers_per_segment) segments[name].set_number_value(static_cast<double>(count));
+  auto& pareto = *f["top_20_percent_revenue_share"].mutable_struct_value()->mutable_fields();
+  for (const auto& [currency, share] : v.top_20_percent_revenue_share) {
+    pareto[currency].set_number_value(std::round(share * 1000) / 1000);
+  }
+  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+}
+
+}  // namespace rapport::projections

@@ -308,11 +308,11 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
       risk += 40;
       a.reasons.push_back(
           absl::StrFormat("overdue: %.0f days since the last purchase, %.1f times the usual gap of %.0f days",
-                          a.recency_days, a.recency_days / a.mean_gap_days, a.mean_gap_days));
+                          std::floor(a.recency_days), a.recency_days / a.mean_gap_days, a.mean_gap_days));
     }
     if (s.purchase_days() == 1 && a.recency_days > 90) {
       risk += 30;
-      a.reasons.push_back(absl::StrFormat("no repeat purchase in %.0f days", a.recency_days));
+      a.reasons.push_back(absl::StrFormat("no repeat purchase in %.0f days", std::floor(a.recency_days)));
     }
     int32_t today = Day(now);
     int recent = 0, before = 0;
@@ -331,7 +331,7 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
     double age = static_cast<double>(now - oldest) / day;
     risk += age > 7 ? 30 : 20;
     a.reasons.push_back(absl::StrFormat("%d unresolved complaint%s, the oldest %.0f days old", s.open_cases_size(),
-                                        s.open_cases_size() == 1 ? "" : "s", age));
+                                        s.open_cases_size() == 1 ? "" : "s", std::floor(age)));
   }
   std::vector<std::string> low;
   if (s.has_nps() && s.last_nps() <= 6) low.push_back(absl::StrCat("NPS ", s.last_nps()));

@@ -1,0 +1,210 @@
+// The churn projection on hand-worked cases.
+#include "rapport/projections/churn.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "rapport/events/admission.h"
+#include "rapport/testing/status.h"
+
+namespace rapport::projections {
+namespace {
+
+const absl::Time kAsOf = absl::FromUnixSeconds(1775001600);  // 2026-04-01T00:00:00Z
+
+class ChurnTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::path(::testing::TempDir()) /
+            ("churn-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    std::filesystem::remove_all(path_);
+    auto store = ProjectionStore::Open({.path = path_}, {projection_.Family()});
+    ASSERT_OK(store);
+    store_ = std::move(store).value();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(path_);
+  }
+  void Apply(const std::vector<std::string>& lines, size_t per_batch = 0) {
+    events::EventAdmission admission;
+    StateBatch state(*store_, store_->family(projection_.Family()));
+    std::vector<OutboxRecord> outbox;
+    size_t in_batch = 0;
+    for (const auto& line : lines) {
+      auto admitted = admission.AdmitJson(line, absl::FromUnixSeconds(1795348800));
+      ASSERT_TRUE(admitted.accepted()) << admitted.violations.front().ToString() << "\n" << line;
+      ASSERT_OK(projection_.Apply(admitted.event.envelope, {0, offset_++}, state, outbox));
+      if (per_batch && ++in_batch == per_batch) {
+        Commit(state);
+        in_batch = 0;
+      }
+    }
+    Commit(state);
+  }
+  void Commit(StateBatch& state) {
+    rocksdb::WriteBatch batch;
+    state.CommitTo(batch);
+    ASSERT_OK(store_->Write(batch));
+  }
+  ChurnAssessment Assess(const std::string& customer) {
+    auto a = ChurnView(*store_, 1).Assess(customer, 0, kAsOf);
+    EXPECT_OK(a);
+    return a.ok() ? *a : ChurnAssessment{};
+  }
+
+  static inline int counter_ = 0;
+  int64_t offset_ = 0;
+  ChurnProjection projection_;
+  std::filesystem::path path_;
+  std::unique_ptr<ProjectionStore> store_;
+};
+
+std::string Purchase(const std::string& customer, const std::string& when, const std::string& amount,
+                     const std::string& currency = "EUR") {
+  return R"({"customer_id":")" + customer + R"(","occurred_at":")" + when +
+         R"(","source":"pos","channel":"CHANNEL_STORE","purchase_completed":{"order_id":"o","total":{"currency":")" +
+         currency + R"(","amount":")" + amount + R"("}}})";
+}
+std::string Other(const std::string& customer, const std::string& when, const std::string& payload) {
+  return R"({"customer_id":")" + customer + R"(","occurred_at":")" + when +
+         R"(","source":"cc","channel":"CHANNEL_CALL_CENTRE",)" + payload + "}";
+}
+
+TEST_F(ChurnTest, SufficientStatisticsCountDaysGapsAndMoney) {
+  Apply({Purchase("c-1", "2026-01-01T09:00:00Z", "10.00"),
+         Purchase("c-1", "2026-01-01T18:00:00Z", "5.00"),  // same day: one purchase day
+         Purchase("c-1", "2026-01-11T09:00:00Z", "20.00"), Purchase("c-1", "2026-01-31T09:00:00Z", "30.00"),
+         Purchase("c-1", "2026-02-01T09:00:00Z", "1000", "JPY"),  // another currency: not in monetary
+         Other("c-1", "2026-02-02T09:00:00Z",
+               R"("refund_issued":{"order_id":"o","amount":{"currency":"EUR","amount":"5.00"}})")});
+  auto a = Assess("c-1");
+  const auto& s = a.stats;
+  EXPECT_EQ(s.purchases(), 5);
+  EXPECT_EQ(s.purchase_days(), 4);
+  EXPECT_EQ(a.frequency, 3);
+  EXPECT_EQ(s.currency(), "EUR");
+  EXPECT_EQ(s.monetary_minor(), 6000);  // 10 + 5 + 20 + 30 - 5 refunded
+  EXPECT_EQ(s.gaps(), 3);
+  EXPECT_EQ(s.gap_days_sum(), 31);                   // 10 + 20 + 1
+  EXPECT_NEAR(a.recency_days, 59 - 9.0 / 24, 1e-9);  // 2026-02-01T09:00 to 2026-04-01T00:00
+}
+
+TEST_F(ChurnTest, ScoresAreQuintilesOfThePopulation) {
+  // Five customers whose last purchases are one month apart, with 1..5 purchase days.
+  std::vector<std::string> events;
+  for (int c = 1; c <= 5; ++c) {
+    for (int d = 0; d < c; ++d) {
+      events.push_back(Purchase("c-" + std::to_string(c), absl::StrFormat("2025-%02d-%02dT10:00:00Z", 6 + c, 1 + d),
+                                std::to_string(c * 10) + ".00"));
+    }
+  }
+  Apply(events);
+  for (int c = 1; c <= 5; ++c) {
+    auto a = Assess("c-" + std::to_string(c));
+    EXPECT_EQ(a.r, c) << "c-" << c << " last bought in month " << 6 + c;
+    EXPECT_EQ(a.f, c);
+    EXPECT_EQ(a.m, c);
+  }
+  EXPECT_EQ(Assess("c-5").segment, Segment::kChampions);
+  EXPECT_EQ(Assess("c-1").segment, Segment::kLost);
+  EXPECT_EQ(Assess("c-3").segment, Segment::kNeedAttention);
+}
+
+TEST_F(ChurnTest, HistogramsFollowCustomersAsTheyMove) {
+  // c-1 moves buckets with every purchase; the population must count it once.
+  Apply({Purchase("c-1", "2025-01-01T10:00:00Z", "10.00"), Purchase("c-2", "2025-06-01T10:00:00Z", "10.00"),
+         Purchase("c-1", "2025-09-01T10:00:00Z", "10.00"), Purchase("c-1", "2025-12-01T10:00:00Z", "10.00")});
+  auto population = ChurnView(*store_, 1).Population(kAsOf);
+  ASSERT_OK(population);
+  EXPECT_EQ(population->customers, 2);
+  EXPECT_EQ(Assess("c-1").r, 4);  // most recent of two: mid-rank 0.75
+  EXPECT_EQ(Assess("c-2").r, 2);  // mid-rank 0.25
+}
+
+TEST_F(ChurnTest, RiskSaysWhy) {
+  Apply(
+      {Purchase("c-1", "2026-01-01T10:00:00Z", "10.00"), Purchase("c-1", "2026-01-08T10:00:00Z", "10.00"),
+       Purchase("c-1", "2026-01-15T10:00:00Z", "10.00"),  // a weekly buyer, silent since
+       Other(
+           "c-1", "2026-03-01T10:00:00Z",
+           R"("complaint_opened":{"case_id":"k-1","category":"COMPLAINT_CATEGORY_BILLING","severity":"SEVERITY_HIGH"})"),
+       Other("c-1", "2026-03-02T10:00:00Z", R"("survey_answered":{"nps_score":3})")});
+  auto a = Assess("c-1");
+  EXPECT_EQ(a.risk, 90);
+  EXPECT_EQ(a.reasons, (std::vector<std::string>{
+                           "overdue: 75 days since the last purchase, 10.8 times the usual gap of 7 days",
+                           "1 unresolved complaint, the oldest 30 days old",
+                           "low satisfaction: NPS 3",
+                       }));
+
+  Apply({Other("c-1", "2026-03-03T10:00:00Z",
+               R"("complaint_resolved":{"case_id":"k-1","resolution":"RESOLUTION_RESOLVED"})"),
+         Other("c-1", "2026-03-04T10:00:00Z", R"("survey_answered":{"nps_score":9})"),
+         Purchase("c-1", "2026-03-30T10:00:00Z", "10.00")});
+  EXPECT_EQ(Assess("c-1").risk, 0) << "back, satisfied and complaint resolved";
+
+  Apply({Purchase("c-2", "2025-10-01T10:00:00Z", "10.00")});
+  auto single = Assess("c-2");
+  EXPECT_EQ(single.risk, 30);
+  EXPECT_EQ(single.reasons, (std::vector<std::string>{"no repeat purchase in 181 days"}));
+}
+
+TEST_F(ChurnTest, FallingFrequencyIsNoticed) {
+  std::vector<std::string> events;
+  for (int d = 1; d <= 28; d += 3)
+    events.push_back(Purchase("c-1", absl::StrFormat("2025-11-%02dT10:00:00Z", d), "5.00"));
+  events.push_back(Purchase("c-1", "2026-03-20T10:00:00Z", "5.00"));
+  Apply(events);
+  auto a = Assess("c-1");
+  ASSERT_FALSE(a.reasons.empty());
+  EXPECT_EQ(a.reasons.back(), "falling frequency: 1 purchase days in the last 90 days, 10 in the 90 before");
+}
+
+TEST_F(ChurnTest, SegmentGridCoversEveryScore) {
+  EXPECT_EQ(SegmentFor(5, 5, 5), Segment::kChampions);
+  EXPECT_EQ(SegmentFor(5, 1, 1), Segment::kNew);
+  EXPECT_EQ(SegmentFor(4, 1, 1), Segment::kPromising);
+  EXPECT_EQ(SegmentFor(4, 4, 4), Segment::kLoyal);
+  EXPECT_EQ(SegmentFor(3, 3, 3), Segment::kNeedAttention);
+  EXPECT_EQ(SegmentFor(3, 1, 2), Segment::kAboutToSleep);
+  EXPECT_EQ(SegmentFor(2, 3, 4), Segment::kAtRisk);
+  EXPECT_EQ(SegmentFor(1, 5, 5), Segment::kCannotLose);
+  EXPECT_EQ(SegmentFor(2, 1, 1), Segment::kHibernating);
+  EXPECT_EQ(SegmentFor(1, 1, 2), Segment::kLost);
+  for (int r = 1; r <= 5; ++r) {
+    for (int f = 1; f <= 5; ++f) {
+      for (int m = 1; m <= 5; ++m) EXPECT_NE(SegmentFor(r, f, m), Segment::kNoPurchase);
+    }
+  }
+}
+
+TEST_F(ChurnTest, TopTwentyPercentShareIsExact) {
+  // Ten customers spending 1..10 (x 10 EUR): the top two hold 19 of 55.
+  std::vector<std::string> events;
+  for (int c = 1; c <= 10; ++c)
+    events.push_back(Purchase("c-" + std::to_string(c), "2026-03-01T10:00:00Z", std::to_string(c * 10) + ".00"));
+  Apply(events);
+  auto population = ChurnView(*store_, 1).Population(kAsOf);
+  ASSERT_OK(population);
+  EXPECT_DOUBLE_EQ(population->top_20_percent_revenue_share.at("EUR"), 19.0 / 55);
+}
+
+TEST_F(ChurnTest, BatchBoundariesDoNotChangeTheState) {
+  std::vector<std::string> events;
+  for (int i = 0; i < 30; ++i) {
+    events.push_back(Purchase("c-" + std::to_string(i % 7), absl::StrFormat("2026-01-%02dT10:00:00Z", 1 + i % 28),
+                              std::to_string(5 + i) + ".00"));
+  }
+  Apply(events);
+  auto whole = store_->Digest(projection_.Family());
+  TearDown();
+  SetUp();
+  Apply(events, 4);
+  EXPECT_EQ(store_->Digest(projection_.Family()).value(), whole.value());
+}
+
+}  // namespace
+}  // namespace rapport::projections

@@ -1,7 +1,6 @@
 #include "rapport/events/validation.h"
 
 #include <algorithm>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,6 +24,60 @@ constexpr size_t kMaxTraitValueLength = 512;
 constexpr size_t kMaxLineItems = 1000;
 constexpr int64_t kMaxLoyaltyPoints = 1'000'000'000;
 const absl::Duration kMaxInteractionTime = absl::Hours(24);
+
+// Character-class checks written out: std::regex cost a third of the
+// consumer's time (profiled with callgrind).
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool IsAlnum(char c) { return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// [a-z0-9][a-z0-9._-]{0,63}
+bool IsSlug(std::string_view s) {
+  if (s.empty() || s.size() > 64 || !IsLowerAlnum(s[0])) return false;
+  return std::all_of(s.begin() + 1, s.end(),
+                     [](char c) { return IsLowerAlnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+// [a-zA-Z0-9][a-zA-Z0-9._-]*
+bool IsMapKey(std::string_view s) {
+  if (s.empty() || !IsAlnum(s[0])) return false;
+  return std::all_of(s.begin() + 1, s.end(), [](char c) { return IsAlnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+// local@domain.tld: one '@', no white space, a dot inside the domain.
+bool IsEmail(std::string_view s) {
+  if (s.size() > 254 || std::any_of(s.begin(), s.end(), IsSpace)) return false;
+  size_t at = s.find('@');
+  if (at == 0 || at == std::string_view::npos || s.find('@', at + 1) != std::string_view::npos) return false;
+  std::string_view domain = s.substr(at + 1);
+  size_t dot = domain.find('.', 1);
+  return dot != std::string_view::npos && dot + 1 < domain.size();
+}
+
+// +[1-9][0-9]{6,14}
+bool IsE164(std::string_view s) {
+  if (s.size() < 8 || s.size() > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9') return false;
+  return std::all_of(s.begin() + 2, s.end(), IsDigit);
+}
+
+// [a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8})*
+bool IsLanguageTag(std::string_view s) {
+  size_t dash = s.find('-');
+  std::string_view primary = s.substr(0, dash);
+  if (primary.size() < 2 || primary.size() > 3 ||
+      !std::all_of(primary.begin(), primary.end(), [](char c) { return IsAlnum(c) && !IsDigit(c); })) {
+    return false;
+  }
+  while (dash != std::string_view::npos) {
+    size_t next = s.find('-', dash + 1);
+    std::string_view part =
+        s.substr(dash + 1, next == std::string_view::npos ? std::string_view::npos : next - dash - 1);
+    if (part.empty() || part.size() > 8 || !std::all_of(part.begin(), part.end(), IsAlnum)) return false;
+    dash = next;
+  }
+  return true;
+}
 
 absl::Time ToTime(const pb::Timestamp& t) { return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos()); }
 
@@ -65,13 +118,12 @@ class Checker {
 
   // A short code such as a category: lower-case letters, digits, '-', '_', '.'.
   void Slug(const std::string& field, const std::string& value, Presence presence, std::string_view example) {
-    static const std::regex kSlug("[a-z0-9][a-z0-9._-]{0,63}");
     if (value.empty()) {
       if (presence == kRequired)
         Add(field, absl::StrCat("required; a lower-case code such as \"", std::string(example), "\""));
       return;
     }
-    if (!std::regex_match(value, kSlug)) {
+    if (!IsSlug(value)) {
       Add(field, absl::StrCat("\"", value, "\" is not a lower-case code (letters, digits, '-', '_', '.'; at most 64)"));
     }
   }
@@ -122,38 +174,36 @@ class Checker {
   }
 
   void Email(const std::string& field, const std::string& value) {
-    static const std::regex kEmail(R"([^@\s]+@[^@\s]+\.[^@\s]+)");
-    if (value.size() > 254 || !std::regex_match(value, kEmail)) {
+    if (!IsEmail(value)) {
       Add(field, "is not an e-mail address such as \"name@example.com\"");
     }
   }
 
   void Phone(const std::string& field, const std::string& value) {
-    static const std::regex kE164(R"(\+[1-9][0-9]{6,14})");
-    if (!std::regex_match(value, kE164)) {
+    if (!IsE164(value)) {
       Add(field, "is not a phone number in E.164 form such as \"+4915112345678\"");
     }
   }
 
   void Country(const std::string& field, const std::string& value) {
-    static const std::regex kAlpha2("[A-Z]{2}");
-    if (!value.empty() && !std::regex_match(value, kAlpha2)) {
+    if (!value.empty() &&
+        (value.size() != 2 || !std::all_of(value.begin(), value.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))) {
       Add(field, absl::StrCat("\"", value, "\" is not an ISO 3166-1 alpha-2 code such as \"DE\""));
     }
   }
 
   void Language(const std::string& field, const std::string& value) {
-    static const std::regex kBcp47("[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8})*");
-    if (!value.empty() && !std::regex_match(value, kBcp47)) {
+    if (!value.empty() && !IsLanguageTag(value)) {
       Add(field, absl::StrCat("\"", value, "\" is not a BCP 47 language tag such as \"en\" or \"de-DE\""));
     }
   }
 
   void Date(const std::string& field, const std::string& value) {
     absl::CivilDay day;
-    static const std::regex kIsoDate("[0-9]{4}-[0-9]{2}-[0-9]{2}");
-    if (!std::regex_match(value, kIsoDate) || !absl::ParseCivilTime(value, &day) ||
-        absl::FormatCivilTime(day) != value) {
+    bool shaped = value.size() == 10 && value[4] == '-' && value[7] == '-' &&
+                  std::all_of(value.begin(), value.begin() + 4, IsDigit) && IsDigit(value[5]) && IsDigit(value[6]) &&
+                  IsDigit(value[8]) && IsDigit(value[9]);
+    if (!shaped || !absl::ParseCivilTime(value, &day) || absl::FormatCivilTime(day) != value) {
       Add(field, absl::StrCat("\"", value, "\" is not a date such as \"1984-03-21\""));
     }
   }
@@ -172,9 +222,8 @@ class Checker {
   }
 
   void StringMap(const std::string& field, const pb::Map<std::string, std::string>& map) {
-    static const std::regex kKey("[a-zA-Z0-9][a-zA-Z0-9._-]*");
     for (const auto& [key, value] : map) {
-      if (key.size() > kMaxTraitKeyLength || !std::regex_match(key, kKey)) {
+      if (key.size() > kMaxTraitKeyLength || !IsMapKey(key)) {
         Add(absl::StrCat(field, "[\"", key, "\"]"),
             "keys are letters, digits, '.', '_' and '-', at most 64 characters");
       }

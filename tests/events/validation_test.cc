@@ -61,6 +61,34 @@ TEST(Validation, NpsScoreZeroIsAValidAnswer) {
   EXPECT_TRUE(result.accepted()) << result.violations.front().ToString();
 }
 
+TEST(Validation, ValidFormsOfFormattedFieldsAreAccepted) {
+  EventAdmission admission;
+  auto accepted = [&](const std::string& details, const std::string& language) {
+    auto result = admission.AdmitJson(
+        R"({"customer_id":"c-1","occurred_at":"2026-04-21T10:00:00Z","source":"web","channel":"CHANNEL_WEB",)"
+        R"("customer_registered":{"details":)" +
+            details + R"(,"language":")" + language + R"(","country":"TW"}})",
+        kNow);
+    return result.accepted() ? std::string("ok") : result.violations.front().ToString();
+  };
+  EXPECT_EQ(
+      accepted(R"({"email":"a.b+c@sub.example.co.uk","phone":"+12025550123","birth_date":"2000-02-29"})", "zh-Hant-TW"),
+      "ok");
+  EXPECT_EQ(accepted(R"({"email":"x@y.z","phone":"+4915112"})", "en"), "ok");
+  EXPECT_EQ(accepted(R"({"birth_date":"2001-02-29"})", "en"),
+            "customer_registered.details.birth_date: \"2001-02-29\" is not a date such as \"1984-03-21\"");
+  EXPECT_EQ(accepted(R"({"email":"a@.com"})", "en"),
+            "customer_registered.details.email: is not an e-mail address such as \"name@example.com\"");
+  EXPECT_EQ(accepted(R"({"email":"a@b@c.com"})", "en"),
+            "customer_registered.details.email: is not an e-mail address such as \"name@example.com\"");
+  EXPECT_EQ(accepted(R"({"phone":"+0123456789"})", "en"),
+            "customer_registered.details.phone: is not a phone number in E.164 form such as \"+4915112345678\"");
+  EXPECT_EQ(accepted(R"({})", "e1"),
+            "customer_registered.language: \"e1\" is not a BCP 47 language tag such as \"en\" or \"de-DE\"");
+  EXPECT_EQ(accepted(R"({})", "en--US"),
+            "customer_registered.language: \"en--US\" is not a BCP 47 language tag such as \"en\" or \"de-DE\"");
+}
+
 TEST(Validation, OccurredAtWithinTheAllowedSkewIsAccepted) {
   EventAdmission admission;
   Admission result = admission.AdmitJson(

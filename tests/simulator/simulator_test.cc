@@ -83,6 +83,22 @@ TEST(Simulator, EveryValidEventPassesValidationAndTimeNeverGoesBack) {
   EXPECT_EQ(types["customer_registered"], 2000u);
 }
 
+TEST(Simulator, NearZeroPurchaseRatesNeverGiveTimesOutsideThePeriod) {
+  // With r this small, most customers draw a purchase rate near zero, whose
+  // waits once overflowed into times before the period (found by the benchmark).
+  SimulationOptions options = Options(3000, 365, 8);
+  options.model.r = 0.02;
+  Simulator simulator(options);
+  SimulatedRecord record;
+  const absl::Time start = options.start;
+  while (simulator.Next(record)) {
+    ASSERT_GE(record.time, start);
+    ASSERT_LT(record.time, simulator.end());
+    auto violations = events::Validate(record.event, {.reference_time = RecordedAt(record.event)});
+    ASSERT_TRUE(violations.empty()) << violations.front().ToString();
+  }
+}
+
 TEST(Simulator, InvalidRecordsComeAtTheRequestedRateAndAreRejectedAsExpected) {
   Simulator simulator(Options(500, 120, 5, 0.1));
   SimulatedRecord record;

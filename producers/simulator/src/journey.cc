@@ -17,7 +17,13 @@ constexpr int kProductsPerCategory = 50;
 const char* const kTiers[] = {"basic", "silver", "gold", "platinum"};
 constexpr int64_t kTierThresholds[] = {0, 500, 2000, 6000};  // lifetime points
 
-int64_t DaysToMillis(double days) { return static_cast<int64_t>(days * static_cast<double>(kDay)); }
+// A wait in days as milliseconds. Rates near zero (a gamma draw can give
+// 1e-10 a day) make waits far beyond any period: clamp them, or the int64
+// conversion overflows into a time in the past.
+int64_t DaysToMillis(double days) {
+  constexpr double kLongerThanAnyPeriod = 1e7;  // days, about 27,000 years
+  return static_cast<int64_t>(std::min(days, kLongerThanAnyPeriod) * static_cast<double>(kDay));
+}
 
 google::protobuf::Timestamp Timestamp(int64_t ms) {
   google::protobuf::Timestamp t;

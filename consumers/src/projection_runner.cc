@@ -1,5 +1,9 @@
 #include "rapport/consumers/projection_runner.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -20,7 +24,10 @@ using projections::ReadU64;
 using projections::StateBatch;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kOutboxSeqHeader[] = "rapport-outbox-seq";
+// Each relayed record carries the store's id and its outbox sequence number:
+// on resume only records of this store count, so a new store (an emptied data
+// directory) never takes an older store's records for its own.
+constexpr char kOutboxSeqHeader[] = "rapport-outbox-seq";  // 16-byte store id, then the sequence number
 
 // Keys of the runner family.
 std::string OffsetKey(const std::string& topic, int32_t partition) {
@@ -41,6 +48,7 @@ std::string OutboxKey(uint64_t seq) {
   return key;
 }
 const std::string kOutboxNextKey = "n";
+const std::string kStoreIdKey = "s";
 std::string PartitionCountKey(const std::string& topic) { return "c" + topic; }
 
 std::string U64(uint64_t value) {
@@ -76,6 +84,11 @@ struct ProjectionRunner::Impl {
   producers::KafkaHandle relay;
   std::map<std::string, int32_t> target_partitions;
   uint64_t next_outbox_seq = 0;
+  std::string store_id;  // 16 random bytes, made when the store is first used
+  // Fault injection for tests/fault: RAPPORT_FAULT=exit-after-outbox-write
+  // makes the process die right after a batch with outbox entries is written
+  // and before the relay sends them, the moment a random kill rarely hits.
+  bool exit_after_outbox_write = false;
   std::vector<uint64_t> delivered;  // outbox entries the broker acknowledged; deleted in the next write
   uint64_t relay_failures = 0;
 
@@ -168,6 +181,18 @@ Status ProjectionRunner::Impl::Init() {
       return stored.status();
     }
   }
+  const char* fault = std::getenv("RAPPORT_FAULT");
+  exit_after_outbox_write = fault != nullptr && std::string_view(fault) == "exit-after-outbox-write";
+  auto stored_id = store.Get(runner_family, kStoreIdKey);
+  if (stored_id.ok()) {
+    store_id = *stored_id;
+  } else {
+    std::random_device entropy;
+    for (int i = 0; i < 4; ++i) AppendU32(store_id, entropy());
+    rocksdb::WriteBatch batch;
+    batch.Put(runner_family, kStoreIdKey, store_id).PermitUncheckedError();
+    RETURN_IF_ERROR(store.Write(batch));
+  }
   auto next_seq = store.Get(runner_family, kOutboxNextKey);
   if (next_seq.ok()) next_outbox_seq = ReadU64(*next_seq);
   RETURN_IF_ERROR(ResumeOutbox());
@@ -239,8 +264,9 @@ Status ProjectionRunner::Impl::ResumeOutbox() {
       const void* value = nullptr;
       size_t size = 0;
       if (m->err == 0 && rd_kafka_message_headers(m, &headers) == 0 &&
-          rd_kafka_header_get_last(headers, kOutboxSeqHeader, &value, &size) == 0 && size == 8) {
-        uint64_t seq = ReadU64(std::string_view(static_cast<const char*>(value), size));
+          rd_kafka_header_get_last(headers, kOutboxSeqHeader, &value, &size) == 0 && size == 24 &&
+          std::string_view(static_cast<const char*>(value), 16) == store_id) {
+        uint64_t seq = ReadU64(std::string_view(static_cast<const char*>(value) + 16, 8));
         auto& up_to = delivered_up_to[{topic, partition}];
         up_to = std::max(up_to, seq + 1);
       }
@@ -272,7 +298,7 @@ Status ProjectionRunner::Impl::Relay(uint64_t seq, const state::v1::OutboxEntry&
     rd_kafka_header_add(headers, h.name().data(), static_cast<ssize_t>(h.name().size()), h.value().data(),
                         static_cast<ssize_t>(h.value().size()));
   }
-  std::string seq_bytes = U64(seq);
+  std::string seq_bytes = store_id + U64(seq);
   rd_kafka_header_add(headers, kOutboxSeqHeader, -1, seq_bytes.data(), static_cast<ssize_t>(seq_bytes.size()));
   for (;;) {
 #pragma GCC diagnostic push
@@ -489,6 +515,7 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
   delivered.clear();
   if (batch.Count() > 0) RETURN_IF_ERROR(store.Write(batch));
   ++stats.batches;
+  if (exit_after_outbox_write && !outbox.empty()) _exit(86);
 
   for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
   rd_kafka_poll(relay.get(), 0);

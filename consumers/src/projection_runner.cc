@@ -2,11 +2,14 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
+#include <deque>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "rapport/events/codec.h"
 #include "rapport/events/logging.h"
@@ -51,6 +54,31 @@ const std::string kOutboxNextKey = "n";
 const std::string kStoreIdKey = "s";
 std::string PartitionCountKey(const std::string& topic) { return "c" + topic; }
 
+// An event id (a validated UUID, either case) as its 16 bytes.
+using EventIdBytes = std::array<char, 16>;
+EventIdBytes IdBytes(std::string_view uuid) {
+  EventIdBytes bytes{};
+  size_t n = 0;
+  auto nibble = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+  for (size_t i = 0; i + 1 < uuid.size() && n < bytes.size();) {
+    if (uuid[i] == '-') {
+      ++i;
+      continue;
+    }
+    bytes[n++] = static_cast<char>(nibble(uuid[i]) << 4 | nibble(uuid[i + 1]));
+    i += 2;
+  }
+  return bytes;
+}
+
+// The de-duplication window of one partition: the ids of its last
+// `dedup_window` events, and their order for eviction.
+struct PartitionWindow {
+  absl::flat_hash_set<EventIdBytes> ids;
+  std::deque<EventIdBytes> order;
+  uint64_t next_seq = 0;
+};
+
 std::string U64(uint64_t value) {
   std::string out;
   AppendU64(out, value);
@@ -79,6 +107,7 @@ struct ProjectionRunner::Impl {
   std::set<int32_t> assigned;
   std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started
   RunnerStats stats;
+  std::map<int32_t, PartitionWindow> windows;  // de-duplication, loaded from the store at start
 
   // The outbox relay.
   producers::KafkaHandle relay;
@@ -94,6 +123,7 @@ struct ProjectionRunner::Impl {
 
   Status Init();
   Status ResumeOutbox();
+  Status LoadWindows();
   Result<int32_t> TargetPartitions(const std::string& topic);
   Status Relay(uint64_t seq, const state::v1::OutboxEntry& entry);
   Status ProcessBatch(rd_kafka_message_t** messages, size_t count);
@@ -193,6 +223,7 @@ Status ProjectionRunner::Impl::Init() {
     batch.Put(runner_family, kStoreIdKey, store_id).PermitUncheckedError();
     RETURN_IF_ERROR(store.Write(batch));
   }
+  RETURN_IF_ERROR(LoadWindows());
   auto next_seq = store.Get(runner_family, kOutboxNextKey);
   if (next_seq.ok()) next_outbox_seq = ReadU64(*next_seq);
   RETURN_IF_ERROR(ResumeOutbox());
@@ -215,6 +246,32 @@ Status ProjectionRunner::Impl::Init() {
   if (err) return producers::KafkaStatus(err, absl::StrCat("subscribing to ", options.topic));
   log->info("consuming {} ({} partitions) as group {} into {} projections", options.topic, partition_count,
             options.group_id, projections.size());
+  return absl::OkStatus();
+}
+
+// Loads each partition's de-duplication window ("d" partition 's' seq -> id),
+// trimming it when the configured window has shrunk since.
+Status ProjectionRunner::Impl::LoadWindows() {
+  rocksdb::WriteBatch trim;
+  for (int32_t p = 0; p < partition_count; ++p) {
+    PartitionWindow& window = windows[p];
+    const std::string prefix = DedupKey(p, 's');
+    std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), runner_family));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (it->value().size() != 16) return absl::InternalError("a de-duplication entry is damaged");
+      EventIdBytes id;
+      std::copy_n(it->value().data(), 16, id.begin());
+      window.ids.insert(id);
+      window.order.push_back(id);
+      window.next_seq = ReadU64(std::string_view(it->key().data() + prefix.size(), 8)) + 1;
+    }
+    while (window.order.size() > options.dedup_window) {
+      window.ids.erase(window.order.front());
+      window.order.pop_front();
+      trim.Delete(runner_family, prefix + U64(window.next_seq - window.order.size() - 1)).PermitUncheckedError();
+    }
+  }
+  if (trim.Count() > 0) RETURN_IF_ERROR(store.Write(trim));
   return absl::OkStatus();
 }
 
@@ -455,26 +512,22 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
       continue;
     }
 
-    // De-duplication over the last `dedup_window` ids of this partition.
-    std::string id_key = DedupKey(m->partition, 'i') + event.event_id();
-    ASSIGN_OR_RETURN(const std::string* seen, runner_state.Find(id_key));
-    if (seen != nullptr) {
+    // De-duplication over the last `dedup_window` ids of this partition: the
+    // window is in memory; its changes go into this batch's write.
+    PartitionWindow& window = windows[m->partition];
+    EventIdBytes id = IdBytes(event.event_id());
+    if (window.ids.contains(id)) {
       ++stats.duplicates;
       continue;
     }
-    std::string next_key = DedupKey(m->partition, 'n');
-    ASSIGN_OR_RETURN(const std::string* next_bytes, runner_state.Find(next_key));
-    uint64_t seq = next_bytes == nullptr ? 0 : ReadU64(*next_bytes);
-    runner_state.Put(id_key, U64(seq));
-    runner_state.Put(DedupKey(m->partition, 's') + U64(seq), event.event_id());
-    runner_state.Put(next_key, U64(seq + 1));
-    if (seq >= options.dedup_window) {
-      std::string old_key = DedupKey(m->partition, 's') + U64(seq - options.dedup_window);
-      ASSIGN_OR_RETURN(const std::string* old_id, runner_state.Find(old_key));
-      if (old_id != nullptr) {
-        runner_state.Delete(DedupKey(m->partition, 'i') + *old_id);
-        runner_state.Delete(old_key);
-      }
+    const uint64_t seq = window.next_seq++;
+    window.ids.insert(id);
+    window.order.push_back(id);
+    runner_state.Put(DedupKey(m->partition, 's') + U64(seq), std::string(id.data(), id.size()));
+    if (window.order.size() > options.dedup_window) {
+      window.ids.erase(window.order.front());
+      window.order.pop_front();
+      runner_state.Delete(DedupKey(m->partition, 's') + U64(seq - options.dedup_window));
     }
 
     projections::LogPosition position{m->partition, m->offset};

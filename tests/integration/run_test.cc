@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "rapport/events/codec.h"
@@ -186,6 +187,40 @@ TEST_F(RunCommand, DuplicateEventIdsAreAppliedOnceAndRestartsResume) {
   auto once = Rapport(fresh, {"run", "--until-caught-up"});
   EXPECT_EQ(RunCounts(once.out), (std::array<int64_t, 3>{16, 16, 0}));
   EXPECT_EQ(Digest(fresh), Digest(config));
+}
+
+TEST_F(RunCommand, TheDeduplicationWindowForgetsTheOldestIdsAndSurvivesARestart) {
+  const std::string topic = prefix_ + ".events";
+  auto event = [](int n) {
+    v1::Envelope e;
+    EXPECT_FALSE(
+        events::ParseEventJson(
+            R"({"event_id":"019a6f3e-5b10-7c3a-9d4e-1f2a3b4c5d0)" + std::to_string(n) +
+                R"(","customer_id":"c-1","occurred_at":"2026-04-21T10:00:00Z","recorded_at":"2026-04-21T10:00:01Z",)"
+                R"("source":"web","channel":"CHANNEL_WEB","interaction":{"kind":"INTERACTION_KIND_CALL",)"
+                R"("direction":"DIRECTION_INBOUND"}})",
+            e)
+            .has_value());
+    return events::EncodeEvent(e);
+  };
+  for (int n = 1; n <= 4; ++n) ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", event(n)));
+  std::string config = Config("window");
+  {  // a window of two ids per partition
+    std::ofstream(config, std::ios::app) << "";
+    std::string text = testing::ReadFile(config);
+    text.replace(text.find("[run]\n"), 6, "[run]\ndedup_window = 2\n");
+    std::ofstream(config, std::ios::trunc) << text;
+  }
+  auto first = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(RunCounts(first.out), (std::array<int64_t, 3>{4, 0, 0}));
+
+  // After a restart: event 1 left the window long ago, event 4 is still in it.
+  ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", event(1)));
+  ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", event(4)));
+  auto second = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(RunCounts(second.out), (std::array<int64_t, 3>{1, 1, 0}));
 }
 
 }  // namespace

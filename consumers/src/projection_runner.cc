@@ -105,7 +105,9 @@ struct ProjectionRunner::Impl {
   int32_t partition_count = 0;
   std::map<int32_t, int64_t> next_offset;  // mirrors what is stored
   std::set<int32_t> assigned;
-  std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started
+  std::map<int32_t, int64_t> caught_up_at;       // high watermarks when the run started
+  std::map<int32_t, int64_t> log_start;          // low watermarks: where a partition with no stored offset starts
+  Clock::time_point last_record = Clock::now();  // for the stall watchdog
   RunnerStats stats;
   std::map<int32_t, PartitionWindow> windows;  // de-duplication, loaded from the store at start
 
@@ -129,6 +131,7 @@ struct ProjectionRunner::Impl {
   Status ProcessBatch(rd_kafka_message_t** messages, size_t count);
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   bool CaughtUp() const;
+  void WatchForStall();
   void CommitAdvisory();
 };
 
@@ -228,14 +231,16 @@ Status ProjectionRunner::Impl::Init() {
   if (next_seq.ok()) next_outbox_seq = ReadU64(*next_seq);
   RETURN_IF_ERROR(ResumeOutbox());
 
-  if (options.stop_when_caught_up) {
-    for (int32_t p = 0; p < partition_count; ++p) {
-      int64_t low = 0, high = 0;
-      rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high,
-                                                                 static_cast<int>(options.kafka.timeout.count()));
-      if (err) return producers::KafkaStatus(err, absl::StrCat("reading the end of ", options.topic));
-      caught_up_at[p] = high;
-    }
+  // Where each partition starts and ends now. A partition with no stored
+  // offset is assigned its first offset as a number rather than the logical
+  // "beginning", which spares librdkafka an offset lookup at assignment.
+  for (int32_t p = 0; p < partition_count; ++p) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high,
+                                                               static_cast<int>(options.kafka.timeout.count()));
+    if (err) return producers::KafkaStatus(err, absl::StrCat("reading the bounds of ", options.topic));
+    log_start[p] = low;
+    if (options.stop_when_caught_up) caught_up_at[p] = high;
   }
   rd_kafka_poll_set_consumer(consumer.get());
   queue = rd_kafka_queue_get_consumer(consumer.get());
@@ -385,7 +390,10 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
       auto stored = next_offset.find(tp.partition);
-      tp.offset = stored == next_offset.end() ? RD_KAFKA_OFFSET_BEGINNING : stored->second;
+      auto start = log_start.find(tp.partition);
+      tp.offset = stored != next_offset.end() ? stored->second
+                  : start != log_start.end()  ? start->second
+                                              : RD_KAFKA_OFFSET_BEGINNING;
       assigned.insert(tp.partition);
       log->info("assigned {}[{}] from offset {}", tp.topic, tp.partition,
                 stored == next_offset.end() ? std::string("the beginning") : std::to_string(stored->second));
@@ -422,6 +430,37 @@ bool ProjectionRunner::Impl::CaughtUp() const {
     if (at < end) return false;
   }
   return true;
+}
+
+// A consumer that holds partitions with records to read but receives none
+// for a while is stuck (seen once after a rapid series of crashes and
+// restarts with librdkafka 2.0.2): say so, and seek the partitions again to
+// the stored offsets, which restarts their fetchers.
+void ProjectionRunner::Impl::WatchForStall() {
+  constexpr auto kStall = std::chrono::seconds(15);
+  if (assigned.empty() || Clock::now() - last_record < kStall) return;
+  last_record = Clock::now();
+  rd_kafka_topic_partition_list_t* stalled = rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
+  std::string names;
+  for (int32_t p : assigned) {
+    int64_t low = 0, high = 0;
+    if (rd_kafka_query_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high, 2000) != 0) continue;
+    auto at = next_offset.find(p);
+    int64_t position = at != next_offset.end() ? at->second : low;
+    if (position >= high) continue;  // nothing to read: idle, not stuck
+    rd_kafka_topic_partition_list_add(stalled, options.topic.c_str(), p)->offset = position;
+    absl::StrAppend(&names, names.empty() ? "" : ", ", p);
+  }
+  if (stalled->cnt > 0) {
+    log->warn("no records for {} s from partitions with records to read ({}); seeking them again", kStall.count(),
+              names);
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer.get(), stalled, 5000);
+    if (error) {
+      log->error("seeking stalled partitions: {}", rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(stalled);
 }
 
 void ProjectionRunner::Impl::CommitAdvisory() {
@@ -604,6 +643,11 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     if (count < 0) {
       result = producers::KafkaStatus(rd_kafka_last_error(), "consuming");
       break;
+    }
+    if (count > 0) {
+      r.last_record = Clock::now();
+    } else {
+      r.WatchForStall();
     }
     Status processed = r.ProcessBatch(messages.data(), static_cast<size_t>(count));
     for (ssize_t i = 0; i < count; ++i) rd_kafka_message_destroy(messages[i]);

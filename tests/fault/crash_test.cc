@@ -74,8 +74,7 @@ TEST(CrashSafety, KilledTwentyTimesItLosesAndDoublesNothing) {
 
   // Dead letters: each invalid record once, in both runs.
   for (const std::string name : {"calm", "crashy"}) {
-    auto letters = testing::ReadTopic(broker, prefix + "." + name + ".dlq", static_cast<size_t>(invalid) + 50,
-                                      std::chrono::seconds(10));
+    auto letters = testing::ReadTopicToEnd(broker, prefix + "." + name + ".dlq");
     ASSERT_OK(letters);
     std::set<std::string> origins;
     for (const auto& r : *letters) {
@@ -89,7 +88,7 @@ TEST(CrashSafety, KilledTwentyTimesItLosesAndDoublesNothing) {
 
   // Alerts: the crashed run raised exactly the reference run's alerts, each once.
   auto alert_ids = [&](const std::string& name, size_t* count) {
-    auto alerts = testing::ReadTopic(broker, prefix + "." + name + ".alerts", 1'000'000, std::chrono::seconds(8));
+    auto alerts = testing::ReadTopicToEnd(broker, prefix + "." + name + ".alerts");
     EXPECT_OK(alerts);
     std::set<std::string> ids;
     for (const auto& r : *alerts) {

@@ -134,3 +134,27 @@ Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& br
 }
 
 }  // namespace rapport::testing
+
+namespace rapport::testing {
+
+Result<std::vector<ConsumedRecord>> ReadTopicToEnd(const producers::KafkaSettings& broker, const std::string& topic,
+                                                   std::chrono::milliseconds timeout) {
+  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
+  ASSIGN_OR_RETURN(producers::KafkaHandle client, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  ASSIGN_OR_RETURN(int32_t partitions, producers::TopicPartitionCount(client.get(), broker, topic));
+  size_t total = 0;
+  for (int32_t p = 0; p < partitions; ++p) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(client.get(), topic.c_str(), p, &low, &high, 10000);
+    if (err) return producers::KafkaStatus(err, "reading watermarks");
+    total += static_cast<size_t>(high - low);
+  }
+  ASSIGN_OR_RETURN(auto records, ReadTopic(broker, topic, total, timeout));
+  if (records.size() != total) {
+    return absl::DeadlineExceededError(absl::StrCat("read ", records.size(), " of ", total, " records of ", topic,
+                                                    " within ", timeout.count(), " ms"));
+  }
+  return records;
+}
+
+}  // namespace rapport::testing

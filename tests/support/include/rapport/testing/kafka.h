@@ -49,4 +49,9 @@ struct ConsumedRecord {
 Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& broker, const std::string& topic,
                                               size_t count, std::chrono::milliseconds timeout);
 
+// Reads all of `topic` as it is now: up to each partition's high watermark
+// taken at the start, however long that takes (up to `timeout`, then an error).
+Result<std::vector<ConsumedRecord>> ReadTopicToEnd(const producers::KafkaSettings& broker, const std::string& topic,
+                                                   std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
 }  // namespace rapport::testing

@@ -101,7 +101,6 @@ struct ProjectionRunner::Impl {
   std::shared_ptr<spdlog::logger> log;
 
   producers::KafkaHandle consumer;
-  rd_kafka_queue_t* queue = nullptr;
   int32_t partition_count = 0;
   std::map<int32_t, int64_t> next_offset;  // mirrors what is stored
   std::set<int32_t> assigned;
@@ -243,7 +242,6 @@ Status ProjectionRunner::Impl::Init() {
     if (options.stop_when_caught_up) caught_up_at[p] = high;
   }
   rd_kafka_poll_set_consumer(consumer.get());
-  queue = rd_kafka_queue_get_consumer(consumer.get());
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, options.topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), topics);
@@ -617,9 +615,7 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
 
 ProjectionRunner::ProjectionRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-ProjectionRunner::~ProjectionRunner() {
-  if (impl_->queue != nullptr) rd_kafka_queue_destroy(impl_->queue);
-}
+ProjectionRunner::~ProjectionRunner() = default;
 
 Result<std::unique_ptr<ProjectionRunner>> ProjectionRunner::Create(RunnerOptions options,
                                                                    projections::ProjectionStore& store,
@@ -638,11 +634,19 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   auto next_report = Clock::now() + std::chrono::seconds(10);
   uint64_t reported = 0;
   while (!stop.load() && !r.CaughtUp()) {
-    ssize_t count = rd_kafka_consume_batch_queue(r.queue, static_cast<int>(r.options.batch_wait.count()),
-                                                 messages.data(), messages.size());
-    if (count < 0) {
-      result = producers::KafkaStatus(rd_kafka_last_error(), "consuming");
-      break;
+    // A batch is what rd_kafka_consumer_poll (which also serves rebalances)
+    // returns until the batch is full or batch_wait has passed since its
+    // first record. (rd_kafka_consume_batch_queue was seen to stop returning
+    // after a rebalance with librdkafka 2.0.2.)
+    ssize_t count = 0;
+    const auto batch_deadline = Clock::now() + r.options.batch_wait;
+    while (static_cast<size_t>(count) < messages.size()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(batch_deadline - Clock::now());
+      rd_kafka_message_t* message =
+          rd_kafka_consumer_poll(r.consumer.get(), static_cast<int>(std::max<int64_t>(left.count(), 0)));
+      if (message == nullptr) break;
+      messages[static_cast<size_t>(count++)] = message;
+      if (Clock::now() >= batch_deadline) break;
     }
     if (count > 0) {
       r.last_record = Clock::now();

@@ -3,10 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "absl/strings/str_format.h"
-#include "rapport/events/admission.h"
+#include "projection_harness.h"
 #include "rapport/testing/status.h"
 
 namespace rapport::projections {
@@ -16,50 +14,15 @@ const absl::Time kAsOf = absl::FromUnixSeconds(1775001600);  // 2026-04-01T00:00
 
 class ChurnTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = std::filesystem::path(::testing::TempDir()) /
-            ("churn-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
-    std::filesystem::remove_all(path_);
-    auto store = ProjectionStore::Open({.path = path_}, {projection_.Family()});
-    ASSERT_OK(store);
-    store_ = std::move(store).value();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(path_);
-  }
-  void Apply(const std::vector<std::string>& lines, size_t per_batch = 0) {
-    events::EventAdmission admission;
-    StateBatch state(*store_, store_->family(projection_.Family()));
-    std::vector<OutboxRecord> outbox;
-    size_t in_batch = 0;
-    for (const auto& line : lines) {
-      auto admitted = admission.AdmitJson(line, absl::FromUnixSeconds(1795348800));
-      ASSERT_TRUE(admitted.accepted()) << admitted.violations.front().ToString() << "\n" << line;
-      ASSERT_OK(projection_.Apply(admitted.event.envelope, {0, offset_++}, state, outbox));
-      if (per_batch && ++in_batch == per_batch) {
-        Commit(state);
-        in_batch = 0;
-      }
-    }
-    Commit(state);
-  }
-  void Commit(StateBatch& state) {
-    rocksdb::WriteBatch batch;
-    state.CommitTo(batch);
-    ASSERT_OK(store_->Write(batch));
-  }
+  void Apply(const std::vector<std::string>& lines, size_t per_batch = 0) { harness_.Apply(lines, 0, per_batch); }
   ChurnAssessment Assess(const std::string& customer) {
-    auto a = ChurnView(*store_, 1).Assess(customer, 0, kAsOf);
+    auto a = ChurnView(harness_.store(), 1).Assess(customer, 0, kAsOf);
     EXPECT_OK(a);
     return a.ok() ? *a : ChurnAssessment{};
   }
 
-  static inline int counter_ = 0;
-  int64_t offset_ = 0;
   ChurnProjection projection_;
-  std::filesystem::path path_;
-  std::unique_ptr<ProjectionStore> store_;
+  ProjectionHarness harness_{projection_};
 };
 
 std::string Purchase(const std::string& customer, const std::string& when, const std::string& amount,
@@ -117,7 +80,7 @@ TEST_F(ChurnTest, HistogramsFollowCustomersAsTheyMove) {
   // c-1 moves buckets with every purchase; the population must count it once.
   Apply({Purchase("c-1", "2025-01-01T10:00:00Z", "10.00"), Purchase("c-2", "2025-06-01T10:00:00Z", "10.00"),
          Purchase("c-1", "2025-09-01T10:00:00Z", "10.00"), Purchase("c-1", "2025-12-01T10:00:00Z", "10.00")});
-  auto population = ChurnView(*store_, 1).Population(kAsOf);
+  auto population = ChurnView(harness_.store(), 1).Population(kAsOf);
   ASSERT_OK(population);
   EXPECT_EQ(population->customers, 2);
   EXPECT_EQ(Assess("c-1").r, 4);  // most recent of two: mid-rank 0.75
@@ -187,7 +150,7 @@ TEST_F(ChurnTest, TopTwentyPercentShareIsExact) {
   for (int c = 1; c <= 10; ++c)
     events.push_back(Purchase("c-" + std::to_string(c), "2026-03-01T10:00:00Z", std::to_string(c * 10) + ".00"));
   Apply(events);
-  auto population = ChurnView(*store_, 1).Population(kAsOf);
+  auto population = ChurnView(harness_.store(), 1).Population(kAsOf);
   ASSERT_OK(population);
   EXPECT_DOUBLE_EQ(population->top_20_percent_revenue_share.at("EUR"), 19.0 / 55);
 }
@@ -199,11 +162,10 @@ TEST_F(ChurnTest, BatchBoundariesDoNotChangeTheState) {
                               std::to_string(5 + i) + ".00"));
   }
   Apply(events);
-  auto whole = store_->Digest(projection_.Family());
-  TearDown();
-  SetUp();
+  const std::string whole = harness_.Digest();
+  harness_.Reset();
   Apply(events, 4);
-  EXPECT_EQ(store_->Digest(projection_.Family()).value(), whole.value());
+  EXPECT_EQ(harness_.Digest(), whole);
 }
 
 }  // namespace

@@ -3,10 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "absl/time/clock.h"
-#include "rapport/events/admission.h"
+#include "projection_harness.h"
 #include "rapport/testing/status.h"
 
 namespace rapport::projections {
@@ -14,53 +12,17 @@ namespace {
 
 class CustomerProfileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = std::filesystem::path(::testing::TempDir()) /
-            ("profile-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
-    std::filesystem::remove_all(path_);
-    auto store = ProjectionStore::Open({.path = path_}, {projection_.Family()});
-    ASSERT_OK(store);
-    store_ = std::move(store).value();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(path_);
-  }
-
-  // Applies JSON events, `per_batch` at a time (0: all in one batch).
   void Apply(const std::vector<std::string>& lines, size_t per_batch = 0) {
-    events::EventAdmission admission;
-    StateBatch state(*store_, store_->family(projection_.Family()));
-    std::vector<OutboxRecord> outbox;
-    size_t in_batch = 0;
-    int64_t offset = 0;
-    for (const auto& line : lines) {
-      auto admitted = admission.AdmitJson(line, absl::FromUnixSeconds(1795348800));
-      ASSERT_TRUE(admitted.accepted()) << admitted.violations.front().ToString() << "\n" << line;
-      ASSERT_OK(projection_.Apply(admitted.event.envelope, {0, offset++}, state, outbox));
-      if (per_batch != 0 && ++in_batch == per_batch) {
-        Commit(state);
-        in_batch = 0;
-      }
-    }
-    Commit(state);
-    EXPECT_TRUE(outbox.empty());
-  }
-  void Commit(StateBatch& state) {
-    rocksdb::WriteBatch batch;
-    state.CommitTo(batch);
-    ASSERT_OK(store_->Write(batch));
+    EXPECT_TRUE(harness_.Apply(lines, 0, per_batch).empty());
   }
   state::v1::CustomerProfile Profile(const std::string& id) {
-    auto profile = CustomerProfileView(*store_).Profile(id, 0);
+    auto profile = CustomerProfileView(harness_.store()).Profile(id, 0);
     EXPECT_OK(profile);
     return profile.ok() ? *profile : state::v1::CustomerProfile();
   }
 
-  static inline int counter_ = 0;
   CustomerProfileProjection projection_;
-  std::filesystem::path path_;
-  std::unique_ptr<ProjectionStore> store_;
+  ProjectionHarness harness_{projection_};
 };
 
 std::string Event(const std::string& time, const std::string& channel, const std::string& payload,
@@ -167,7 +129,7 @@ TEST_F(CustomerProfileTest, TheJsonViewShowsMoneyAsDecimalsAndAverages) {
 
 TEST_F(CustomerProfileTest, IdentityLookupFindsTheCustomer) {
   Apply(kJourney);
-  CustomerProfileView view(*store_);
+  CustomerProfileView view(harness_.store());
   auto found = view.Lookup(v1::IDENTITY_KIND_EMAIL, "ada@example.com", 1);
   ASSERT_OK(found);
   EXPECT_EQ(*found, "c-1");
@@ -176,23 +138,20 @@ TEST_F(CustomerProfileTest, IdentityLookupFindsTheCustomer) {
 
 TEST_F(CustomerProfileTest, BatchBoundariesDoNotChangeTheState) {
   Apply(kJourney);  // one batch
-  auto one_batch = store_->Digest(projection_.Family());
-  ASSERT_OK(one_batch);
-  TearDown();
-  SetUp();
+  const std::string one_batch = harness_.Digest();
+  harness_.Reset();
   Apply(kJourney, 1);  // a batch per event
-  EXPECT_EQ(store_->Digest(projection_.Family()).value(), *one_batch);
-  TearDown();
-  SetUp();
+  EXPECT_EQ(harness_.Digest(), one_batch);
+  harness_.Reset();
   Apply(kJourney, 4);
-  EXPECT_EQ(store_->Digest(projection_.Family()).value(), *one_batch);
+  EXPECT_EQ(harness_.Digest(), one_batch);
 }
 
 TEST_F(CustomerProfileTest, DifferentStateGivesADifferentDigest) {
   Apply({kJourney[0]});
-  auto before = store_->Digest(projection_.Family());
+  const std::string before = harness_.Digest();
   Apply({kJourney[2]});
-  EXPECT_NE(store_->Digest(projection_.Family()).value(), before.value());
+  EXPECT_NE(harness_.Digest(), before);
 }
 
 }  // namespace

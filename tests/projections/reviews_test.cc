@@ -3,9 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
-#include "rapport/events/admission.h"
+#include "projection_harness.h"
 #include "rapport/testing/status.h"
 
 namespace rapport::projections {
@@ -15,29 +13,9 @@ constexpr int32_t kPartitions = 3;
 
 class ReviewsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    path_ = std::filesystem::path(::testing::TempDir()) / ("reviews-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path_);
-    auto store = ProjectionStore::Open({.path = path_}, {projection_.Family()});
-    ASSERT_OK(store);
-    store_ = std::move(store).value();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(path_);
-  }
   // Applies one event as if read from `partition`; returns the alerts raised.
   std::vector<OutboxRecord> Apply(const std::string& json, int32_t partition) {
-    events::EventAdmission admission;
-    auto admitted = admission.AdmitJson(json, absl::FromUnixSeconds(1795348800));
-    EXPECT_TRUE(admitted.accepted()) << json;
-    StateBatch state(*store_, store_->family(projection_.Family()));
-    std::vector<OutboxRecord> outbox;
-    EXPECT_OK(projection_.Apply(admitted.event.envelope, {partition, offset_++}, state, outbox));
-    rocksdb::WriteBatch batch;
-    state.CommitTo(batch);
-    EXPECT_OK(store_->Write(batch));
-    return outbox;
+    return harness_.Apply({json}, partition);
   }
   std::vector<OutboxRecord> Review(const std::string& customer, const std::string& subject, int rating,
                                    const std::string& day, int32_t partition,
@@ -48,10 +26,8 @@ class ReviewsTest : public ::testing::Test {
                  partition);
   }
 
-  int64_t offset_ = 0;
   ReviewsProjection projection_;
-  std::filesystem::path path_;
-  std::unique_ptr<ProjectionStore> store_;
+  ProjectionHarness harness_{projection_};
 };
 
 TEST_F(ReviewsTest, SummaryAddsUpEveryPartition) {
@@ -63,7 +39,7 @@ TEST_F(ReviewsTest, SummaryAddsUpEveryPartition) {
   Review("c-5", "hotel-b", 3, "2026-04-02", 1);
   Review("c-6", "store-1", 5, "2026-04-02", 1, "SUBJECT_TYPE_STORE");  // another type: not in hotels' mean
 
-  ReviewsView view(*store_, kPartitions);
+  ReviewsView view(harness_.store(), kPartitions);
   auto s = view.Summary(v1::SUBJECT_TYPE_HOTEL, "hotel-a", absl::FromUnixSeconds(1776211200));  // 2026-04-15
   ASSERT_OK(s);
   EXPECT_EQ(s->count, 3);
@@ -82,7 +58,7 @@ TEST_F(ReviewsTest, SummaryAddsUpEveryPartition) {
 TEST_F(ReviewsTest, AnIdThatPrefixesAnotherKeepsItsOwnFigures) {
   Review("c-1", "h-1", 5, "2026-03-01", 0);
   Review("c-1", "h-10", 1, "2026-03-01", 0);
-  ReviewsView view(*store_, kPartitions);
+  ReviewsView view(harness_.store(), kPartitions);
   EXPECT_EQ(view.Summary(v1::SUBJECT_TYPE_HOTEL, "h-1", absl::Now())->count, 1);
   EXPECT_EQ(view.Reviews(v1::SUBJECT_TYPE_HOTEL, "h-1", 10, "")->reviews.size(), 1u);
 }
@@ -91,7 +67,7 @@ TEST_F(ReviewsTest, ReviewsPageNewestFirstAcrossPartitions) {
   for (int day = 1; day <= 7; ++day) {
     Review("c-" + std::to_string(day), "hotel-a", 3, "2026-03-0" + std::to_string(day), day % kPartitions);
   }
-  ReviewsView view(*store_, kPartitions);
+  ReviewsView view(harness_.store(), kPartitions);
   std::vector<std::string> customers;
   std::string cursor;
   int pages = 0;
@@ -112,7 +88,7 @@ TEST_F(ReviewsTest, ACustomersReviewsNewestFirst) {
   Review("c-1", "hotel-a", 4, "2026-03-01", 2);
   Review("c-1", "store-9", 2, "2026-03-05", 2, "SUBJECT_TYPE_STORE");
   Review("c-2", "hotel-a", 5, "2026-03-06", 2);
-  ReviewsView view(*store_, kPartitions);
+  ReviewsView view(harness_.store(), kPartitions);
   auto written = view.ByCustomer("c-1", 2);
   ASSERT_OK(written);
   ASSERT_EQ(written->size(), 2u);

@@ -119,7 +119,9 @@ TEST(Cli, EveryCommandHasHelp) {
     EXPECT_NE(result.out.find("Usage:"), std::string::npos) << command.front() << ": " << result.out;
   }
   auto top = testing::RunRapport({"--help"});
-  for (const char* name : {"publish", "topics", "tail"}) EXPECT_NE(top.out.find(name), std::string::npos) << name;
+  for (const char* name : {"publish", "topics", "tail", "simulate", "run", "digest", "query"}) {
+    EXPECT_NE(top.out.find(name), std::string::npos) << name;
+  }
 }
 
 TEST(Cli, UnknownCommandOrOptionIsAUsageError) {

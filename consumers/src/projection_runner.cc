@@ -540,7 +540,11 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
                                event.customer_id(), "\""));
       continue;
     }
-    absl::Time recorded = absl::FromUnixMillis(Millis(event.recorded_at()));
+    // Judged against the record's own time, never the wall clock, so a
+    // replay judges it alike: recorded_at, or the Kafka timestamp when a
+    // client left recorded_at out (that is then the one violation reported).
+    absl::Time recorded = event.has_recorded_at() ? absl::FromUnixMillis(Millis(event.recorded_at()))
+                                                  : absl::FromUnixMillis(rd_kafka_message_timestamp(m, nullptr));
     events::Violations violations = events::Validate(event, {.reference_time = recorded});
     if (!violations.empty()) {
       std::string reason = violations.front().ToString();

@@ -131,6 +131,10 @@ TEST_F(RunCommand, EachPoisonRecordLandsInTheDeadLetterTopicWithItsReason) {
   ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", unknown_payload));
   ASSERT_OK(testing::ProduceRaw(broker_, topic, "", events::EncodeEvent(valid)));
   ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-2", events::EncodeEvent(valid)));
+  v1::Envelope unrecorded = valid;  // from a client that left recorded_at out
+  unrecorded.set_event_id("019a6f3e-5b10-7c3a-9d4e-1f2a3b4c5d04");
+  unrecorded.clear_recorded_at();
+  ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", events::EncodeEvent(unrecorded), {}, 1776765600000));
   ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", events::EncodeEvent(valid)));
 
   const std::string config = Config("poison");
@@ -138,9 +142,9 @@ TEST_F(RunCommand, EachPoisonRecordLandsInTheDeadLetterTopicWithItsReason) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   auto [applied, duplicates, dead] = RunCounts(run.out);
   EXPECT_EQ(applied, 1);
-  EXPECT_EQ(dead, 5);
+  EXPECT_EQ(dead, 6);
 
-  auto letters = testing::ReadTopic(broker_, prefix_ + ".dlq", 6, std::chrono::seconds(5));
+  auto letters = testing::ReadTopic(broker_, prefix_ + ".dlq", 7, std::chrono::seconds(5));
   ASSERT_OK(letters);
   std::multiset<std::string> reasons;
   for (const auto& r : *letters) {
@@ -160,6 +164,7 @@ TEST_F(RunCommand, EachPoisonRecordLandsInTheDeadLetterTopicWithItsReason) {
       "complaint_resolved, interaction, loyalty_activity, campaign_touched, consent_changed",
       "key: the record has no key; the key must be the customer_id",
       "key: the record key \"c-2\" differs from customer_id \"c-1\"",
+      "validate: recorded_at: required (set at ingest)",
   };
   EXPECT_EQ(reasons, expected);
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <regex>
 
+#include "absl/strings/str_format.h"
 #include "rapport/events/codec.h"
 #include "rapport/producers/topics.h"
 #include "rapport/testing/command.h"
@@ -76,6 +77,13 @@ TEST_F(RunCommand, AppliesEveryValidEventDeadLettersTheRestAndIsDeterministic) {
   EXPECT_EQ(duplicates, 0);
   EXPECT_EQ(dead, invalid);
 
+  // Lag tools see the group caught up: the advisory commits reach the end.
+  auto committed = testing::CommittedOffsets(broker_, prefix_ + ".a", prefix_ + ".events");
+  ASSERT_OK(committed);
+  auto ends = testing::EndOffsets(broker_, prefix_ + ".events");
+  ASSERT_OK(ends);
+  EXPECT_EQ(*committed, *ends);
+
   auto letters =
       testing::ReadTopic(broker_, prefix_ + ".dlq", static_cast<size_t>(invalid) + 1, std::chrono::seconds(5));
   ASSERT_OK(letters);
@@ -101,6 +109,41 @@ TEST_F(RunCommand, AppliesEveryValidEventDeadLettersTheRestAndIsDeterministic) {
   auto lookup = Rapport(a, {"query", "lookup", "email", "c-0000001@mail.example"});
   EXPECT_EQ(lookup.exit_code, 0) << lookup.err;
   EXPECT_EQ(lookup.out, profile.out);
+
+  // The churn, segment and review queries answer as documented.
+  std::string buyer;
+  for (int n = 1; n <= 400 && buyer.empty(); ++n) {
+    std::string id = absl::StrFormat("c-%07d", n);
+    auto churn = Rapport(a, {"query", "churn", id, "--as-of", "2025-05-01"});
+    if (churn.exit_code == 0 && churn.out.find("\"rfm\"") != std::string::npos) buyer = id;
+  }
+  ASSERT_FALSE(buyer.empty()) << "some customer bought something";
+  auto churn = Rapport(a, {"query", "churn", buyer, "--as-of", "2025-05-01"});
+  for (const char* field : {"\"segment\"", "\"risk\"", "\"reasons\"", "\"recency_days\"", "\"monetary\""}) {
+    EXPECT_NE(churn.out.find(field), std::string::npos) << field << " in " << churn.out;
+  }
+  auto segments = Rapport(a, {"query", "segments", "--as-of", "2025-05-01"});
+  EXPECT_EQ(segments.exit_code, 0) << segments.err;
+  EXPECT_NE(segments.out.find("\"top_20_percent_revenue_share\""), std::string::npos) << segments.out;
+  EXPECT_NE(segments.out.find("\"segments\""), std::string::npos) << segments.out;
+  auto written = Rapport(a, {"query", "reviews", "--customer", buyer});
+  EXPECT_EQ(written.exit_code, 0) << written.err;
+  EXPECT_NE(written.out.find("\"reviews\""), std::string::npos) << written.out;
+  auto items = Rapport(a, {"query", "reviews", "store/store-001", "--items", "--limit", "2"});
+  EXPECT_EQ(items.exit_code, 0) << items.err;
+  auto unknown = Rapport(a, {"query", "reviews", "store/no-such-store"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err, "query: no reviews of store no-such-store\n");
+  auto malformed = Rapport(a, {"query", "reviews", "castle/c-1"});
+  EXPECT_EQ(malformed.exit_code, 2);
+  EXPECT_NE(malformed.err.find("\"castle/c-1\" is not a subject such as hotel/hotel-001"), std::string::npos)
+      << malformed.err;
+  auto bad_time = Rapport(a, {"query", "churn", buyer, "--as-of", "tomorrow"});
+  EXPECT_EQ(bad_time.exit_code, 2);
+  EXPECT_NE(bad_time.err.find("--as-of: \"tomorrow\""), std::string::npos) << bad_time.err;
+  auto nobody = Rapport(a, {"query", "profile", "c-9999999"});
+  EXPECT_EQ(nobody.exit_code, 1);
+  EXPECT_EQ(nobody.err, "query: no customer c-9999999\n");
 }
 
 TEST_F(RunCommand, EachPoisonRecordLandsInTheDeadLetterTopicWithItsReason) {

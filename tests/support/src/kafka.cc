@@ -158,3 +158,39 @@ Result<std::vector<ConsumedRecord>> ReadTopicToEnd(const producers::KafkaSetting
 }
 
 }  // namespace rapport::testing
+
+namespace rapport::testing {
+
+Result<std::map<int32_t, int64_t>> EndOffsets(const producers::KafkaSettings& broker, const std::string& topic) {
+  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
+  ASSIGN_OR_RETURN(producers::KafkaHandle client, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  ASSIGN_OR_RETURN(int32_t partitions, producers::TopicPartitionCount(client.get(), broker, topic));
+  std::map<int32_t, int64_t> ends;
+  for (int32_t p = 0; p < partitions; ++p) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(client.get(), topic.c_str(), p, &low, &high, 10000);
+    if (err) return producers::KafkaStatus(err, "reading watermarks");
+    ends[p] = high;
+  }
+  return ends;
+}
+
+Result<std::map<int32_t, int64_t>> CommittedOffsets(const producers::KafkaSettings& broker, const std::string& group,
+                                                    const std::string& topic) {
+  ASSIGN_OR_RETURN(auto ends, EndOffsets(broker, topic));
+  producers::KafkaSettings settings = broker;
+  settings.properties["group.id"] = group;  // only asks; never joins
+  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(settings, {}));
+  ASSIGN_OR_RETURN(producers::KafkaHandle consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(ends.size()));
+  for (const auto& [p, end] : ends) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  rd_kafka_resp_err_t err = rd_kafka_committed(consumer.get(), list, 10000);
+  std::map<int32_t, int64_t> committed;
+  for (int i = 0; i < list->cnt; ++i) committed[list->elems[i].partition] = list->elems[i].offset;
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_consumer_close(consumer.get());
+  if (err) return producers::KafkaStatus(err, "reading committed offsets");
+  return committed;
+}
+
+}  // namespace rapport::testing

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,14 @@ struct ConsumedRecord {
 // `timeout` passed; returns what it read, sorted by partition and offset.
 Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& broker, const std::string& topic,
                                               size_t count, std::chrono::milliseconds timeout);
+
+// The offsets `group` has committed for each partition of `topic` (what lag
+// tools see); -1 for a partition without one.
+Result<std::map<int32_t, int64_t>> CommittedOffsets(const producers::KafkaSettings& broker, const std::string& group,
+                                                    const std::string& topic);
+
+// The end (high watermark) of each partition of `topic`.
+Result<std::map<int32_t, int64_t>> EndOffsets(const producers::KafkaSettings& broker, const std::string& topic);
 
 // Reads all of `topic` as it is now: up to each partition's high watermark
 // taken at the start, however long that takes (up to `timeout`, then an error).

@@ -18,11 +18,22 @@
 namespace rapport::cli {
 namespace {
 
-projections::StoreOptions StoreOptionsFrom(const Config& config, bool read_only) {
-  return {.path = config.store.data_dir,
-          .read_only = read_only,
-          .block_cache_bytes = static_cast<size_t>(config.store.block_cache_bytes),
-          .write_buffer_bytes = static_cast<size_t>(config.store.write_buffer_bytes)};
+enum class Access { kReadWrite, kReadOnly };
+
+// The store of the built-in projections (registered into `registry`) and the
+// runner, as the config places and sizes it.
+Result<std::unique_ptr<projections::ProjectionStore>> OpenStore(const Config& config,
+                                                                projections::ProjectionRegistry& registry,
+                                                                Access access) {
+  projections::RegisterProjections(registry);
+  std::vector<std::string> families = registry.families();
+  families.push_back(consumers::ProjectionRunner::kFamily);
+  return projections::ProjectionStore::Open(
+      {.path = config.store.data_dir,
+       .read_only = access == Access::kReadOnly,
+       .block_cache_bytes = static_cast<size_t>(config.store.block_cache_bytes),
+       .write_buffer_bytes = static_cast<size_t>(config.store.write_buffer_bytes)},
+      families);
 }
 
 // The default static-membership id: stable for this host and store.
@@ -41,10 +52,7 @@ std::string DefaultInstanceId(const std::string& data_dir) {
 int RunProjections(const Config& config, const RunArgs& args, std::ostream& out, std::ostream& err,
                    const std::atomic<bool>& stop) {
   projections::ProjectionRegistry registry;
-  projections::RegisterProjections(registry);
-  std::vector<std::string> families = registry.families();
-  families.push_back(consumers::ProjectionRunner::kFamily);
-  auto store = projections::ProjectionStore::Open(StoreOptionsFrom(config, false), families);
+  auto store = OpenStore(config, registry, Access::kReadWrite);
   if (!store.ok()) {
     err << "run: " << store.status().message() << "\n";
     return 2;
@@ -78,8 +86,7 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
 
 int RunDigest(const Config& config, std::ostream& out, std::ostream& err) {
   projections::ProjectionRegistry registry;
-  projections::RegisterProjections(registry);
-  auto store = projections::ProjectionStore::Open(StoreOptionsFrom(config, true), registry.families());
+  auto store = OpenStore(config, registry, Access::kReadOnly);
   if (!store.ok()) {
     err << "digest: " << store.status().message() << "\n";
     return 2;
@@ -97,10 +104,7 @@ int RunDigest(const Config& config, std::ostream& out, std::ostream& err) {
 
 int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std::ostream& err) {
   projections::ProjectionRegistry registry;
-  projections::RegisterProjections(registry);
-  std::vector<std::string> families = registry.families();
-  families.push_back(consumers::ProjectionRunner::kFamily);
-  auto store = projections::ProjectionStore::Open(StoreOptionsFrom(config, true), families);
+  auto store = OpenStore(config, registry, Access::kReadOnly);
   if (!store.ok()) {
     err << "query: " << store.status().message() << "\n";
     return 2;

@@ -1,5 +1,6 @@
 #include "rapport/cli/config.h"
 
+#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -25,7 +26,13 @@ class TableReader {
     const toml::node* node = root_.at_path(key).node();
     known_.insert(std::string(key));
     if (node == nullptr) return absl::OkStatus();
-    if constexpr (std::is_same_v<T, std::string>) {
+    if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = node->value<bool>(); v && node->is_boolean()) {
+        out = *v;
+        return absl::OkStatus();
+      }
+      return Error(*node, key, "expected true or false");
+    } else if constexpr (std::is_same_v<T, std::string>) {
       if (auto v = node->value<std::string>()) {
         out = *v;
         return absl::OkStatus();
@@ -57,6 +64,60 @@ class TableReader {
     if (node == nullptr) return absl::OkStatus();
     if (!node->is_table()) return Error(*node, key, "expected a table of librdkafka properties");
     return Flatten(*node->as_table(), "", key, out);
+  }
+
+  // [api.keys.NAME] tables: each a key (its SHA-256, or the key itself) and scopes.
+  Status ReadApiKeys(std::string_view key, std::vector<api::ApiKey>& out) {
+    known_.insert(std::string(key));
+    const toml::node* node = root_.at_path(key).node();
+    if (node == nullptr) return absl::OkStatus();
+    if (!node->is_table()) return Error(*node, key, "expected a table of keys, one [api.keys.NAME] per key");
+    for (const auto& [name, value] : *node->as_table()) {
+      const std::string path = fmt::format("{}.{}", key, name.str());
+      const toml::table* table = value.as_table();
+      if (table == nullptr) return Error(value, path, "expected a table with key_sha256 (or key) and scopes");
+      api::ApiKey parsed;
+      parsed.name = std::string(name.str());
+      bool have_key = false;
+      for (const auto& [field, v] : *table) {
+        const std::string field_path = fmt::format("{}.{}", path, field.str());
+        if (field == "key_sha256") {
+          auto hex = v.value<std::string>();
+          if (!hex || !api::ParseSha256Hex(*hex, parsed.sha256)) {
+            return Error(v, field_path, "expected 64 hex digits (the SHA-256 of the key: `rapport api-key`)");
+          }
+          have_key = true;
+        } else if (field == "key") {
+          auto text = v.value<std::string>();
+          if (!text || text->size() < 16) return Error(v, field_path, "expected a string of at least 16 characters");
+          api::ParseSha256Hex(api::Sha256Hex(*text), parsed.sha256);
+          have_key = true;
+        } else if (field == "scopes") {
+          const toml::array* scopes = v.as_array();
+          if (scopes == nullptr || scopes->empty()) {
+            return Error(v, field_path, "expected a list such as [\"read\", \"ingest\"]");
+          }
+          for (const auto& scope : *scopes) {
+            auto text = scope.value<std::string>();
+            if (text && *text == "read") {
+              parsed.scopes.push_back(api::Scope::kRead);
+            } else if (text && *text == "ingest") {
+              parsed.scopes.push_back(api::Scope::kIngest);
+            } else if (text && *text == "admin") {
+              parsed.scopes.push_back(api::Scope::kAdmin);
+            } else {
+              return Error(scope, field_path, "a scope is \"read\", \"ingest\" or \"admin\"");
+            }
+          }
+        } else {
+          return Error(v, field_path, "unknown key (a key has key_sha256 or key, and scopes)");
+        }
+      }
+      if (!have_key) return Error(value, path, "needs key_sha256 (or key)");
+      if (parsed.scopes.empty()) return Error(value, path, "needs scopes, e.g. [\"read\"]");
+      out.push_back(std::move(parsed));
+    }
+    return absl::OkStatus();
   }
 
   // Every key in the file that no Read asked for: a typo, most likely.
@@ -183,6 +244,26 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("run.batch_wait_ms", c.run.batch_wait_ms));
   RETURN_IF_ERROR(r.ReadPositive("run.dedup_window", c.run.dedup_window));
   RETURN_IF_ERROR(r.Read("log.level", c.log_level));
+
+  RETURN_IF_ERROR(r.Read("api.listen", c.api.listen));
+  RETURN_IF_ERROR(r.ReadPositive("api.io_threads", c.api.io_threads));
+  RETURN_IF_ERROR(r.ReadPositive("api.workers", c.api.workers));
+  RETURN_IF_ERROR(r.ReadPositive("api.max_body_bytes", c.api.max_body_bytes));
+  RETURN_IF_ERROR(r.ReadPositive("api.max_header_bytes", c.api.max_header_bytes));
+  RETURN_IF_ERROR(r.ReadPositive("api.request_timeout_ms", c.api.request_timeout_ms));
+  RETURN_IF_ERROR(r.ReadPositive("api.max_in_flight", c.api.max_in_flight));
+  RETURN_IF_ERROR(r.ReadPositive("api.consistency_wait_ms", c.api.consistency_wait_ms));
+  RETURN_IF_ERROR(r.Read("api.ready_max_lag", c.api.ready_max_lag));
+  RETURN_IF_ERROR(r.ReadPositive("api.max_batch_events", c.api.max_batch_events));
+  RETURN_IF_ERROR(r.Read("api.open_reads_on_loopback", c.api.open_reads_on_loopback));
+  RETURN_IF_ERROR(r.Read("api.tls_cert_file", c.api.tls_cert_file));
+  RETURN_IF_ERROR(r.Read("api.tls_key_file", c.api.tls_key_file));
+  RETURN_IF_ERROR(r.ReadApiKeys("api.keys", c.api.keys));
+  if (!c.api.listen.empty()) {
+    std::string host;
+    uint16_t port = 0;
+    RETURN_IF_ERROR(ParseListenAddress(c.api.listen, host, port, fmt::format("{}: api.listen", origin)));
+  }
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   for (int32_t partitions : {c.topics.events_partitions, c.topics.dead_letter_partitions, c.topics.alerts_partitions}) {
     if (partitions < 1)
@@ -211,6 +292,25 @@ Result<Config> LoadConfig(const std::optional<std::filesystem::path>& file, cons
   }
   ApplyEnvironment(env, config);
   return config;
+}
+
+Status ParseListenAddress(const std::string& text, std::string& host, uint16_t& port, std::string_view what) {
+  size_t colon = text.rfind(':');
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: \"{}\" is not HOST:PORT such as 127.0.0.1:8080 or [::1]:8080", what, text));
+  };
+  if (colon == std::string::npos || colon == 0) return bad();
+  host = text.substr(0, colon);
+  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string digits = text.substr(colon + 1);
+  int value = -1;
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (error != std::errc() || end != digits.data() + digits.size() || value < 0 || value > 65535 || host.empty()) {
+    return bad();
+  }
+  port = static_cast<uint16_t>(value);
+  return absl::OkStatus();
 }
 
 std::vector<producers::TopicSpec> TopicSpecs(const TopicsConfig& t) {

@@ -109,6 +109,9 @@ int main(int argc, char** argv) {
   run->add_option("--data-dir", data_dir, "Projection store directory (default: [store] data_dir, $RAPPORT_DATA_DIR)");
   run->add_flag("--until-caught-up", run_args.until_caught_up,
                 "Stop once the log as it was at start is applied (default: run until Ctrl-C)");
+  std::string http_listen;
+  run->add_option("--http", http_listen,
+                  "Serve the HTTP API on HOST:PORT, e.g. 127.0.0.1:8080 (default: [api] listen; none)");
   run->footer("Stop with Ctrl-C or SIGTERM: the current batch completes. Restarting resumes where the store is.");
 
   auto* digest = app.add_subcommand("digest", "Print a digest of each projection's state: NAME HEX");
@@ -188,6 +191,7 @@ int main(int argc, char** argv) {
     return rapport::cli::RunPublish(*config, publish_args, in, std::cout, std::cerr, g_stop);
   }
   if (!data_dir.empty()) config->store.data_dir = data_dir;
+  if (!http_listen.empty()) config->api.listen = http_listen;
   if (*ensure) return rapport::cli::RunTopicsEnsure(*config, std::cout, std::cerr);
   if (*run) return rapport::cli::RunProjections(*config, run_args, std::cout, std::cerr, g_stop);
   if (*digest) return rapport::cli::RunDigest(*config, std::cout, std::cerr);

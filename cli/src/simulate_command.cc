@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "fmt/format.h"
 #include "rapport/events/codec.h"
+#include "rapport/events/time_text.h"
 #include "rapport/producers/event_producer.h"
 
 namespace rapport::cli {
@@ -37,12 +38,7 @@ Status WriteTruth(const std::string& path, const std::vector<simulator::Customer
 }  // namespace
 
 Result<absl::Time> ParseStartTime(const std::string& text) {
-  absl::Time time;
-  std::string error;
-  if (absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &time, &error) ||
-      absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
-    return time;
-  }
+  if (auto time = events::ParseDateOrTime(text)) return *time;
   return absl::InvalidArgumentError(
       absl::StrCat("--start: \"", text, "\" is not a date such as 2025-01-01 or a time such as 2025-01-01T00:00:00Z"));
 }

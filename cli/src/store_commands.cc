@@ -7,8 +7,13 @@
 
 #include "absl/time/clock.h"
 #include "fmt/format.h"
+#include "rapport/api/http_server.h"
+#include "rapport/api/ingest.h"
+#include "rapport/api/openapi_document.h"
+#include "rapport/api/service.h"
 #include "rapport/cli/simulate_command.h"
 #include "rapport/consumers/projection_runner.h"
+#include "rapport/events/logging.h"
 #include "rapport/producers/partitioner.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
@@ -47,6 +52,46 @@ std::string DefaultInstanceId(const std::string& data_dir) {
   return fmt::format("rapport-{}-{:08x}", host, hash & 0xffffffffULL);
 }
 
+// Starts the HTTP API over `store`: ingest through its own producer, reads
+// from the views, metrics from `metrics`.
+Status StartApi(const Config& config, projections::ProjectionStore& store, const consumers::RunnerProgress& progress,
+                Metrics& metrics, std::unique_ptr<api::Ingest>& ingest, std::unique_ptr<api::ApiService>& service,
+                std::unique_ptr<api::HttpServer>& server) {
+  const ApiConfig& a = config.api;
+  api::ServerOptions server_options;
+  RETURN_IF_ERROR(ParseListenAddress(a.listen, server_options.address, server_options.port, "--http"));
+  server_options.io_threads = static_cast<int>(a.io_threads);
+  server_options.workers = static_cast<int>(a.workers);
+  server_options.max_body_bytes = static_cast<size_t>(a.max_body_bytes);
+  server_options.max_header_bytes = static_cast<size_t>(a.max_header_bytes);
+  server_options.request_timeout = std::chrono::milliseconds(a.request_timeout_ms);
+  server_options.max_in_flight = static_cast<size_t>(a.max_in_flight);
+  server_options.tls_cert_file = a.tls_cert_file;
+  server_options.tls_key_file = a.tls_key_file;
+
+  producers::ProducerOptions producer_options{
+      .kafka = config.kafka, .topic = config.topics.events, .delivery_timeout = config.publish.delivery_timeout};
+  ASSIGN_OR_RETURN(ingest, api::Ingest::Connect(producer_options, config.publish.limits));
+
+  api::ServiceOptions service_options;
+  service_options.auth = {.keys = a.keys, .open_reads_on_loopback = a.open_reads_on_loopback};
+  service_options.events_topic = config.topics.events;
+  service_options.consistency_wait = std::chrono::milliseconds(a.consistency_wait_ms);
+  service_options.ready_max_lag = a.ready_max_lag;
+  service_options.max_batch_events = static_cast<size_t>(a.max_batch_events);
+  service_options.openapi_json = std::string(api::kOpenApiJson);
+  service = std::make_unique<api::ApiService>(std::move(service_options), store, &progress, ingest.get(), metrics);
+  if (a.keys.empty()) {
+    ModuleLogger("api")->warn(
+        "no API keys configured ([api.keys.NAME] in the config): {}",
+        a.open_reads_on_loopback ? "only reads from this host are served" : "every /v1 route will answer 401");
+  }
+  api::ApiService* handler = service.get();
+  ASSIGN_OR_RETURN(server, api::HttpServer::Start(server_options,
+                                                  [handler](const api::HttpRequest& r) { return handler->Handle(r); }));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunProjections(const Config& config, const RunArgs& args, std::ostream& out, std::ostream& err,
@@ -57,6 +102,8 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
     err << "run: " << store.status().message() << "\n";
     return 2;
   }
+  const bool serve = !config.api.listen.empty();
+  Metrics metrics;
   consumers::RunnerOptions options{
       .kafka = config.kafka,
       .group_id = config.run.group_id,
@@ -67,13 +114,26 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
       .max_batch = static_cast<size_t>(config.run.max_batch),
       .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
       .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
-      .stop_when_caught_up = args.until_caught_up};
+      .stop_when_caught_up = args.until_caught_up,
+      .metrics = serve ? &metrics : nullptr};
   auto runner = consumers::ProjectionRunner::Create(options, **store, registry.all());
   if (!runner.ok()) {
     err << "run: " << runner.status().message() << "\n";
     return 2;
   }
+  // The API serves the live store while the runner applies to it.
+  std::unique_ptr<api::Ingest> ingest;
+  std::unique_ptr<api::ApiService> service;
+  std::unique_ptr<api::HttpServer> server;
+  if (serve) {
+    auto started = StartApi(config, **store, (*runner)->progress(), metrics, ingest, service, server);
+    if (!started.ok()) {
+      err << "run: " << started.message() << "\n";
+      return 2;
+    }
+  }
   Status status = (*runner)->Run(stop);
+  if (server) server->Shutdown(std::chrono::seconds(10));  // drains requests in flight
   const auto& stats = (*runner)->stats();
   out << fmt::format("run: {} events applied, {} duplicates skipped, {} dead-lettered in {} batches\n", stats.applied,
                      stats.duplicates, stats.dead_lettered, stats.batches);

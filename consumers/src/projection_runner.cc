@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdlib>
 #include <deque>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -108,7 +109,20 @@ struct ProjectionRunner::Impl {
   std::map<int32_t, int64_t> log_start;          // low watermarks: where a partition with no stored offset starts
   Clock::time_point last_record = Clock::now();  // for the stall watchdog
   RunnerStats stats;
-  std::map<int32_t, PartitionWindow> windows;  // de-duplication, loaded from the store at start
+  RunnerProgress progress;
+  std::map<int32_t, int64_t> log_end;  // the highest log end seen per partition
+  std::map<int32_t, PartitionWindow> windows;
+
+  // Metrics, when a registry was given.
+  struct Meters {
+    std::vector<Counter*> applied;  // per projection
+    Counter* duplicates;
+    Counter* dead_lettered;
+    Counter* alerts;
+    Counter* batches;
+    Histogram* batch_seconds;
+  };
+  std::optional<Meters> meters;  // de-duplication, loaded from the store at start
 
   // The outbox relay.
   producers::KafkaHandle relay;
@@ -132,7 +146,50 @@ struct ProjectionRunner::Impl {
   bool CaughtUp() const;
   void WatchForStall();
   void CommitAdvisory();
+  void InitMetrics();
+  void UpdateProgress();
 };
+
+void ProjectionRunner::Impl::InitMetrics() {
+  Metrics* m = options.metrics;
+  if (m == nullptr) return;
+  Meters meters_in;
+  for (auto* projection : projections) {
+    meters_in.applied.push_back(&m->counter("rapport_events_applied_total",
+                                            "Events folded into a projection (of the types it reads).",
+                                            {{"projection", projection->Family()}}));
+  }
+  meters_in.duplicates = &m->counter("rapport_events_duplicate_total", "Events skipped: their id was seen before.");
+  meters_in.dead_lettered =
+      &m->counter("rapport_events_dead_lettered_total", "Records sent to the dead-letter topic, with the reason.");
+  meters_in.alerts = &m->counter("rapport_alerts_emitted_total", "Alerts staged for the alerts topic.");
+  meters_in.batches = &m->counter("rapport_batches_total", "Batches written to the store (one WriteBatch each).");
+  meters_in.batch_seconds =
+      &m->histogram("rapport_batch_apply_seconds", "Time to apply a batch to every projection and write it.", {});
+  meters = meters_in;
+  m->AddCollector([this, m] {
+    for (const auto& [partition, p] : progress.Snapshot()) {
+      Labels labels{{"topic", options.topic}, {"partition", std::to_string(partition)}};
+      m->gauge("rapport_consumer_lag_records", "Records in the log not yet applied, per partition.", labels)
+          .Set(static_cast<double>(std::max<int64_t>(p.end - p.applied, 0)));
+      m->gauge("rapport_applied_offset", "The next offset to apply, per partition.", labels)
+          .Set(static_cast<double>(p.applied));
+    }
+  });
+}
+
+// Publishes, after a write, how far each partition is applied and where its
+// log ends (librdkafka's cached watermarks: no request to the broker).
+void ProjectionRunner::Impl::UpdateProgress() {
+  for (int32_t p : assigned) {
+    int64_t low = 0, high = -1;
+    int64_t applied = next_offset.count(p) ? next_offset.at(p) : log_start[p];
+    rd_kafka_get_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high);
+    int64_t& end = log_end[p];
+    end = std::max({end, high, applied});
+    progress.Update(p, applied, end);
+  }
+}
 
 Result<int32_t> ProjectionRunner::Impl::TargetPartitions(const std::string& topic) {
   auto it = target_partitions.find(topic);
@@ -240,7 +297,12 @@ Status ProjectionRunner::Impl::Init() {
     if (err) return producers::KafkaStatus(err, absl::StrCat("reading the bounds of ", options.topic));
     log_start[p] = low;
     if (options.stop_when_caught_up) caught_up_at[p] = high;
+    int64_t applied = next_offset.count(p) ? next_offset[p] : low;
+    log_end[p] = std::max(high, applied);
+    progress.Update(p, applied, log_end[p]);
   }
+  progress.MarkStarted();
+  InitMetrics();
   rd_kafka_poll_set_consumer(consumer.get());
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, options.topic.c_str(), RD_KAFKA_PARTITION_UA);
@@ -474,6 +536,7 @@ void ProjectionRunner::Impl::CommitAdvisory() {
 }
 
 Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_t count) {
+  const auto started = Clock::now();
   std::vector<StateBatch> states;
   for (auto* family : families) states.emplace_back(store, family);
   StateBatch runner_state(store, runner_family);
@@ -509,6 +572,7 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
     }
     outbox.emplace_back(next_outbox_seq++, std::move(entry));
     ++stats.dead_lettered;
+    if (meters) meters->dead_lettered->Add();
     log->warn("dead-lettered {}: {}", origin, reason);
   };
 
@@ -559,6 +623,7 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
     EventIdBytes id = IdBytes(event.event_id());
     if (window.ids.contains(id)) {
       ++stats.duplicates;
+      if (meters) meters->duplicates->Add();
       continue;
     }
     const uint64_t seq = window.next_seq++;
@@ -575,9 +640,11 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
     for (size_t p = 0; p < projections.size(); ++p) {
       produced.clear();
       RETURN_IF_ERROR(projections[p]->Apply(event, position, states[p], produced));
+      if (meters && projections[p]->Reads(event.payload_case())) meters->applied[p]->Add();
       for (auto& record : produced) {
         state::v1::OutboxEntry entry;
         entry.set_topic(record.topic == "alerts" ? options.alerts_topic : record.topic);
+        if (meters && record.topic == "alerts") meters->alerts->Add();
         entry.set_key(record.key);
         entry.set_value(record.value);
         entry.set_timestamp_ms(Millis(event.occurred_at()));
@@ -609,6 +676,11 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
   delivered.clear();
   if (batch.Count() > 0) RETURN_IF_ERROR(store.Write(batch));
   ++stats.batches;
+  if (meters && count > 0) {
+    meters->batches->Add();
+    meters->batch_seconds->Observe(std::chrono::duration<double>(Clock::now() - started).count());
+  }
+  UpdateProgress();
   if (exit_after_outbox_write && !outbox.empty()) _exit(86);
 
   for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
@@ -630,6 +702,45 @@ Result<std::unique_ptr<ProjectionRunner>> ProjectionRunner::Create(RunnerOptions
 }
 
 const RunnerStats& ProjectionRunner::stats() const { return impl_->stats; }
+const RunnerProgress& ProjectionRunner::progress() const { return impl_->progress; }
+
+void RunnerProgress::Update(int32_t partition, int64_t applied, int64_t end) {
+  {
+    std::lock_guard lock(mutex_);
+    partitions_[partition] = {applied, end};
+  }
+  changed_.notify_all();
+}
+
+void RunnerProgress::MarkStarted() {
+  std::lock_guard lock(mutex_);
+  started_ = true;
+}
+
+bool RunnerProgress::started() const {
+  std::lock_guard lock(mutex_);
+  return started_;
+}
+
+std::map<int32_t, RunnerProgress::Partition> RunnerProgress::Snapshot() const {
+  std::lock_guard lock(mutex_);
+  return partitions_;
+}
+
+int64_t RunnerProgress::TotalLag() const {
+  std::lock_guard lock(mutex_);
+  int64_t lag = 0;
+  for (const auto& [partition, p] : partitions_) lag += std::max<int64_t>(p.end - p.applied, 0);
+  return lag;
+}
+
+bool RunnerProgress::WaitApplied(int32_t partition, int64_t offset, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] {
+    auto it = partitions_.find(partition);
+    return it != partitions_.end() && it->second.applied > offset;
+  });
+}
 
 Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   Impl& r = *impl_;

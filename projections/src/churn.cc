@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/struct.pb.h"
@@ -65,6 +66,18 @@ Status Count(StateBatch& state, const std::string& key, int64_t delta) {
 }
 
 }  // namespace
+
+std::optional<Segment> SegmentNamed(std::string_view name) {
+  std::string normal(name);
+  for (auto& c : normal) {
+    if (c == '-' || c == '_') c = ' ';
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  for (int s = static_cast<int>(Segment::kNoPurchase); s <= static_cast<int>(Segment::kLost); ++s) {
+    if (SegmentName(static_cast<Segment>(s)) == normal) return static_cast<Segment>(s);
+  }
+  return std::nullopt;
+}
 
 std::string_view SegmentName(Segment s) {
   switch (s) {
@@ -348,6 +361,11 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
     a.reasons.push_back("low satisfaction: " + list);
   }
   a.risk = std::min(risk, 100);
+  if (s.purchases() > 0 && s.monetary_minor() > 0) {
+    const double scale = std::pow(10.0, events::CurrencyMinorDigits(s.currency()).value_or(2));
+    const double tenure_years = std::max(1.0, static_cast<double>(now - s.first_purchase_ms()) / (365.25 * day));
+    a.value_at_risk = a.risk / 100.0 * static_cast<double>(s.monetary_minor()) / scale / tenure_years;
+  }
   return a;
 }
 
@@ -398,7 +416,69 @@ Result<PopulationView> ChurnView::Population(absl::Time as_of) {
   return view;
 }
 
-std::string ChurnView::ToJson(const ChurnAssessment& a, absl::Time as_of) {
+Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  std::string after;
+  if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || after.size() < 5 || after[4] != 'c')) {
+    return absl::InvalidArgumentError("cursor: not a cursor this API returned");
+  }
+  RETURN_IF_ERROR(LoadHistograms());
+  ChurnPage page;
+  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+  const int32_t first = after.empty() ? 0 : static_cast<int32_t>(ReadU32(after));
+  for (int32_t p = first; p < partition_count_; ++p) {
+    std::string prefix = PartitionKey(p, 'c');
+    it->Seek(p == first && !after.empty() ? after : prefix);
+    if (p == first && !after.empty() && it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
+    for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      ChurnStats stats;
+      if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+      ChurnAssessment a = AssessStats(stats, as_of);
+      if (a.segment != segment) continue;
+      if (page.customers.size() == limit) {  // one more exists: this page is not the last
+        return page;
+      }
+      page.customers.push_back(std::move(a));
+      page.next_cursor = absl::WebSafeBase64Escape(it->key().ToString());
+    }
+    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
+  }
+  page.next_cursor.clear();
+  return page;
+}
+
+Result<std::vector<ChurnAssessment>> ChurnView::AtRisk(absl::Time as_of, size_t limit) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  RETURN_IF_ERROR(LoadHistograms());
+  auto before = [](const ChurnAssessment& x, const ChurnAssessment& y) {
+    if (x.value_at_risk != y.value_at_risk) return x.value_at_risk > y.value_at_risk;
+    return x.stats.customer_id() < y.stats.customer_id();
+  };
+  std::vector<ChurnAssessment> top;  // a heap whose front is the least of the best `limit`
+  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+  for (int32_t p = 0; p < partition_count_ && limit > 0; ++p) {
+    std::string prefix = PartitionKey(p, 'c');
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      ChurnStats stats;
+      if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+      ChurnAssessment a = AssessStats(stats, as_of);
+      if (a.value_at_risk <= 0) continue;
+      if (top.size() < limit) {
+        top.push_back(std::move(a));
+        std::push_heap(top.begin(), top.end(), before);
+      } else if (before(a, top.front())) {
+        std::pop_heap(top.begin(), top.end(), before);
+        top.back() = std::move(a);
+        std::push_heap(top.begin(), top.end(), before);
+      }
+    }
+    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
+  }
+  std::sort(top.begin(), top.end(), before);
+  return top;
+}
+
+std::string ChurnView::ToJson(const ChurnAssessment& a, absl::Time as_of, events::JsonStyle style) {
   pb::Struct out;
   auto& f = *out.mutable_fields();
   const auto& s = a.stats;
@@ -431,13 +511,19 @@ std::string ChurnView::ToJson(const ChurnAssessment& a, absl::Time as_of) {
   }
   f["segment"].set_string_value(std::string(SegmentName(a.segment)));
   f["risk"].set_number_value(a.risk);
+  if (s.purchases() > 0) {
+    int digits = events::CurrencyMinorDigits(s.currency()).value_or(2);
+    auto& v = *f["value_at_risk"].mutable_struct_value()->mutable_fields();
+    v["currency"].set_string_value(s.currency());
+    v["amount"].set_string_value(absl::StrFormat("%.*f", digits, a.value_at_risk));
+  }
   auto* reasons = f["reasons"].mutable_list_value();
   for (const auto& r : a.reasons) reasons->add_values()->set_string_value(r);
   f["open_complaints"].set_number_value(s.open_cases_size());
-  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+  return events::ToJsonDeterministic(out, style);
 }
 
-std::string ChurnView::ToJson(const PopulationView& v, absl::Time as_of) {
+std::string ChurnView::ToJson(const PopulationView& v, absl::Time as_of, events::JsonStyle style) {
   pb::Struct out;
   auto& f = *out.mutable_fields();
   f["as_of"].set_string_value(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", as_of, absl::UTCTimeZone()));
@@ -448,7 +534,7 @@ std::string ChurnView::ToJson(const PopulationView& v, absl::Time as_of) {
   for (const auto& [currency, share] : v.top_20_percent_revenue_share) {
     pareto[currency].set_number_value(std::round(share * 1000) / 1000);
   }
-  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+  return events::ToJsonDeterministic(out, style);
 }
 
 }  // namespace rapport::projections

@@ -1,7 +1,9 @@
 #include "rapport/projections/customer_profile.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -292,7 +294,46 @@ Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std
   return absl::NotFoundError(absl::StrCat("no customer has ", v1::IdentityKind_Name(kind), " ", value));
 }
 
-std::string CustomerProfileView::ToJson(const state::v1::CustomerProfile& p) {
+Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, int32_t partition_count, size_t limit,
+                                                  const std::string& cursor) {
+  if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
+  std::string after;
+  if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || after.size() < 5 || after[4] != 'c')) {
+    return absl::InvalidArgumentError("cursor: not a cursor this API returned");
+  }
+  auto matches = [&](const CustomerProfile& p) {
+    for (const auto& spend : p.category_spend()) {
+      if (spend.category() != query.category) continue;
+      if (!query.currency.empty() && spend.currency() != query.currency) continue;
+      const double scale = std::pow(10.0, events::CurrencyMinorDigits(spend.currency()).value_or(2));
+      if (static_cast<double>(spend.minor_units()) / scale >= query.min_spend) return true;
+    }
+    return false;
+  };
+  ProfilePage page;
+  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+  const int32_t first = after.empty() ? 0 : static_cast<int32_t>(ReadU32(after));
+  for (int32_t partition = first; partition < partition_count; ++partition) {
+    std::string prefix = PartitionKey(partition, 'c');
+    it->Seek(partition == first && !after.empty() ? after : prefix);
+    if (partition == first && !after.empty() && it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
+    for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      CustomerProfile profile;
+      if (!profile.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::InternalError("a stored profile does not parse");
+      }
+      if (!matches(profile)) continue;
+      if (page.customers.size() == limit) return page;  // one more exists: not the last page
+      page.customers.push_back(std::move(profile));
+      page.next_cursor = absl::WebSafeBase64Escape(it->key().ToString());
+    }
+    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning profiles"));
+  }
+  page.next_cursor.clear();
+  return page;
+}
+
+std::string CustomerProfileView::ToJson(const state::v1::CustomerProfile& p, events::JsonStyle style) {
   namespace pb = google::protobuf;
   auto time = [](int64_t ms) {
     return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
@@ -441,7 +482,7 @@ std::string CustomerProfileView::ToJson(const state::v1::CustomerProfile& p) {
   f["interactions"] = num(static_cast<double>(p.interactions()));
   f["campaign_touches"] = num(static_cast<double>(p.campaign_touches()));
   f["events"] = num(static_cast<double>(p.events()));
-  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+  return events::ToJsonDeterministic(out, style);
 }
 
 }  // namespace rapport::projections

@@ -291,7 +291,7 @@ pb::Value RecordValue(const ReviewRecord& r) {
 
 }  // namespace
 
-std::string ReviewsView::ToJson(const SubjectSummary& s) {
+std::string ReviewsView::ToJson(const SubjectSummary& s, events::JsonStyle style) {
   pb::Struct out;
   auto& f = *out.mutable_fields();
   f["subject_type"].set_string_value(SubjectTypeName(s.type));
@@ -304,23 +304,23 @@ std::string ReviewsView::ToJson(const SubjectSummary& s) {
   f["type_mean"].set_number_value(s.type_mean);
   f["last_30_days_count"].set_number_value(static_cast<double>(s.last_30_days_count));
   f["last_30_days_mean"].set_number_value(s.last_30_days_mean);
-  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+  return events::ToJsonDeterministic(out, style);
 }
 
-std::string ReviewsView::ToJson(const ReviewPage& page) {
+std::string ReviewsView::ToJson(const ReviewPage& page, events::JsonStyle style) {
   pb::Struct out;
   auto& f = *out.mutable_fields();
   auto* list = f["reviews"].mutable_list_value();
   for (const auto& r : page.reviews) *list->add_values() = RecordValue(r);
   if (!page.next_cursor.empty()) f["next_cursor"].set_string_value(page.next_cursor);
-  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+  return events::ToJsonDeterministic(out, style);
 }
 
-std::string ReviewsView::ToJson(const std::vector<ReviewRecord>& reviews) {
+std::string ReviewsView::ToJson(const std::vector<ReviewRecord>& reviews, events::JsonStyle style) {
   pb::Struct out;
   auto* list = (*out.mutable_fields())["reviews"].mutable_list_value();
   for (const auto& r : reviews) *list->add_values() = RecordValue(r);
-  return events::ToJsonDeterministic(out, events::JsonStyle::kIndented);
+  return events::ToJsonDeterministic(out, style);
 }
 
 }  // namespace rapport::projections

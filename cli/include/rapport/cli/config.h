@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "rapport/api/auth.h"
 #include "rapport/events/admission.h"
 #include "rapport/events/status.h"
 #include "rapport/producers/kafka_client.h"
@@ -46,6 +47,27 @@ struct RunConfig {
   int64_t dedup_window = 100000;  // event ids remembered per partition
 };
 
+// The HTTP API that `rapport run` serves (see api/openapi.json).
+struct ApiConfig {
+  std::string listen;  // "HOST:PORT"; empty: no API (unless `run --http`)
+  int64_t io_threads = 2;
+  int64_t workers = 8;  // handler threads: reads waiting on ?after= and ingest occupy one each
+  int64_t max_body_bytes = 1 << 20;
+  int64_t max_header_bytes = 16 << 10;
+  int64_t request_timeout_ms = 30000;
+  int64_t max_in_flight = 256;
+  int64_t consistency_wait_ms = 5000;
+  int64_t ready_max_lag = 1000;
+  int64_t max_batch_events = 1000;
+  bool open_reads_on_loopback = false;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::vector<api::ApiKey> keys;  // [api.keys.NAME] key_sha256 (or key) and scopes
+};
+
+// "HOST:PORT" or "[IPv6]:PORT" into its parts; InvalidArgument naming `what`.
+Status ParseListenAddress(const std::string& text, std::string& host, uint16_t& port, std::string_view what);
+
 // Everything the rapport binary is configured with. Sources, later ones
 // winning: built-in defaults, the TOML file, RAPPORT_* environment variables,
 // command-line flags (applied by the caller).
@@ -55,6 +77,7 @@ struct Config {
   PublishConfig publish;
   StoreConfig store;
   RunConfig run;
+  ApiConfig api;
   std::string log_level = "info";
   std::optional<std::filesystem::path> file;  // where it was read from, if anywhere
 };

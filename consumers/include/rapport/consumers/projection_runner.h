@@ -2,12 +2,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "rapport/events/metrics.h"
 #include "rapport/events/status.h"
 #include "rapport/producers/kafka_client.h"
 #include "rapport/projections/projection.h"
@@ -31,6 +34,36 @@ struct RunnerOptions {
   // Stop once every partition has reached the end it had when the run
   // started (for catching up, tests and benchmarks); otherwise run until stopped.
   bool stop_when_caught_up = false;
+  // Where to count events, batches, lag and latency; null: nowhere.
+  Metrics* metrics = nullptr;
+};
+
+// How far the runner has applied each partition, for readers on other
+// threads: the API's freshness figures, read-your-writes waits and readiness.
+// Thread-safe.
+class RunnerProgress {
+ public:
+  struct Partition {
+    int64_t applied = 0;  // the next offset to apply: every offset below it is in the store
+    int64_t end = 0;      // the log end (high watermark) last seen
+  };
+
+  void Update(int32_t partition, int64_t applied, int64_t end);
+  void MarkStarted();  // the stored positions are loaded: figures are meaningful
+
+  bool started() const;
+  std::map<int32_t, Partition> Snapshot() const;
+  int64_t TotalLag() const;  // records in the log not yet applied (as last seen)
+
+  // Waits until the record at `offset` of `partition` has been applied, at
+  // most `timeout`; false if it has not been by then.
+  bool WaitApplied(int32_t partition, int64_t offset, std::chrono::milliseconds timeout) const;
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  std::map<int32_t, Partition> partitions_;
+  bool started_ = false;
 };
 
 struct RunnerStats {
@@ -70,6 +103,7 @@ class ProjectionRunner {
   Status Run(const std::atomic<bool>& stop);
 
   const RunnerStats& stats() const;
+  const RunnerProgress& progress() const;
 
   // The runner family's name in the store.
   static constexpr const char* kFamily = "runner";

@@ -2,10 +2,12 @@
 
 #include <array>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "rapport/events/codec.h"
 #include "rapport/projections/projection.h"
 #include "rapport/state/v1/churn.pb.h"
 
@@ -21,8 +23,9 @@ class ChurnProjection final : public Projection {
   std::string_view Name() const override { return "churn"; }
   int Version() const override { return 1; }
 
- protected:
   bool Reads(v1::Envelope::PayloadCase type) const override;
+
+ protected:
   Status DoApply(const v1::Envelope& event, const LogPosition& position, StateBatch& state,
                  std::vector<OutboxRecord>& outbox) override;
 };
@@ -44,6 +47,8 @@ enum class Segment {
   kLost,
 };
 std::string_view SegmentName(Segment segment);
+// The segment named `name` ("at risk"; '-' and '_' stand for spaces).
+std::optional<Segment> SegmentNamed(std::string_view name);
 Segment SegmentFor(int recency_score, int frequency_score, int monetary_score);
 
 struct ChurnAssessment {
@@ -55,6 +60,16 @@ struct ChurnAssessment {
   int risk = 0;                      // 0-100
   std::vector<std::string> reasons;  // why the risk is what it is
   double mean_gap_days = 0;
+  // What the business stands to lose, in the currency of `stats`: the risk
+  // (as a probability) times the customer's yearly spend so far (total spend
+  // over their tenure, at least one year). A rule-based stand-in until a
+  // fitted lifetime-value model replaces it.
+  double value_at_risk = 0;
+};
+
+struct ChurnPage {
+  std::vector<ChurnAssessment> customers;
+  std::string next_cursor;  // empty on the last page
 };
 
 struct PopulationView {
@@ -72,9 +87,18 @@ class ChurnView {
   Result<ChurnAssessment> Assess(const std::string& customer_id, int32_t partition, absl::Time as_of);
   // Segments and revenue concentration over every customer, as of T.
   Result<PopulationView> Population(absl::Time as_of);
+  // The customers in `segment` as of T, in storage order, `limit` at a time;
+  // `cursor` is a previous page's next_cursor. Scans from the cursor: cost
+  // grows with the customers skipped over, not with the page.
+  Result<ChurnPage> Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor);
+  // The `limit` customers with the most value at risk as of T, most first
+  // (ties by customer id). Scans every customer.
+  Result<std::vector<ChurnAssessment>> AtRisk(absl::Time as_of, size_t limit);
 
-  static std::string ToJson(const ChurnAssessment& assessment, absl::Time as_of);
-  static std::string ToJson(const PopulationView& population, absl::Time as_of);
+  static std::string ToJson(const ChurnAssessment& assessment, absl::Time as_of,
+                            events::JsonStyle style = events::JsonStyle::kIndented);
+  static std::string ToJson(const PopulationView& population, absl::Time as_of,
+                            events::JsonStyle style = events::JsonStyle::kIndented);
 
  private:
   struct Histograms;

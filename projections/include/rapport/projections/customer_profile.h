@@ -3,6 +3,7 @@
 #include <optional>
 #include <string>
 
+#include "rapport/events/codec.h"
 #include "rapport/projections/projection.h"
 #include "rapport/state/v1/profile.pb.h"
 
@@ -21,10 +22,23 @@ class CustomerProfileProjection final : public Projection {
   std::string_view Name() const override { return "customer_profile"; }
   int Version() const override { return 1; }
 
- protected:
   bool Reads(v1::Envelope::PayloadCase) const override { return true; }
+
+ protected:
   Status DoApply(const v1::Envelope& event, const LogPosition& position, StateBatch& state,
                  std::vector<OutboxRecord>& outbox) override;
+};
+
+struct ProfilePage {
+  std::vector<state::v1::CustomerProfile> customers;
+  std::string next_cursor;  // empty on the last page
+};
+
+// Who to target: customers whose spend on a category reaches a threshold.
+struct TargetQuery {
+  std::string category;  // as in line items, e.g. "dining"
+  std::string currency;  // ISO 4217; empty: any currency
+  double min_spend = 0;  // in major units of that currency
 };
 
 // Read-only queries of the customer_profile state.
@@ -39,7 +53,13 @@ class CustomerProfileView {
   Result<std::string> Lookup(v1::IdentityKind kind, const std::string& value, int32_t partition_count);
   // The profile as JSON for people and downstream services: money as decimal
   // strings, times in RFC 3339, the average order value per currency.
-  static std::string ToJson(const state::v1::CustomerProfile& profile);
+  static std::string ToJson(const state::v1::CustomerProfile& profile,
+                            events::JsonStyle style = events::JsonStyle::kIndented);
+
+  // Customers matching `query`, in storage order, `limit` at a time; `cursor`
+  // is a previous page's next_cursor. Scans from the cursor.
+  Result<ProfilePage> Targeted(const TargetQuery& query, int32_t partition_count, size_t limit,
+                               const std::string& cursor);
 
  private:
   ProjectionStore& store_;

@@ -78,9 +78,10 @@ class Projection {
   Status Apply(const v1::Envelope& event, const LogPosition& position, StateBatch& state,
                std::vector<OutboxRecord>& outbox);
 
- protected:
   // Whether the projection reads events of this type at all.
   virtual bool Reads(v1::Envelope::PayloadCase type) const = 0;
+
+ protected:
   virtual Status DoApply(const v1::Envelope& event, const LogPosition& position, StateBatch& state,
                          std::vector<OutboxRecord>& outbox) = 0;
 };

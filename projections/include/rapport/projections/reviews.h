@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "rapport/events/codec.h"
 #include "rapport/projections/projection.h"
 #include "rapport/state/v1/reviews.pb.h"
 #include "rapport/v1/alert.pb.h"
@@ -26,8 +27,9 @@ class ReviewsProjection final : public Projection {
   std::string_view Name() const override { return "reviews"; }
   int Version() const override { return 1; }
 
- protected:
   bool Reads(v1::Envelope::PayloadCase type) const override;
+
+ protected:
   Status DoApply(const v1::Envelope& event, const LogPosition& position, StateBatch& state,
                  std::vector<OutboxRecord>& outbox) override;
 };
@@ -66,9 +68,10 @@ class ReviewsView {
   // The reviews `customer_id` wrote, newest first; `partition` is the customer's.
   Result<std::vector<state::v1::ReviewRecord>> ByCustomer(const std::string& customer_id, int32_t partition);
 
-  static std::string ToJson(const SubjectSummary& summary);
-  static std::string ToJson(const ReviewPage& page);
-  static std::string ToJson(const std::vector<state::v1::ReviewRecord>& reviews);
+  static std::string ToJson(const SubjectSummary& summary, events::JsonStyle style = events::JsonStyle::kIndented);
+  static std::string ToJson(const ReviewPage& page, events::JsonStyle style = events::JsonStyle::kIndented);
+  static std::string ToJson(const std::vector<state::v1::ReviewRecord>& reviews,
+                            events::JsonStyle style = events::JsonStyle::kIndented);
 
  private:
   ProjectionStore& store_;

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "rapport/api/auth.h"
+#include "rapport/api/http_server.h"
+#include "rapport/api/ingest.h"
+#include "rapport/consumers/projection_runner.h"
+#include "rapport/events/metrics.h"
+#include "rapport/projections/store.h"
+
+namespace rapport::api {
+
+struct ServiceOptions {
+  AuthOptions auth;
+  std::string events_topic = "cx.events";  // whose stored partition count routes customers
+  // How long a read with ?after= waits for the projections to apply that position.
+  std::chrono::milliseconds consistency_wait{5000};
+  // /readyz answers 200 once the records not yet applied are at most this.
+  int64_t ready_max_lag = 1000;
+  size_t max_batch_events = 1000;  // events in one POST /v1/events
+  std::string openapi_json;        // served at /openapi.json
+};
+
+// The query API: routes every request (see api/openapi.json) to the
+// projections' views, the ingest, metrics and health. Reads come from the
+// live store while the runner writes to it (RocksDB allows both); each read
+// says how fresh it is. Thread-safe: Handle runs on many workers at once.
+class ApiService {
+ public:
+  // `progress` may be null (a store nobody is applying to: freshness comes
+  // from the stored offsets and ?after= waits fail at once); `ingest` may be
+  // null (POST /v1/events answers 503).
+  ApiService(ServiceOptions options, projections::ProjectionStore& store, const consumers::RunnerProgress* progress,
+             Ingest* ingest, Metrics& metrics);
+  ~ApiService();
+
+  HttpResponse Handle(const HttpRequest& request);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rapport::api

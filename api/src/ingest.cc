@@ -1,0 +1,107 @@
+#include "rapport/api/ingest.h"
+
+#include <condition_variable>
+
+#include "absl/time/clock.h"
+
+namespace rapport::api {
+
+// One request's events waiting for their delivery reports.
+struct Ingest::Pending {
+  std::mutex mutex;
+  std::condition_variable done;
+  std::vector<IngestOutcome> outcomes;
+  size_t waiting = 0;
+};
+
+Ingest::Ingest(events::AdmissionLimits limits) : limits_(limits) {}
+
+Result<std::unique_ptr<Ingest>> Ingest::Connect(producers::ProducerOptions options, events::AdmissionLimits limits) {
+  std::unique_ptr<Ingest> ingest(new Ingest(limits));
+  Ingest* self = ingest.get();
+  ASSIGN_OR_RETURN(ingest->producer_,
+                   producers::EventProducer::Connect(std::move(options),
+                                                     [self](const producers::Delivery& d) { self->OnDelivery(d); }));
+  ingest->poller_ = std::thread([self] {
+    while (!self->stop_.load()) self->producer_->Poll(std::chrono::milliseconds(50));
+  });
+  return ingest;
+}
+
+Ingest::~Ingest() {
+  if (producer_) (void)producer_->Flush(producer_->options().delivery_timeout);
+  stop_ = true;
+  if (poller_.joinable()) poller_.join();
+}
+
+void Ingest::OnDelivery(const producers::Delivery& delivery) {
+  std::pair<std::shared_ptr<Pending>, size_t> target;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = in_flight_.find(delivery.ticket);
+    if (it == in_flight_.end()) return;
+    target = std::move(it->second);
+    in_flight_.erase(it);
+  }
+  auto& [pending, index] = target;
+  {
+    std::lock_guard lock(pending->mutex);
+    IngestOutcome& outcome = pending->outcomes[index];
+    if (delivery.status.ok()) {
+      outcome.partition = delivery.partition;
+      outcome.offset = delivery.offset;
+    } else {
+      outcome.state = IngestOutcome::State::kUndelivered;
+      outcome.error = std::string(delivery.status.message());
+    }
+    --pending->waiting;
+  }
+  pending->done.notify_all();
+}
+
+std::vector<IngestOutcome> Ingest::Publish(const std::vector<std::string>& events) {
+  // Admission keeps an id generator and is not thread-safe: one per thread.
+  thread_local std::unique_ptr<events::EventAdmission> admission;
+  if (!admission) {
+    admission = std::make_unique<events::EventAdmission>(limits_);
+  }
+  auto pending = std::make_shared<Pending>();
+  pending->outcomes.resize(events.size());
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < events.size(); ++i) {
+    events::Admission admitted = admission->AdmitJson(events[i], now);
+    IngestOutcome& outcome = pending->outcomes[i];
+    if (!admitted.accepted()) {
+      outcome.violations = std::move(admitted.violations);
+      continue;
+    }
+    outcome.state = IngestOutcome::State::kAccepted;
+    outcome.event_id = admitted.event.envelope.event_id();
+    const uint64_t ticket = next_ticket_++;
+    {
+      std::lock_guard lock(mutex_);
+      in_flight_[ticket] = {pending, i};
+    }
+    {
+      std::lock_guard lock(pending->mutex);
+      ++pending->waiting;
+    }
+    Status queued = producer_->Send(admitted.event.envelope, admitted.event.encoded, ticket);
+    if (!queued.ok()) {
+      {
+        std::lock_guard lock(mutex_);
+        in_flight_.erase(ticket);
+      }
+      std::lock_guard lock(pending->mutex);
+      --pending->waiting;
+      outcome.state = IngestOutcome::State::kUndelivered;
+      outcome.error = std::string(queued.message());
+    }
+  }
+  // Every queued event gets a report within the delivery timeout; the poller serves them.
+  std::unique_lock lock(pending->mutex);
+  pending->done.wait(lock, [&] { return pending->waiting == 0; });
+  return std::move(pending->outcomes);
+}
+
+}  // namespace rapport::api

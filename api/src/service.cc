@@ -1,0 +1,669 @@
+#include "rapport/api/service.h"
+
+#include <charconv>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+#include "rapport/events/logging.h"
+#include "rapport/events/time_text.h"
+#include "rapport/producers/partitioner.h"
+#include "rapport/projections/churn.h"
+#include "rapport/projections/customer_profile.h"
+#include "rapport/projections/reviews.h"
+
+namespace rapport::api {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+using Params = std::map<std::string, std::string>;  // path parameters by name
+
+constexpr size_t kDefaultPageSize = 50;
+constexpr events::JsonStyle kCompact = events::JsonStyle::kOneLine;
+constexpr size_t kMaxPageSize = 1000;
+
+HttpResponse JsonResponse(int status, std::string body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
+// A Status from a view as an HTTP error: NotFound 404, InvalidArgument 400
+// (a "field: reason" message names the field), anything else 500.
+HttpResponse StatusResponse(const Status& status) {
+  std::string message(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+      return ErrorResponse(404, "not_found", message);
+    case absl::StatusCode::kInvalidArgument: {
+      size_t colon = message.find(": ");
+      std::string field = colon != std::string::npos && message.find(' ') > colon ? message.substr(0, colon) : "";
+      return ErrorResponse(400, "invalid_argument", message, field);
+    }
+    case absl::StatusCode::kUnavailable:
+      return ErrorResponse(503, "unavailable", message);
+    default:
+      return ErrorResponse(500, "internal", message);
+  }
+}
+
+// Splits "/a/b/c" into {"a","b","c"}; empty segments are kept, so "/a//b"
+// does not match "/a/b".
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  if (path.empty() || path[0] != '/') return out;
+  path.remove_prefix(1);
+  while (true) {
+    size_t slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return out;
+}
+
+// Query parameter values, checked; each error names the parameter.
+struct QueryError {
+  HttpResponse response;
+};
+
+std::optional<HttpResponse> ParseLimit(const HttpRequest& request, size_t& limit, size_t fallback) {
+  limit = fallback;
+  const std::string* text = request.Param("limit");
+  if (text == nullptr) return std::nullopt;
+  size_t value = 0;
+  auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (error != std::errc() || end != text->data() + text->size() || value < 1 || value > kMaxPageSize) {
+    return ErrorResponse(400, "invalid_argument",
+                         fmt::format("limit: \"{}\" is not a whole number from 1 to {}", *text, kMaxPageSize), "limit");
+  }
+  limit = value;
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> ParseAsOf(const HttpRequest& request, absl::Time& as_of) {
+  as_of = absl::Now();
+  const std::string* text = request.Param("as_of");
+  if (text == nullptr) return std::nullopt;
+  auto parsed = events::ParseDateOrTime(*text);
+  if (!parsed) {
+    return ErrorResponse(400, "invalid_argument",
+                         fmt::format("as_of: \"{}\" is not a date such as 2026-01-31 or an RFC 3339 time such as "
+                                     "2026-01-31T09:30:00Z",
+                                     *text),
+                         "as_of");
+  }
+  as_of = *parsed;
+  return std::nullopt;
+}
+
+// The text of each event in a POST body: one object, or an array of them.
+std::optional<HttpResponse> SplitEvents(const std::string& body, size_t max_events, std::vector<std::string>& out,
+                                        bool& batch) {
+  Json parsed;
+  try {
+    parsed = Json::parse(body);
+  } catch (const Json::parse_error& e) {
+    return ErrorResponse(400, "malformed_json",
+                         fmt::format("the body is not JSON (at byte {}): {}", e.byte,
+                                     std::string_view(e.what()).substr(std::string_view(e.what()).find(": ") + 2)));
+  }
+  batch = parsed.is_array();
+  if (parsed.is_object()) {
+    out.push_back(body);
+    return std::nullopt;
+  }
+  if (!batch) return ErrorResponse(400, "invalid_body", "the body must be one event (an object) or an array of events");
+  if (parsed.empty()) return ErrorResponse(400, "invalid_body", "the array holds no events");
+  if (parsed.size() > max_events) {
+    return ErrorResponse(413, "payload_too_large",
+                         fmt::format("the array holds {} events; a batch holds at most {}", parsed.size(), max_events));
+  }
+  for (const auto& element : parsed) out.push_back(element.dump(-1, ' ', false, Json::error_handler_t::replace));
+  return std::nullopt;
+}
+
+}  // namespace
+
+struct ApiService::Impl {
+  using RouteHandler = std::function<HttpResponse(const HttpRequest&, const Params&)>;
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::optional<Scope> scope;  // nullopt: open to all (health, the API description)
+    RouteHandler handle;
+    std::vector<std::string> segments;
+  };
+
+  Impl(ServiceOptions o, projections::ProjectionStore& s, const consumers::RunnerProgress* p, api::Ingest* i,
+       Metrics& m)
+      : options(std::move(o)), auth(options.auth), store(s), progress(p), ingest(i), metrics(m) {}
+
+  ServiceOptions options;
+  Authenticator auth;
+  projections::ProjectionStore& store;
+  const consumers::RunnerProgress* progress;
+  api::Ingest* ingest;
+  Metrics& metrics;
+  std::vector<Route> routes;
+  std::shared_ptr<spdlog::logger> log = ModuleLogger("api");
+
+  void Add(std::string method, std::string pattern, std::optional<Scope> scope, RouteHandler handle) {
+    Route route{std::move(method), std::move(pattern), scope, std::move(handle), {}};
+    for (auto s : Segments(route.pattern)) route.segments.emplace_back(s);
+    routes.push_back(std::move(route));
+  }
+
+  Result<int32_t> PartitionCount() {
+    auto count = consumers::StoredPartitionCount(store, options.events_topic);
+    if (!count.ok() && count.status().code() == absl::StatusCode::kNotFound) {
+      return absl::UnavailableError("the projections have not started consuming yet");
+    }
+    return count;
+  }
+
+  // How far the projections are applied: for one partition, or for all.
+  Json Freshness(std::optional<int32_t> partition) {
+    Json out = Json::object();
+    std::map<int32_t, consumers::RunnerProgress::Partition> state;
+    if (progress != nullptr) {
+      state = progress->Snapshot();
+    } else if (auto stored = consumers::StoredOffsets(store, options.events_topic); stored.ok()) {
+      for (const auto& [p, offset] : *stored) state[p] = {offset, -1};
+    }
+    auto lag = [](const consumers::RunnerProgress::Partition& p) -> Json {
+      return p.end < 0 ? Json(nullptr) : Json(std::max<int64_t>(p.end - p.applied, 0));
+    };
+    if (partition) {
+      auto it = state.find(*partition);
+      out["partition"] = *partition;
+      out["applied_offset"] = it == state.end() ? Json(nullptr) : Json(it->second.applied);
+      out["lag_records"] = it == state.end() ? Json(nullptr) : lag(it->second);
+      return out;
+    }
+    int64_t total = 0;
+    bool known = progress != nullptr;
+    Json applied = Json::object();
+    for (const auto& [p, s] : state) {
+      applied[std::to_string(p)] = s.applied;
+      if (s.end >= 0) total += std::max<int64_t>(s.end - s.applied, 0);
+    }
+    out["applied_offsets"] = applied;
+    out["lag_records"] = known ? Json(total) : Json(nullptr);
+    return out;
+  }
+
+  // {"data": <view JSON>, "freshness": {...}}
+  HttpResponse Read(const std::string& data_json, std::optional<int32_t> partition) {
+    return JsonResponse(200, fmt::format("{{\"data\":{},\"freshness\":{}}}", data_json, Freshness(partition).dump()));
+  }
+
+  // Waits for ?after=PARTITION:OFFSET[,...] (positions POST /v1/events returned).
+  std::optional<HttpResponse> WaitForAfter(const HttpRequest& request) {
+    const std::string* text = request.Param("after");
+    if (text == nullptr) return std::nullopt;
+    std::vector<std::pair<int32_t, int64_t>> positions;
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      size_t colon = item.find(':');
+      int32_t partition = -1;
+      int64_t offset = -1;
+      bool ok = colon != std::string_view::npos;
+      if (ok) {
+        auto a = std::from_chars(item.data(), item.data() + colon, partition);
+        auto b = std::from_chars(item.data() + colon + 1, item.data() + item.size(), offset);
+        ok = a.ec == std::errc() && a.ptr == item.data() + colon && b.ec == std::errc() &&
+             b.ptr == item.data() + item.size() && partition >= 0 && offset >= 0;
+      }
+      if (!ok) {
+        return ErrorResponse(400, "invalid_argument",
+                             fmt::format("after: \"{}\" is not a position such as 3:1200 (partition:offset, as "
+                                         "POST /v1/events returns), or a comma-separated list of them",
+                                         *text),
+                             "after");
+      }
+      positions.emplace_back(partition, offset);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    if (progress == nullptr) {
+      return ErrorResponse(503, "not_yet_applied", "after: this server does not apply events, so it cannot wait");
+    }
+    const auto deadline = Clock::now() + options.consistency_wait;
+    for (const auto& [partition, offset] : positions) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (!progress->WaitApplied(partition, offset, std::max(left, std::chrono::milliseconds(0)))) {
+        auto state = progress->Snapshot();
+        auto it = state.find(partition);
+        HttpResponse response = ErrorResponse(
+            503, "not_yet_applied",
+            it == state.end()
+                ? fmt::format("after: partition {} is not applied by this server", partition)
+                : fmt::format("after: partition {} is applied up to offset {}, not yet past {}, after waiting {} ms; "
+                              "retry shortly",
+                              partition, it->second.applied, offset, options.consistency_wait.count()),
+            "after");
+        response.headers.emplace_back("Retry-After", "1");
+        return response;
+      }
+    }
+    return std::nullopt;
+  }
+
+  void AddRoutes();
+  HttpResponse PostEvents(const HttpRequest& request);
+};
+
+void ApiService::Impl::AddRoutes() {
+  using projections::ChurnView;
+  using projections::CustomerProfileView;
+  using projections::ReviewsView;
+
+  Add("GET", "/healthz", std::nullopt,
+      [](const HttpRequest&, const Params&) { return JsonResponse(200, R"({"status":"ok"})"); });
+  Add("GET", "/readyz", std::nullopt, [this](const HttpRequest&, const Params&) {
+    const bool started = progress != nullptr && progress->started();
+    const int64_t lag = started ? progress->TotalLag() : -1;
+    const bool ready = started && lag <= options.ready_max_lag;
+    Json body = {{"ready", ready},
+                 {"lag_records", started ? Json(lag) : Json(nullptr)},
+                 {"max_lag_records", options.ready_max_lag}};
+    return JsonResponse(ready ? 200 : 503, body.dump());
+  });
+  Add("GET", "/openapi.json", std::nullopt,
+      [this](const HttpRequest&, const Params&) { return JsonResponse(200, options.openapi_json); });
+  Add("GET", "/metrics", Scope::kAdmin, [this](const HttpRequest&, const Params&) {
+    HttpResponse response = JsonResponse(200, metrics.Render());
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return response;
+  });
+
+  Add("GET", "/v1/customers/lookup", Scope::kRead, [this](const HttpRequest& request, const Params&) {
+    static const std::vector<std::pair<std::string, v1::IdentityKind>> kKinds = {
+        {"email", v1::IDENTITY_KIND_EMAIL},
+        {"phone", v1::IDENTITY_KIND_PHONE},
+        {"card", v1::IDENTITY_KIND_LOYALTY_CARD},
+        {"device", v1::IDENTITY_KIND_DEVICE},
+        {"external_id", v1::IDENTITY_KIND_EXTERNAL_ID}};
+    const std::pair<std::string, v1::IdentityKind>* kind = nullptr;
+    for (const auto& k : kKinds) {
+      if (request.Param(k.first) != nullptr) {
+        if (kind != nullptr) {
+          return ErrorResponse(400, "invalid_argument", "give exactly one of email, phone, card, device, external_id");
+        }
+        kind = &k;
+      }
+    }
+    if (kind == nullptr || request.Param(kind->first)->empty()) {
+      return ErrorResponse(400, "invalid_argument",
+                           "give one identity to look up: email, phone, card, device or external_id");
+    }
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    CustomerProfileView view(store);
+    auto customer = view.Lookup(kind->second, *request.Param(kind->first), *partitions);
+    if (!customer.ok()) return StatusResponse(customer.status());
+    int32_t partition = producers::PartitionForKey(*customer, *partitions);
+    auto profile = view.Profile(*customer, partition);
+    if (!profile.ok()) return StatusResponse(profile.status());
+    return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
+  });
+
+  Add("GET", "/v1/customers/{id}", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    const std::string& id = params.at("id");
+    int32_t partition = producers::PartitionForKey(id, *partitions);
+    auto profile = CustomerProfileView(store).Profile(id, partition);
+    if (!profile.ok()) return StatusResponse(profile.status());
+    return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
+  });
+
+  Add("GET", "/v1/customers/{id}/churn", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
+    absl::Time as_of;
+    if (auto bad = ParseAsOf(request, as_of)) return *bad;
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    const std::string& id = params.at("id");
+    int32_t partition = producers::PartitionForKey(id, *partitions);
+    auto assessment = ChurnView(store, *partitions).Assess(id, partition, as_of);
+    if (!assessment.ok()) return StatusResponse(assessment.status());
+    return Read(ChurnView::ToJson(*assessment, as_of, kCompact), partition);
+  });
+
+  Add("GET", "/v1/customers/{id}/reviews", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    const std::string& id = params.at("id");
+    int32_t partition = producers::PartitionForKey(id, *partitions);
+    auto reviews = ReviewsView(store, *partitions).ByCustomer(id, partition);
+    if (!reviews.ok()) return StatusResponse(reviews.status());
+    return Read(ReviewsView::ToJson(*reviews, kCompact), partition);
+  });
+
+  Add("GET", "/v1/customers", Scope::kRead, [this](const HttpRequest& request, const Params&) {
+    projections::TargetQuery query;
+    if (const std::string* category = request.Param("category"); category != nullptr && !category->empty()) {
+      query.category = *category;
+    } else {
+      return ErrorResponse(400, "invalid_argument", "category: required, e.g. ?category=dining", "category");
+    }
+    if (const std::string* currency = request.Param("currency")) query.currency = *currency;
+    if (const std::string* min_spend = request.Param("min_spend")) {
+      double value = -1;
+      auto [end, error] = std::from_chars(min_spend->data(), min_spend->data() + min_spend->size(), value);
+      if (error != std::errc() || end != min_spend->data() + min_spend->size() || !(value >= 0) || value > 1e15) {
+        return ErrorResponse(400, "invalid_argument",
+                             fmt::format("min_spend: \"{}\" is not an amount such as 250 or 99.50", *min_spend),
+                             "min_spend");
+      }
+      query.min_spend = value;
+    }
+    size_t limit = 0;
+    if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    const std::string* cursor = request.Param("cursor");
+    auto page = CustomerProfileView(store).Targeted(query, *partitions, limit, cursor ? *cursor : "");
+    if (!page.ok()) return StatusResponse(page.status());
+    std::string items = "[";
+    for (size_t i = 0; i < page->customers.size(); ++i) {
+      if (i > 0) items += ',';
+      items += CustomerProfileView::ToJson(page->customers[i], kCompact);
+    }
+    items += ']';
+    Json next = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
+    return Read(fmt::format("{{\"customers\":{},\"next_cursor\":{}}}", items, next.dump()), std::nullopt);
+  });
+
+  auto subject = [](const Params& params, v1::SubjectType& type) -> std::optional<HttpResponse> {
+    std::string name = "SUBJECT_TYPE_" + params.at("type");
+    for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (!v1::SubjectType_Parse(name, &type) || type == v1::SUBJECT_TYPE_UNSPECIFIED) {
+      return ErrorResponse(404, "not_found",
+                           fmt::format("\"{}\" is not a subject type (hotel, product, store, agent, route, restaurant, "
+                                       "service, other)",
+                                       params.at("type")),
+                           "type");
+    }
+    return std::nullopt;
+  };
+
+  Add("GET", "/v1/subjects/{type}/{id}/reviews", Scope::kRead,
+      [this, subject](const HttpRequest& request, const Params& params) {
+        v1::SubjectType type;
+        if (auto bad = subject(params, type)) return *bad;
+        absl::Time as_of;
+        if (auto bad = ParseAsOf(request, as_of)) return *bad;
+        if (auto wait = WaitForAfter(request)) return *wait;
+        auto partitions = PartitionCount();
+        if (!partitions.ok()) return StatusResponse(partitions.status());
+        auto summary = ReviewsView(store, *partitions).Summary(type, params.at("id"), as_of);
+        if (!summary.ok()) return StatusResponse(summary.status());
+        return Read(ReviewsView::ToJson(*summary, kCompact), std::nullopt);
+      });
+
+  Add("GET", "/v1/subjects/{type}/{id}/reviews/items", Scope::kRead,
+      [this, subject](const HttpRequest& request, const Params& params) {
+        v1::SubjectType type;
+        if (auto bad = subject(params, type)) return *bad;
+        size_t limit = 0;
+        if (auto bad = ParseLimit(request, limit, 20)) return *bad;
+        if (auto wait = WaitForAfter(request)) return *wait;
+        auto partitions = PartitionCount();
+        if (!partitions.ok()) return StatusResponse(partitions.status());
+        const std::string* cursor = request.Param("cursor");
+        auto page = ReviewsView(store, *partitions).Reviews(type, params.at("id"), limit, cursor ? *cursor : "");
+        if (!page.ok()) return StatusResponse(page.status());
+        return Read(ReviewsView::ToJson(*page, kCompact), std::nullopt);
+      });
+
+  auto population = [this](const HttpRequest& request) -> Result<std::pair<projections::PopulationView, absl::Time>> {
+    absl::Time as_of;
+    if (auto bad = ParseAsOf(request, as_of)) return absl::InvalidArgumentError(bad->body);
+    ASSIGN_OR_RETURN(int32_t partitions, PartitionCount());
+    ASSIGN_OR_RETURN(auto view, ChurnView(store, partitions).Population(as_of));
+    return std::make_pair(std::move(view), as_of);
+  };
+
+  Add("GET", "/v1/segments", Scope::kRead, [this, population](const HttpRequest& request, const Params&) {
+    absl::Time as_of;
+    if (auto bad = ParseAsOf(request, as_of)) return *bad;
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto result = population(request);
+    if (!result.ok()) return StatusResponse(result.status());
+    Json segments = Json::object();
+    for (const auto& [name, count] : result->first.customers_per_segment) segments[name] = count;
+    Json data = {
+        {"as_of", events::FormatTime(result->second)}, {"customers", result->first.customers}, {"segments", segments}};
+    return Read(data.dump(), std::nullopt);
+  });
+
+  Add("GET", "/v1/insights/pareto", Scope::kRead, [this, population](const HttpRequest& request, const Params&) {
+    absl::Time as_of;
+    if (auto bad = ParseAsOf(request, as_of)) return *bad;
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto result = population(request);
+    if (!result.ok()) return StatusResponse(result.status());
+    Json shares = Json::object();
+    for (const auto& [currency, share] : result->first.top_20_percent_revenue_share) {
+      shares[currency] = std::round(share * 1000) / 1000;
+    }
+    Json data = {{"as_of", events::FormatTime(result->second)},
+                 {"customers", result->first.customers},
+                 {"top_20_percent_revenue_share", shares}};
+    return Read(data.dump(), std::nullopt);
+  });
+
+  Add("GET", "/v1/segments/{name}/customers", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
+    auto segment = projections::SegmentNamed(params.at("name"));
+    if (!segment) {
+      return ErrorResponse(404, "not_found",
+                           fmt::format("\"{}\" is not a segment (GET /v1/segments lists them)", params.at("name")),
+                           "name");
+    }
+    absl::Time as_of;
+    if (auto bad = ParseAsOf(request, as_of)) return *bad;
+    size_t limit = 0;
+    if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    const std::string* cursor = request.Param("cursor");
+    auto page = ChurnView(store, *partitions).Members(*segment, as_of, limit, cursor ? *cursor : "");
+    if (!page.ok()) return StatusResponse(page.status());
+    std::string items = "[";
+    for (size_t i = 0; i < page->customers.size(); ++i) {
+      if (i > 0) items += ',';
+      items += ChurnView::ToJson(page->customers[i], as_of, kCompact);
+    }
+    items += ']';
+    Json next = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
+    return Read(fmt::format("{{\"segment\":{},\"customers\":{},\"next_cursor\":{}}}",
+                            Json(std::string(projections::SegmentName(*segment))).dump(), items, next.dump()),
+                std::nullopt);
+  });
+
+  Add("GET", "/v1/churn/at-risk", Scope::kRead, [this](const HttpRequest& request, const Params&) {
+    absl::Time as_of;
+    if (auto bad = ParseAsOf(request, as_of)) return *bad;
+    size_t limit = 0;
+    if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    auto top = ChurnView(store, *partitions).AtRisk(as_of, limit);
+    if (!top.ok()) return StatusResponse(top.status());
+    std::string items = "[";
+    for (size_t i = 0; i < top->size(); ++i) {
+      if (i > 0) items += ',';
+      items += ChurnView::ToJson((*top)[i], as_of, kCompact);
+    }
+    items += ']';
+    return Read(fmt::format("{{\"as_of\":\"{}\",\"customers\":{}}}", events::FormatTime(as_of), items), std::nullopt);
+  });
+
+  Add("POST", "/v1/events", Scope::kIngest,
+      [this](const HttpRequest& request, const Params&) { return PostEvents(request); });
+}
+
+HttpResponse ApiService::Impl::PostEvents(const HttpRequest& request) {
+  std::string type = request.Header("content-type");
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  for (auto& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (type != "application/json") {
+    return ErrorResponse(415, "unsupported_media_type",
+                         fmt::format("Content-Type is \"{}\"; send application/json", request.Header("content-type")));
+  }
+  if (ingest == nullptr) return ErrorResponse(503, "unavailable", "this server does not accept events");
+  std::vector<std::string> texts;
+  bool batch = false;
+  if (auto bad = SplitEvents(request.body, options.max_batch_events, texts, batch)) return *bad;
+  std::vector<IngestOutcome> outcomes = ingest->Publish(texts);
+
+  auto item = [](const IngestOutcome& o) {
+    Json out = Json::object();
+    switch (o.state) {
+      case IngestOutcome::State::kAccepted:
+        out["status"] = "accepted";
+        out["event_id"] = o.event_id;
+        out["partition"] = o.partition;
+        out["offset"] = o.offset;
+        out["position"] = fmt::format("{}:{}", o.partition, o.offset);
+        break;
+      case IngestOutcome::State::kRejected: {
+        out["status"] = "rejected";
+        Json violations = Json::array();
+        for (const auto& v : o.violations) violations.push_back({{"field", v.field}, {"message", v.reason}});
+        Json error = {{"code", "invalid_event"}, {"message", o.violations.front().ToString()}};
+        if (!o.violations.front().field.empty()) error["field"] = o.violations.front().field;
+        error["violations"] = violations;
+        out["error"] = error;
+        break;
+      }
+      case IngestOutcome::State::kUndelivered:
+        out["status"] = "undelivered";
+        out["error"] = {{"code", "broker_unavailable"}, {"message", o.error}};
+        break;
+    }
+    return out;
+  };
+  size_t accepted = 0, rejected = 0, undelivered = 0;
+  for (const auto& o : outcomes) {
+    accepted += o.state == IngestOutcome::State::kAccepted;
+    rejected += o.state == IngestOutcome::State::kRejected;
+    undelivered += o.state == IngestOutcome::State::kUndelivered;
+  }
+  auto status = [&] { return accepted > 0 ? 202 : undelivered > 0 ? 503 : 400; };
+  if (!batch) {
+    Json one = item(outcomes.front());
+    if (outcomes.front().state != IngestOutcome::State::kAccepted) {
+      return JsonResponse(status(), Json{{"error", one["error"]}}.dump());
+    }
+    one.erase("status");
+    return JsonResponse(202, one.dump());
+  }
+  Json results = Json::array();
+  std::map<int32_t, int64_t> highest;  // per partition: the token that covers the whole batch
+  for (const auto& o : outcomes) {
+    results.push_back(item(o));
+    if (o.state == IngestOutcome::State::kAccepted) highest[o.partition] = std::max(highest[o.partition], o.offset);
+  }
+  std::string after;
+  for (const auto& [p, offset] : highest) after += fmt::format("{}{}:{}", after.empty() ? "" : ",", p, offset);
+  Json body = {{"accepted", accepted},
+               {"rejected", rejected},
+               {"undelivered", undelivered},
+               {"after", after.empty() ? Json(nullptr) : Json(after)},
+               {"results", results}};
+  return JsonResponse(status(), body.dump());
+}
+
+ApiService::ApiService(ServiceOptions options, projections::ProjectionStore& store,
+                       const consumers::RunnerProgress* progress, api::Ingest* ingest, Metrics& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), store, progress, ingest, metrics)) {
+  impl_->AddRoutes();
+  metrics.AddCollector([&store, &metrics] {
+    uint64_t live = 0, memtables = 0;
+    store.db()->GetAggregatedIntProperty("rocksdb.live-sst-files-size", &live);
+    store.db()->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
+    metrics.gauge("rapport_store_live_sst_bytes", "Bytes of live SST files in the projection store.")
+        .Set(static_cast<double>(live));
+    metrics.gauge("rapport_store_memtable_bytes", "Bytes in the projection store's memtables.")
+        .Set(static_cast<double>(memtables));
+  });
+}
+
+ApiService::~ApiService() = default;
+
+HttpResponse ApiService::Handle(const HttpRequest& request) {
+  Impl& s = *impl_;
+  const auto started = Clock::now();
+  const auto segments = Segments(request.path);
+  const Impl::Route* matched = nullptr;
+  std::vector<std::string> allowed;
+  Params params;
+  for (const auto& route : s.routes) {
+    if (route.segments.size() != segments.size()) continue;
+    Params captured;
+    bool match = true;
+    for (size_t i = 0; i < segments.size() && match; ++i) {
+      const std::string& want = route.segments[i];
+      if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
+        match = !segments[i].empty();
+        captured[want.substr(1, want.size() - 2)] = std::string(segments[i]);
+      } else {
+        match = want == segments[i];
+      }
+    }
+    if (!match) continue;
+    if (route.method != request.method && !(route.method == "GET" && request.method == "HEAD")) {
+      allowed.push_back(route.method);
+      continue;
+    }
+    matched = &route;
+    params = std::move(captured);
+    break;
+  }
+  HttpResponse response;
+  std::string label = matched ? matched->pattern : "unmatched";
+  if (matched == nullptr && !allowed.empty()) {
+    std::string allow;
+    for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+    response = ErrorResponse(405, "method_not_allowed",
+                             fmt::format("{} {}: allowed: {}", request.method, request.path, allow));
+    response.headers.emplace_back("Allow", allow);
+  } else if (matched == nullptr) {
+    response = ErrorResponse(404, "not_found", fmt::format("no route {} (GET /openapi.json lists them)", request.path));
+  } else if (matched->scope) {
+    AuthDecision decision = s.auth.Check(request, *matched->scope);
+    response = decision.allowed ? matched->handle(request, params) : decision.denial;
+  } else {
+    response = matched->handle(request, params);
+  }
+  if (request.method == "HEAD") response.body.clear();
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  s.metrics
+      .counter("rapport_http_requests_total", "HTTP requests by route and status.",
+               {{"route", label}, {"status", std::to_string(response.status)}})
+      .Add();
+  s.metrics.histogram("rapport_http_request_seconds", "Time to handle an HTTP request, by route.", {{"route", label}})
+      .Observe(seconds);
+  if (response.status >= 500)
+    s.log->warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+  return response;
+}
+
+}  // namespace rapport::api

@@ -1,0 +1,17 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace rapport::events {
+
+// A time given by a person: a date ("2026-01-31", midnight UTC) or an RFC 3339
+// time ("2026-01-31T09:30:00Z", "...+01:00"). nullopt for anything else.
+std::optional<absl::Time> ParseDateOrTime(const std::string& text);
+
+// RFC 3339 in UTC with milliseconds: "2026-01-31T09:30:00.000Z".
+std::string FormatTime(absl::Time time);
+
+}  // namespace rapport::events

@@ -59,7 +59,14 @@ HttpRequest ToRequest(const http::request<http::string_body>& in, bool loopback,
   out.body = in.body();
   std::string_view target(in.target().data(), in.target().size());
   size_t question = target.find('?');
-  ok = PercentDecode(target.substr(0, question), false, out.path);
+  std::string_view raw_path = target.substr(0, question);
+  ok = PercentDecode(raw_path, false, out.path) && !raw_path.empty() && raw_path.front() == '/';
+  for (std::string_view rest = ok ? raw_path.substr(1) : std::string_view(); ok;) {
+    size_t slash = rest.find('/');
+    ok = PercentDecode(rest.substr(0, slash), false, out.segments.emplace_back());
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
   if (ok && question != std::string_view::npos) {
     std::string_view query = target.substr(question + 1);
     while (ok && !query.empty()) {
@@ -169,7 +176,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     bool ok = true;
     HttpRequest converted = ToRequest(request, loopback_, ok);
     const bool keep_alive = request.keep_alive();
-    if (!ok) return Reply(ErrorResponse(400, "malformed_request", "the URL has an invalid %-escape"), keep_alive);
+    if (!ok)
+      return Reply(
+          ErrorResponse(400, "malformed_request", "the URL's path must start with '/' and its %-escapes be valid"),
+          keep_alive);
     if (core_.in_flight.fetch_add(1) >= core_.options.max_in_flight) {
       core_.in_flight.fetch_sub(1);
       return Reply(
@@ -288,6 +298,9 @@ struct HttpServer::Impl {
 
   Core core;
   asio::io_context io;
+  // Keeps io.run() going while no socket operation is pending, such as
+  // during shutdown when handlers still have answers to post back.
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   tcp::acceptor acceptor;
   asio::ssl::context tls;
   bool use_tls = false;

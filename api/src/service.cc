@@ -611,7 +611,7 @@ ApiService::~ApiService() = default;
 HttpResponse ApiService::Handle(const HttpRequest& request) {
   Impl& s = *impl_;
   const auto started = Clock::now();
-  const auto segments = Segments(request.path);
+  const auto& segments = request.segments;
   const Impl::Route* matched = nullptr;
   std::vector<std::string> allowed;
   Params params;
@@ -623,7 +623,7 @@ HttpResponse ApiService::Handle(const HttpRequest& request) {
       const std::string& want = route.segments[i];
       if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
         match = !segments[i].empty();
-        captured[want.substr(1, want.size() - 2)] = std::string(segments[i]);
+        captured[want.substr(1, want.size() - 2)] = segments[i];
       } else {
         match = want == segments[i];
       }
@@ -661,8 +661,11 @@ HttpResponse ApiService::Handle(const HttpRequest& request) {
       .Add();
   s.metrics.histogram("rapport_http_request_seconds", "Time to handle an HTTP request, by route.", {{"route", label}})
       .Observe(seconds);
-  if (response.status >= 500)
-    s.log->warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+  if (response.status == 500) {
+    s.log->error("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+  } else {
+    s.log->debug("{} {} -> {}", request.method, request.path, response.status);
+  }
   return response;
 }
 

@@ -24,6 +24,29 @@ std::string ProfileKey(int32_t partition, const std::string& customer_id) {
   return PartitionKey(partition, 'c', customer_id);
 }
 
+std::string IdentityKey(int32_t partition, v1::IdentityKind kind, const std::string& value);
+
+// Keeps the e-mail and phone of a customer's details findable by lookup, like
+// linked identities: a new value is indexed; a replaced one is dropped if it
+// still points to this customer.
+Status IndexContactDetails(StateBatch& state, int32_t partition, const std::string& customer_id,
+                           const v1::PersonalDetails& before, const v1::PersonalDetails& after) {
+  const std::pair<v1::IdentityKind, std::pair<const std::string*, const std::string*>> contacts[] = {
+      {v1::IDENTITY_KIND_EMAIL, {&before.email(), &after.email()}},
+      {v1::IDENTITY_KIND_PHONE, {&before.phone(), &after.phone()}}};
+  for (const auto& [kind, values] : contacts) {
+    const auto& [old_value, new_value] = values;
+    if (*old_value == *new_value) continue;
+    if (!old_value->empty()) {
+      std::string key = IdentityKey(partition, kind, *old_value);
+      ASSIGN_OR_RETURN(const std::string* owner, state.Find(key));
+      if (owner != nullptr && *owner == customer_id) state.Delete(std::move(key));
+    }
+    if (!new_value->empty()) state.Put(IdentityKey(partition, kind, *new_value), customer_id);
+  }
+  return absl::OkStatus();
+}
+
 std::string IdentityKey(int32_t partition, v1::IdentityKind kind, const std::string& value) {
   std::string rest(1, static_cast<char>(kind));
   rest += value;
@@ -110,7 +133,9 @@ Status CustomerProfileProjection::DoApply(const v1::Envelope& e, const LogPositi
       const auto& r = e.customer_registered();
       p.set_registered_at_ms(at);
       p.set_kind(r.kind());
+      const v1::PersonalDetails before = p.details();
       MergeDetails(*p.mutable_details(), r.details());
+      RETURN_IF_ERROR(IndexContactDetails(state, position.partition, e.customer_id(), before, p.details()));
       if (!r.country().empty()) p.set_country(r.country());
       if (!r.language().empty()) p.set_language(r.language());
       if (!r.company_id().empty()) p.set_company_id(r.company_id());
@@ -140,7 +165,9 @@ Status CustomerProfileProjection::DoApply(const v1::Envelope& e, const LogPositi
           p.mutable_business_role()->set_function(u.business_role().function());
         }
       }
+      const v1::PersonalDetails before = p.details();
       MergeDetails(*p.mutable_details(), u.details());
+      RETURN_IF_ERROR(IndexContactDetails(state, position.partition, e.customer_id(), before, p.details()));
       break;
     }
     case v1::Envelope::kIdentityLinked: {

@@ -218,7 +218,12 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
   // continues strictly before it. Each partition's reviews are in time order,
   // so the page merges the partitions, newest first.
   std::string after;
-  if (!cursor.empty() && !absl::WebSafeBase64Unescape(cursor, &after)) {
+  // A cursor is 8 bytes of time and a 36-character event id (a UUID).
+  auto well_formed = [](const std::string& suffix) {
+    return suffix.size() == 8 + 36 && suffix[8 + 8] == '-' && suffix[8 + 13] == '-' && suffix[8 + 18] == '-' &&
+           suffix[8 + 23] == '-';
+  };
+  if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || !well_formed(after))) {
     return absl::InvalidArgumentError("cursor: not a cursor this API returned");
   }
   struct Head {

@@ -18,14 +18,7 @@
 namespace rapport {
 namespace {
 
-std::string VenvPython() {
-  if (const char* venv = std::getenv("RAPPORT_VENV"); venv != nullptr && *venv != '\0') {
-    return std::string(venv) + "/bin/python";
-  }
-  const char* cache = std::getenv("RAPPORT_CACHE");
-  std::string base = cache != nullptr && *cache != '\0' ? cache : std::string(std::getenv("HOME")) + "/.cache/rapport";
-  return base + "/venv/bin/python";
-}
+std::string VenvPython() { return testing::VenvBin("python"); }
 
 TEST(PythonClient, RecordsFromAnotherLanguageAreFirstClassEvents) {
   producers::KafkaSettings broker = testing::TestBroker();

@@ -136,6 +136,29 @@ TEST_F(CustomerProfileTest, IdentityLookupFindsTheCustomer) {
   EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_PHONE, "ada@example.com", 1).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(CustomerProfileTest, ContactDetailsAreFoundByLookupAndFollowChanges) {
+  Apply({Event("2026-03-01T10:00:00Z", "CHANNEL_WEB",
+               R"("customer_registered":{"details":{"email":"bo@example.com","phone":"+441234567890"}})", "c-2"),
+         Event("2026-03-01T11:00:00Z", "CHANNEL_WEB", R"("customer_registered":{"details":{"email":"cy@example.com"}})",
+               "c-3")});
+  CustomerProfileView view(harness_.store());
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@example.com", 1).value_or(""), "c-2");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_PHONE, "+441234567890", 1).value_or(""), "c-2");
+  // A changed e-mail: the new one is found, the old one no longer.
+  Apply({Event("2026-03-02T10:00:00Z", "CHANNEL_APP", R"("profile_updated":{"details":{"email":"bo@new.example"}})",
+               "c-2")});
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@new.example", 1).value_or(""), "c-2");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@example.com", 1).status().code(), absl::StatusCode::kNotFound);
+  // Taking over an address another customer used: it now points to the newcomer,
+  // and the other customer's later change does not remove it.
+  Apply({Event("2026-03-03T10:00:00Z", "CHANNEL_APP", R"("profile_updated":{"details":{"email":"cy@example.com"}})",
+               "c-2"),
+         Event("2026-03-04T10:00:00Z", "CHANNEL_APP", R"("profile_updated":{"details":{"email":"cy@other.example"}})",
+               "c-3")});
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@example.com", 1).value_or(""), "c-2");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@other.example", 1).value_or(""), "c-3");
+}
+
 TEST_F(CustomerProfileTest, BatchBoundariesDoNotChangeTheState) {
   Apply(kJourney);  // one batch
   const std::string one_batch = harness_.Digest();

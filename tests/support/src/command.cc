@@ -115,6 +115,15 @@ int KillAndWait(int pid, int signal) {
   return status;
 }
 
+std::string VenvBin(const std::string& program) {
+  if (const char* venv = std::getenv("RAPPORT_VENV"); venv != nullptr && *venv != '\0') {
+    return std::string(venv) + "/bin/" + program;
+  }
+  const char* cache = std::getenv("RAPPORT_CACHE");
+  std::string base = cache != nullptr && *cache != '\0' ? cache : std::string(std::getenv("HOME")) + "/.cache/rapport";
+  return base + "/venv/bin/" + program;
+}
+
 std::string SourceDir() { return RAPPORT_SOURCE_DIR; }
 
 std::string ReadFile(const std::string& path) {

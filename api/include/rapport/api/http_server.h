@@ -15,9 +15,12 @@
 namespace rapport::api {
 
 struct HttpRequest {
-  std::string method;                             // "GET", "POST", ...
-  std::string target;                             // as sent: path and query
-  std::string path;                               // percent-decoded, without the query
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // as sent: path and query
+  std::string path;    // percent-decoded, without the query
+  // The path split at '/' and then decoded, so "%2F" inside an id stays in
+  // its segment. "/v1/customers/a%2Fb" -> {"v1", "customers", "a/b"}.
+  std::vector<std::string> segments;
   std::multimap<std::string, std::string> query;  // percent-decoded; '+' is a space
   std::map<std::string, std::string> headers;     // names in lower case
   std::string body;

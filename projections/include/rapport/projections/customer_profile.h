@@ -16,7 +16,8 @@ namespace rapport::projections {
 // complaints, latest service rating and NPS, reviews written, consents.
 //
 // Keys: [partition]'c'<customer_id> -> CustomerProfile;
-//       [partition]'i'<kind byte><identity value> -> customer_id.
+//       [partition]'i'<kind byte><identity value> -> customer_id (linked identities, and the
+//       e-mail and phone of the details, so lookup finds a customer by either).
 class CustomerProfileProjection final : public Projection {
  public:
   std::string_view Name() const override { return "customer_profile"; }

@@ -28,6 +28,10 @@ int StartRapport(const std::vector<std::string>& args, const std::string& log_pa
 // Sends `signal` to `pid` and waits for it; returns its wait status.
 int KillAndWait(int pid, int signal);
 
+// A program in rapport's Python virtual environment (ops/install-deps makes
+// it): $RAPPORT_VENV, else $RAPPORT_CACHE/venv, else ~/.cache/rapport/venv.
+std::string VenvBin(const std::string& program);
+
 // The repository's root directory (for examples/ and ops/).
 std::string SourceDir();
 

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "rapport/cli/api_key_command.h"
 #include "rapport/cli/config.h"
 #include "rapport/cli/publish.h"
 #include "rapport/cli/simulate_command.h"
@@ -114,6 +115,20 @@ int main(int argc, char** argv) {
                   "Serve the HTTP API on HOST:PORT, e.g. 127.0.0.1:8080 (default: [api] listen; none)");
   run->footer("Stop with Ctrl-C or SIGTERM: the current batch completes. Restarting resumes where the store is.");
 
+  std::string key_name = "service";
+  std::vector<std::string> key_scopes = {"read"};
+  auto* api_key = app.add_subcommand("api-key", "Make an API key: prints it once, with the config lines that admit it");
+  api_key->add_option("--name", key_name, "The key's name in the config, logs and metrics")
+      ->capture_default_str()
+      ->check([](const std::string& n) {
+        bool ok = !n.empty() && n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") == std::string::npos;
+        return ok ? std::string() : std::string("a name is lower-case letters, digits, '-' and '_'");
+      });
+  api_key->add_option("--scopes", key_scopes, "What it may do: read, ingest, admin (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::IsMember({"read", "ingest", "admin"}));
+
   auto* digest = app.add_subcommand("digest", "Print a digest of each projection's state: NAME HEX");
   digest->add_option("--data-dir", data_dir, "Projection store directory");
 
@@ -153,7 +168,8 @@ int main(int argc, char** argv) {
   }
   if (!app.remaining().empty()) {
     std::cerr << "rapport: unknown command or argument '" << app.remaining().front()
-              << "'; commands: publish, topics ensure, tail (see rapport --help)\n";
+              << "'; commands: publish, topics ensure, tail, simulate, run, digest, query, api-key (see rapport "
+                 "--help)\n";
     return kUsageError;
   }
   if (app.get_subcommands().empty()) {
@@ -178,6 +194,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
 
+  if (*api_key) return rapport::cli::RunApiKey(key_name, key_scopes, std::cout, std::cerr);
   if (*publish) {
     publish_args.progress = isatty(STDERR_FILENO) != 0;
     if (publish_args.input == "-") {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "rapport/api/auth.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/status.h"
 
@@ -25,6 +26,50 @@ TEST(Config, TheShippedExampleLoadsAndSaysWhatItSays) {
   EXPECT_EQ(config->kafka.properties.at("client.id"), "rapport");
   EXPECT_EQ(config->publish.delivery_timeout, std::chrono::milliseconds(30000));
   EXPECT_EQ(config->publish.limits.max_event_bytes, 65536u);
+  EXPECT_EQ(config->api.listen, "127.0.0.1:8080");
+  EXPECT_EQ(config->api.max_in_flight, 256);
+  ASSERT_EQ(config->api.keys.size(), 1u);
+  EXPECT_EQ(config->api.keys[0].name, "crm");
+  EXPECT_EQ(config->api.keys[0].scopes, std::vector<api::Scope>{api::Scope::kRead});
+}
+
+TEST(Config, ApiKeysByHashOrByValueWithScopes) {
+  auto config = ParseConfig(
+      "[api]\nopen_reads_on_loopback = true\n"
+      "[api.keys.etl]\nkey = \"a-long-enough-secret-key\"\nscopes = [\"ingest\", \"read\"]\n"
+      "[api.keys.ops]\nkey_sha256 = \"" +
+          api::Sha256Hex("another-long-secret") + "\"\nscopes = [\"admin\"]\n",
+      "rapport.toml");
+  ASSERT_OK(config);
+  EXPECT_TRUE(config->api.open_reads_on_loopback);
+  ASSERT_EQ(config->api.keys.size(), 2u);
+  EXPECT_EQ(config->api.keys[0].name, "etl");
+  std::array<uint8_t, 32> expected{};
+  ASSERT_TRUE(api::ParseSha256Hex(api::Sha256Hex("a-long-enough-secret-key"), expected));
+  EXPECT_EQ(config->api.keys[0].sha256, expected);  // only the hash is kept
+  EXPECT_EQ(config->api.keys[0].scopes, (std::vector<api::Scope>{api::Scope::kIngest, api::Scope::kRead}));
+  ASSERT_TRUE(api::ParseSha256Hex(api::Sha256Hex("another-long-secret"), expected));
+  EXPECT_EQ(config->api.keys[1].sha256, expected);
+}
+
+TEST(Config, ApiErrorsNameTheLineAndKey) {
+  auto error = [](const std::string& toml) { return std::string(ParseConfig(toml, "r.toml").status().message()); };
+  EXPECT_EQ(error("[api]\nlisten = \"8080\"\n"),
+            "r.toml: api.listen: \"8080\" is not HOST:PORT such as 127.0.0.1:8080 or [::1]:8080");
+  EXPECT_EQ(error("[api]\nopen_reads_on_loopback = \"yes\"\n"),
+            "r.toml:2: api.open_reads_on_loopback: expected true or false");
+  EXPECT_EQ(error("[api.keys.a]\nkey = \"short\"\nscopes = [\"read\"]\n"),
+            "r.toml:2: api.keys.a.key: expected a string of at least 16 characters");
+  EXPECT_EQ(error("[api.keys.a]\nkey_sha256 = \"abc\"\nscopes = [\"read\"]\n"),
+            "r.toml:2: api.keys.a.key_sha256: expected 64 hex digits (the SHA-256 of the key: `rapport api-key`)");
+  EXPECT_EQ(error("[api.keys.a]\nkey = \"0123456789abcdef\"\nscopes = [\"write\"]\n"),
+            "r.toml:3: api.keys.a.scopes: a scope is \"read\", \"ingest\" or \"admin\"");
+  EXPECT_EQ(error("[api.keys.a]\nscopes = [\"read\"]\n"), "r.toml:1: api.keys.a: needs key_sha256 (or key)");
+  EXPECT_EQ(error("[api.keys.a]\nkey = \"0123456789abcdef\"\n"), "r.toml:1: api.keys.a: needs scopes, e.g. [\"read\"]");
+  EXPECT_EQ(error("[api.keys.a]\nkey = \"0123456789abcdef\"\nscopes = [\"read\"]\nrole = 1\n"),
+            "r.toml:4: api.keys.a.role: unknown key (a key has key_sha256 or key, and scopes)");
+  EXPECT_EQ(error("[api]\nlistn = \"x\"\n"),
+            "r.toml:2: api.listn: unknown key (see examples/rapport.toml for the keys there are)");
 }
 
 TEST(Config, KafkaPropertiesPassThroughWithDottedOrQuotedKeys) {
@@ -79,6 +124,25 @@ TEST(Config, TopicsAreKeptForever) {
     EXPECT_EQ(spec.configs.at("retention.ms"), "-1") << spec.name;
     EXPECT_EQ(spec.configs.at("retention.bytes"), "-1") << spec.name;
   }
+}
+
+TEST(ApiKeyCommand, PrintsAKeyOnceAndTheConfigThatAdmitsIt) {
+  auto made = testing::RunRapport({"api-key", "--name", "etl", "--scopes", "ingest,read"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  // The output is itself valid config: the key in a comment, its hash in a table.
+  auto config = ParseConfig(made.out, "api-key output");
+  ASSERT_OK(config);
+  ASSERT_EQ(config->api.keys.size(), 1u);
+  EXPECT_EQ(config->api.keys[0].name, "etl");
+  EXPECT_EQ(config->api.keys[0].scopes, (std::vector<api::Scope>{api::Scope::kIngest, api::Scope::kRead}));
+  const std::string key = testing::Lines(made.out).at(1).substr(2);
+  ASSERT_EQ(key.rfind("rk_", 0), 0u) << made.out;
+  EXPECT_GE(key.size(), 40u);
+  std::array<uint8_t, 32> hash{};
+  ASSERT_TRUE(api::ParseSha256Hex(api::Sha256Hex(key), hash));
+  EXPECT_EQ(config->api.keys[0].sha256, hash);
+  EXPECT_NE(testing::RunRapport({"api-key"}).out, testing::RunRapport({"api-key"}).out);  // random each time
+  EXPECT_EQ(testing::RunRapport({"api-key", "--scopes", "write"}).exit_code, 2);
 }
 
 }  // namespace

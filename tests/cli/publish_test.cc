@@ -113,13 +113,18 @@ TEST(Cli, EveryCommandHasHelp) {
                                                                                        {"publish", "--help"},
                                                                                        {"topics", "--help"},
                                                                                        {"topics", "ensure", "--help"},
-                                                                                       {"tail", "--help"}}) {
+                                                                                       {"tail", "--help"},
+                                                                                       {"simulate", "--help"},
+                                                                                       {"run", "--help"},
+                                                                                       {"digest", "--help"},
+                                                                                       {"query", "--help"},
+                                                                                       {"api-key", "--help"}}) {
     auto result = testing::RunRapport(command);
     EXPECT_EQ(result.exit_code, 0) << command.front();
     EXPECT_NE(result.out.find("Usage:"), std::string::npos) << command.front() << ": " << result.out;
   }
   auto top = testing::RunRapport({"--help"});
-  for (const char* name : {"publish", "topics", "tail", "simulate", "run", "digest", "query"}) {
+  for (const char* name : {"publish", "topics", "tail", "simulate", "run", "digest", "query", "api-key"}) {
     EXPECT_NE(top.out.find(name), std::string::npos) << name;
   }
 }
@@ -128,8 +133,8 @@ TEST(Cli, UnknownCommandOrOptionIsAUsageError) {
   auto result = testing::RunRapport({"frobnicate"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_EQ(result.err,
-            "rapport: unknown command or argument 'frobnicate'; commands: publish, topics ensure, tail (see rapport "
-            "--help)\n");
+            "rapport: unknown command or argument 'frobnicate'; commands: publish, topics ensure, tail, simulate, run, "
+            "digest, query, api-key (see rapport --help)\n");
   auto option = testing::RunRapport({"publish", "--dryrun"});
   EXPECT_EQ(option.exit_code, 2);
   EXPECT_NE(option.err.find("--dryrun"), std::string::npos) << option.err;

@@ -136,6 +136,7 @@ struct ApiService::Impl {
     std::string method;
     std::string pattern;
     std::optional<Scope> scope;  // nullopt: open to all (health, the API description)
+    bool quick;                  // a point read that never scans: may run on the I/O thread
     RouteHandler handle;
     std::vector<std::string> segments;
   };
@@ -153,8 +154,9 @@ struct ApiService::Impl {
   std::vector<Route> routes;
   std::shared_ptr<spdlog::logger> log = ModuleLogger("api");
 
-  void Add(std::string method, std::string pattern, std::optional<Scope> scope, RouteHandler handle) {
-    Route route{std::move(method), std::move(pattern), scope, std::move(handle), {}};
+  enum Cost { kQuick, kSlow };
+  void Add(std::string method, std::string pattern, std::optional<Scope> scope, Cost cost, RouteHandler handle) {
+    Route route{std::move(method), std::move(pattern), scope, cost == kQuick, std::move(handle), {}};
     for (auto s : Segments(route.pattern)) route.segments.emplace_back(s);
     routes.push_back(std::move(route));
   }
@@ -257,6 +259,7 @@ struct ApiService::Impl {
   }
 
   void AddRoutes();
+  const Route* Match(const HttpRequest& request, Params& params, std::vector<std::string>& allowed) const;
   HttpResponse PostEvents(const HttpRequest& request);
 };
 
@@ -265,9 +268,9 @@ void ApiService::Impl::AddRoutes() {
   using projections::CustomerProfileView;
   using projections::ReviewsView;
 
-  Add("GET", "/healthz", std::nullopt,
+  Add("GET", "/healthz", std::nullopt, kQuick,
       [](const HttpRequest&, const Params&) { return JsonResponse(200, R"({"status":"ok"})"); });
-  Add("GET", "/readyz", std::nullopt, [this](const HttpRequest&, const Params&) {
+  Add("GET", "/readyz", std::nullopt, kQuick, [this](const HttpRequest&, const Params&) {
     const bool started = progress != nullptr && progress->started();
     const int64_t lag = started ? progress->TotalLag() : -1;
     const bool ready = started && lag <= options.ready_max_lag;
@@ -276,15 +279,15 @@ void ApiService::Impl::AddRoutes() {
                  {"max_lag_records", options.ready_max_lag}};
     return JsonResponse(ready ? 200 : 503, body.dump());
   });
-  Add("GET", "/openapi.json", std::nullopt,
+  Add("GET", "/openapi.json", std::nullopt, kQuick,
       [this](const HttpRequest&, const Params&) { return JsonResponse(200, options.openapi_json); });
-  Add("GET", "/metrics", Scope::kAdmin, [this](const HttpRequest&, const Params&) {
+  Add("GET", "/metrics", Scope::kAdmin, kSlow, [this](const HttpRequest&, const Params&) {
     HttpResponse response = JsonResponse(200, metrics.Render());
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return response;
   });
 
-  Add("GET", "/v1/customers/lookup", Scope::kRead, [this](const HttpRequest& request, const Params&) {
+  Add("GET", "/v1/customers/lookup", Scope::kRead, kQuick, [this](const HttpRequest& request, const Params&) {
     static const std::vector<std::pair<std::string, v1::IdentityKind>> kKinds = {
         {"email", v1::IDENTITY_KIND_EMAIL},
         {"phone", v1::IDENTITY_KIND_PHONE},
@@ -316,7 +319,7 @@ void ApiService::Impl::AddRoutes() {
     return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
   });
 
-  Add("GET", "/v1/customers/{id}", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
+  Add("GET", "/v1/customers/{id}", Scope::kRead, kQuick, [this](const HttpRequest& request, const Params& params) {
     if (auto wait = WaitForAfter(request)) return *wait;
     auto partitions = PartitionCount();
     if (!partitions.ok()) return StatusResponse(partitions.status());
@@ -327,31 +330,33 @@ void ApiService::Impl::AddRoutes() {
     return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
   });
 
-  Add("GET", "/v1/customers/{id}/churn", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
-    absl::Time as_of;
-    if (auto bad = ParseAsOf(request, as_of)) return *bad;
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
-    const std::string& id = params.at("id");
-    int32_t partition = producers::PartitionForKey(id, *partitions);
-    auto assessment = ChurnView(store, *partitions).Assess(id, partition, as_of);
-    if (!assessment.ok()) return StatusResponse(assessment.status());
-    return Read(ChurnView::ToJson(*assessment, as_of, kCompact), partition);
-  });
+  Add("GET", "/v1/customers/{id}/churn", Scope::kRead, kQuick,
+      [this](const HttpRequest& request, const Params& params) {
+        absl::Time as_of;
+        if (auto bad = ParseAsOf(request, as_of)) return *bad;
+        if (auto wait = WaitForAfter(request)) return *wait;
+        auto partitions = PartitionCount();
+        if (!partitions.ok()) return StatusResponse(partitions.status());
+        const std::string& id = params.at("id");
+        int32_t partition = producers::PartitionForKey(id, *partitions);
+        auto assessment = ChurnView(store, *partitions).Assess(id, partition, as_of);
+        if (!assessment.ok()) return StatusResponse(assessment.status());
+        return Read(ChurnView::ToJson(*assessment, as_of, kCompact), partition);
+      });
 
-  Add("GET", "/v1/customers/{id}/reviews", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
-    const std::string& id = params.at("id");
-    int32_t partition = producers::PartitionForKey(id, *partitions);
-    auto reviews = ReviewsView(store, *partitions).ByCustomer(id, partition);
-    if (!reviews.ok()) return StatusResponse(reviews.status());
-    return Read(ReviewsView::ToJson(*reviews, kCompact), partition);
-  });
+  Add("GET", "/v1/customers/{id}/reviews", Scope::kRead, kQuick,
+      [this](const HttpRequest& request, const Params& params) {
+        if (auto wait = WaitForAfter(request)) return *wait;
+        auto partitions = PartitionCount();
+        if (!partitions.ok()) return StatusResponse(partitions.status());
+        const std::string& id = params.at("id");
+        int32_t partition = producers::PartitionForKey(id, *partitions);
+        auto reviews = ReviewsView(store, *partitions).ByCustomer(id, partition);
+        if (!reviews.ok()) return StatusResponse(reviews.status());
+        return Read(ReviewsView::ToJson(*reviews, kCompact), partition);
+      });
 
-  Add("GET", "/v1/customers", Scope::kRead, [this](const HttpRequest& request, const Params&) {
+  Add("GET", "/v1/customers", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
     projections::TargetQuery query;
     if (const std::string* category = request.Param("category"); category != nullptr && !category->empty()) {
       query.category = *category;
@@ -400,7 +405,7 @@ void ApiService::Impl::AddRoutes() {
     return std::nullopt;
   };
 
-  Add("GET", "/v1/subjects/{type}/{id}/reviews", Scope::kRead,
+  Add("GET", "/v1/subjects/{type}/{id}/reviews", Scope::kRead, kQuick,
       [this, subject](const HttpRequest& request, const Params& params) {
         v1::SubjectType type;
         if (auto bad = subject(params, type)) return *bad;
@@ -414,7 +419,7 @@ void ApiService::Impl::AddRoutes() {
         return Read(ReviewsView::ToJson(*summary, kCompact), std::nullopt);
       });
 
-  Add("GET", "/v1/subjects/{type}/{id}/reviews/items", Scope::kRead,
+  Add("GET", "/v1/subjects/{type}/{id}/reviews/items", Scope::kRead, kQuick,
       [this, subject](const HttpRequest& request, const Params& params) {
         v1::SubjectType type;
         if (auto bad = subject(params, type)) return *bad;
@@ -437,7 +442,7 @@ void ApiService::Impl::AddRoutes() {
     return std::make_pair(std::move(view), as_of);
   };
 
-  Add("GET", "/v1/segments", Scope::kRead, [this, population](const HttpRequest& request, const Params&) {
+  Add("GET", "/v1/segments", Scope::kRead, kSlow, [this, population](const HttpRequest& request, const Params&) {
     absl::Time as_of;
     if (auto bad = ParseAsOf(request, as_of)) return *bad;
     if (auto wait = WaitForAfter(request)) return *wait;
@@ -450,7 +455,7 @@ void ApiService::Impl::AddRoutes() {
     return Read(data.dump(), std::nullopt);
   });
 
-  Add("GET", "/v1/insights/pareto", Scope::kRead, [this, population](const HttpRequest& request, const Params&) {
+  Add("GET", "/v1/insights/pareto", Scope::kRead, kSlow, [this, population](const HttpRequest& request, const Params&) {
     absl::Time as_of;
     if (auto bad = ParseAsOf(request, as_of)) return *bad;
     if (auto wait = WaitForAfter(request)) return *wait;
@@ -466,36 +471,37 @@ void ApiService::Impl::AddRoutes() {
     return Read(data.dump(), std::nullopt);
   });
 
-  Add("GET", "/v1/segments/{name}/customers", Scope::kRead, [this](const HttpRequest& request, const Params& params) {
-    auto segment = projections::SegmentNamed(params.at("name"));
-    if (!segment) {
-      return ErrorResponse(404, "not_found",
-                           fmt::format("\"{}\" is not a segment (GET /v1/segments lists them)", params.at("name")),
-                           "name");
-    }
-    absl::Time as_of;
-    if (auto bad = ParseAsOf(request, as_of)) return *bad;
-    size_t limit = 0;
-    if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
-    const std::string* cursor = request.Param("cursor");
-    auto page = ChurnView(store, *partitions).Members(*segment, as_of, limit, cursor ? *cursor : "");
-    if (!page.ok()) return StatusResponse(page.status());
-    std::string items = "[";
-    for (size_t i = 0; i < page->customers.size(); ++i) {
-      if (i > 0) items += ',';
-      items += ChurnView::ToJson(page->customers[i], as_of, kCompact);
-    }
-    items += ']';
-    Json next = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
-    return Read(fmt::format("{{\"segment\":{},\"customers\":{},\"next_cursor\":{}}}",
-                            Json(std::string(projections::SegmentName(*segment))).dump(), items, next.dump()),
-                std::nullopt);
-  });
+  Add("GET", "/v1/segments/{name}/customers", Scope::kRead, kSlow,
+      [this](const HttpRequest& request, const Params& params) {
+        auto segment = projections::SegmentNamed(params.at("name"));
+        if (!segment) {
+          return ErrorResponse(404, "not_found",
+                               fmt::format("\"{}\" is not a segment (GET /v1/segments lists them)", params.at("name")),
+                               "name");
+        }
+        absl::Time as_of;
+        if (auto bad = ParseAsOf(request, as_of)) return *bad;
+        size_t limit = 0;
+        if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
+        if (auto wait = WaitForAfter(request)) return *wait;
+        auto partitions = PartitionCount();
+        if (!partitions.ok()) return StatusResponse(partitions.status());
+        const std::string* cursor = request.Param("cursor");
+        auto page = ChurnView(store, *partitions).Members(*segment, as_of, limit, cursor ? *cursor : "");
+        if (!page.ok()) return StatusResponse(page.status());
+        std::string items = "[";
+        for (size_t i = 0; i < page->customers.size(); ++i) {
+          if (i > 0) items += ',';
+          items += ChurnView::ToJson(page->customers[i], as_of, kCompact);
+        }
+        items += ']';
+        Json next = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
+        return Read(fmt::format("{{\"segment\":{},\"customers\":{},\"next_cursor\":{}}}",
+                                Json(std::string(projections::SegmentName(*segment))).dump(), items, next.dump()),
+                    std::nullopt);
+      });
 
-  Add("GET", "/v1/churn/at-risk", Scope::kRead, [this](const HttpRequest& request, const Params&) {
+  Add("GET", "/v1/churn/at-risk", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
     absl::Time as_of;
     if (auto bad = ParseAsOf(request, as_of)) return *bad;
     size_t limit = 0;
@@ -514,7 +520,7 @@ void ApiService::Impl::AddRoutes() {
     return Read(fmt::format("{{\"as_of\":\"{}\",\"customers\":{}}}", events::FormatTime(as_of), items), std::nullopt);
   });
 
-  Add("POST", "/v1/events", Scope::kIngest,
+  Add("POST", "/v1/events", Scope::kIngest, kSlow,
       [this](const HttpRequest& request, const Params&) { return PostEvents(request); });
 }
 
@@ -608,14 +614,18 @@ ApiService::ApiService(ServiceOptions options, projections::ProjectionStore& sto
 
 ApiService::~ApiService() = default;
 
-HttpResponse ApiService::Handle(const HttpRequest& request) {
-  Impl& s = *impl_;
-  const auto started = Clock::now();
-  const auto& segments = request.segments;
-  const Impl::Route* matched = nullptr;
+bool ApiService::Quick(const HttpRequest& request) const {
+  if (request.Param("after") != nullptr) return false;  // may wait
   std::vector<std::string> allowed;
   Params params;
-  for (const auto& route : s.routes) {
+  const auto* route = impl_->Match(request, params, allowed);
+  return route != nullptr && route->quick;
+}
+
+const ApiService::Impl::Route* ApiService::Impl::Match(const HttpRequest& request, Params& params,
+                                                       std::vector<std::string>& allowed) const {
+  const auto& segments = request.segments;
+  for (const auto& route : routes) {
     if (route.segments.size() != segments.size()) continue;
     Params captured;
     bool match = true;
@@ -633,10 +643,18 @@ HttpResponse ApiService::Handle(const HttpRequest& request) {
       allowed.push_back(route.method);
       continue;
     }
-    matched = &route;
     params = std::move(captured);
-    break;
+    return &route;
   }
+  return nullptr;
+}
+
+HttpResponse ApiService::Handle(const HttpRequest& request) {
+  Impl& s = *impl_;
+  const auto started = Clock::now();
+  std::vector<std::string> allowed;
+  Params params;
+  const Impl::Route* matched = s.Match(request, params, allowed);
   HttpResponse response;
   std::string label = matched ? matched->pattern : "unmatched";
   if (matched == nullptr && !allowed.empty()) {

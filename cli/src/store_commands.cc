@@ -87,8 +87,9 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
         a.open_reads_on_loopback ? "only reads from this host are served" : "every /v1 route will answer 401");
   }
   api::ApiService* handler = service.get();
-  ASSIGN_OR_RETURN(server, api::HttpServer::Start(server_options,
-                                                  [handler](const api::HttpRequest& r) { return handler->Handle(r); }));
+  api::Handler routes{[handler](const api::HttpRequest& r) { return handler->Handle(r); },
+                      [handler](const api::HttpRequest& r) { return handler->Quick(r); }};
+  ASSIGN_OR_RETURN(server, api::HttpServer::Start(server_options, std::move(routes)));
   return absl::OkStatus();
 }
 

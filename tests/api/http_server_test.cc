@@ -49,7 +49,10 @@ class Server : public ::testing::Test {
     options.port = 0;
     options.max_body_bytes = 1000;
     options.max_header_bytes = 2000;
-    auto started = HttpServer::Start(options, [this](const HttpRequest& r) { return Echo(r); });
+    // "/quick..." paths run on the I/O thread, the rest on workers: both paths are exercised.
+    Handler handler{[this](const HttpRequest& r) { return Echo(r); },
+                    [](const HttpRequest& r) { return r.path.rfind("/quick", 0) == 0; }};
+    auto started = HttpServer::Start(options, std::move(handler));
     ASSERT_OK(started);
     server_ = std::move(started).value();
   }
@@ -126,6 +129,7 @@ TEST_F(Server, AHandlerFailureIsA500AndTheServerGoesOn) {
   EXPECT_EQ(failed->status, 500);
   EXPECT_EQ(json::parse(failed->body)["error"]["code"], "internal");
   EXPECT_EQ(Client().Get("/fine")->status, 200);
+  EXPECT_EQ(Client().Get("/quick/fine")->status, 200);  // answered on the I/O thread
 }
 
 TEST_F(Server, ShutdownLetsRequestsInFlightFinish) {
@@ -159,7 +163,7 @@ TEST_F(Server, ServesHttpsWhenGivenACertificate) {
   EXPECT_FALSE(Client().Get("/plain")) << "plain HTTP on the TLS port";
 
   options.tls_key_file = dir + "/missing.pem";
-  auto bad = HttpServer::Start(options, [](const HttpRequest&) { return HttpResponse{}; });
+  auto bad = HttpServer::Start(options, Handler{[](const HttpRequest&) { return HttpResponse{}; }, {}});
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   std::filesystem::remove_all(dir);
 }

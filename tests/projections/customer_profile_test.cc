@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
 #include "projection_harness.h"
 #include "rapport/testing/status.h"
 
@@ -157,6 +158,32 @@ TEST_F(CustomerProfileTest, ContactDetailsAreFoundByLookupAndFollowChanges) {
                "c-3")});
   EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@example.com", 1).value_or(""), "c-2");
   EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@other.example", 1).value_or(""), "c-3");
+}
+
+// Sets every string field (and map) of `message` to a value naming it.
+void FillStrings(google::protobuf::Message& message) {
+  const auto* reflection = message.GetReflection();
+  const auto* descriptor = message.GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const auto* field = descriptor->field(i);
+    if (field->is_map()) {
+      auto* entry = reflection->AddMessage(&message, field);
+      FillStrings(*entry);
+    } else if (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING && !field->is_repeated()) {
+      reflection->SetString(&message, field, field->name() + "-value");
+    } else {
+      ADD_FAILURE() << field->full_name() << ": a field the profile's JSON does not render yet";
+    }
+  }
+}
+
+TEST_F(CustomerProfileTest, DetailsAndPreferencesRenderAsTheirProtoJson) {
+  state::v1::CustomerProfile profile;
+  FillStrings(*profile.mutable_details());
+  FillStrings(*profile.mutable_preferences());
+  auto rendered = nlohmann::json::parse(CustomerProfileView::ToJson(profile));
+  EXPECT_EQ(rendered["details"], nlohmann::json::parse(events::ToJsonDeterministic(profile.details())));
+  EXPECT_EQ(rendered["preferences"], nlohmann::json::parse(events::ToJsonDeterministic(profile.preferences())));
 }
 
 TEST_F(CustomerProfileTest, BatchBoundariesDoNotChangeTheState) {

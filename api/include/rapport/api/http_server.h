@@ -59,8 +59,14 @@ struct ServerOptions {
   std::string tls_key_file;
 };
 
-// Called on a worker thread for every well-formed request.
-using Handler = std::function<HttpResponse(const HttpRequest&)>;
+// What answers requests. `handle` runs on a worker thread for every
+// well-formed request, unless `quick` (optional) says the request never
+// waits (a point read): then it runs on the I/O thread that read it, which
+// spares two thread hand-offs. Both are called from many threads at once.
+struct Handler {
+  std::function<HttpResponse(const HttpRequest&)> handle;
+  std::function<bool(const HttpRequest&)> quick;
+};
 
 // An HTTP/1.1 server (Boost.Beast, asynchronous): keep-alive, request size,
 // header size and time limits enforced before a handler runs, JSON errors for

@@ -38,6 +38,9 @@ class ApiService {
   ~ApiService();
 
   HttpResponse Handle(const HttpRequest& request);
+  // Whether Handle answers `request` without waiting or scanning (point
+  // reads): the server may then run it on an I/O thread.
+  bool Quick(const HttpRequest& request) const;
 
  private:
   struct Impl;

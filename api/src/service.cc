@@ -434,41 +434,37 @@ void ApiService::Impl::AddRoutes() {
         return Read(ReviewsView::ToJson(*page, kCompact), std::nullopt);
       });
 
-  auto population = [this](const HttpRequest& request) -> Result<std::pair<projections::PopulationView, absl::Time>> {
+  // Segments and pareto: one scan of every customer as of T, rendered into `data`.
+  using Render = std::function<void(const projections::PopulationView&, Json&)>;
+  auto population = [this](const HttpRequest& request, const Render& render) {
     absl::Time as_of;
-    if (auto bad = ParseAsOf(request, as_of)) return absl::InvalidArgumentError(bad->body);
-    ASSIGN_OR_RETURN(int32_t partitions, PartitionCount());
-    ASSIGN_OR_RETURN(auto view, ChurnView(store, partitions).Population(as_of));
-    return std::make_pair(std::move(view), as_of);
+    if (auto bad = ParseAsOf(request, as_of)) return *bad;
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    auto view = ChurnView(store, *partitions).Population(as_of);
+    if (!view.ok()) return StatusResponse(view.status());
+    Json data = {{"as_of", events::FormatTime(as_of)}, {"customers", view->customers}};
+    render(*view, data);
+    return Read(data.dump(), std::nullopt);
   };
 
-  Add("GET", "/v1/segments", Scope::kRead, kSlow, [this, population](const HttpRequest& request, const Params&) {
-    absl::Time as_of;
-    if (auto bad = ParseAsOf(request, as_of)) return *bad;
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto result = population(request);
-    if (!result.ok()) return StatusResponse(result.status());
-    Json segments = Json::object();
-    for (const auto& [name, count] : result->first.customers_per_segment) segments[name] = count;
-    Json data = {
-        {"as_of", events::FormatTime(result->second)}, {"customers", result->first.customers}, {"segments", segments}};
-    return Read(data.dump(), std::nullopt);
+  Add("GET", "/v1/segments", Scope::kRead, kSlow, [population](const HttpRequest& request, const Params&) {
+    return population(request, [](const projections::PopulationView& view, Json& data) {
+      Json segments = Json::object();
+      for (const auto& [name, count] : view.customers_per_segment) segments[name] = count;
+      data["segments"] = std::move(segments);
+    });
   });
 
-  Add("GET", "/v1/insights/pareto", Scope::kRead, kSlow, [this, population](const HttpRequest& request, const Params&) {
-    absl::Time as_of;
-    if (auto bad = ParseAsOf(request, as_of)) return *bad;
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto result = population(request);
-    if (!result.ok()) return StatusResponse(result.status());
-    Json shares = Json::object();
-    for (const auto& [currency, share] : result->first.top_20_percent_revenue_share) {
-      shares[currency] = std::round(share * 1000) / 1000;
-    }
-    Json data = {{"as_of", events::FormatTime(result->second)},
-                 {"customers", result->first.customers},
-                 {"top_20_percent_revenue_share", shares}};
-    return Read(data.dump(), std::nullopt);
+  Add("GET", "/v1/insights/pareto", Scope::kRead, kSlow, [population](const HttpRequest& request, const Params&) {
+    return population(request, [](const projections::PopulationView& view, Json& data) {
+      Json shares = Json::object();
+      for (const auto& [currency, share] : view.top_20_percent_revenue_share) {
+        shares[currency] = std::round(share * 1000) / 1000;
+      }
+      data["top_20_percent_revenue_share"] = std::move(shares);
+    });
   });
 
   Add("GET", "/v1/segments/{name}/customers", Scope::kRead, kSlow,

@@ -418,32 +418,20 @@ Result<PopulationView> ChurnView::Population(absl::Time as_of) {
 
 Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor) {
   if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
-  std::string after;
-  if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || after.size() < 5 || after[4] != 'c')) {
-    return absl::InvalidArgumentError("cursor: not a cursor this API returned");
-  }
   RETURN_IF_ERROR(LoadHistograms());
   ChurnPage page;
-  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
-  const int32_t first = after.empty() ? 0 : static_cast<int32_t>(ReadU32(after));
-  for (int32_t p = first; p < partition_count_; ++p) {
-    std::string prefix = PartitionKey(p, 'c');
-    it->Seek(p == first && !after.empty() ? after : prefix);
-    if (p == first && !after.empty() && it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
-    for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      ChurnStats stats;
-      if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-      ChurnAssessment a = AssessStats(stats, as_of);
-      if (a.segment != segment) continue;
-      if (page.customers.size() == limit) {  // one more exists: this page is not the last
-        return page;
-      }
-      page.customers.push_back(std::move(a));
-      page.next_cursor = absl::WebSafeBase64Escape(it->key().ToString());
-    }
-    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
-  }
-  page.next_cursor.clear();
+  ASSIGN_OR_RETURN(page.next_cursor,
+                   ScanPage(store_, family_, partition_count_, 'c', cursor, limit,
+                            [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
+                              ChurnStats stats;
+                              if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                                return absl::InternalError("churn: stored statistics do not parse");
+                              }
+                              ChurnAssessment a = AssessStats(stats, as_of);
+                              if (a.segment != segment) return false;
+                              if (keep) page.customers.push_back(std::move(a));
+                              return true;
+                            }));
   return page;
 }
 

@@ -325,10 +325,6 @@ Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std
 Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, int32_t partition_count, size_t limit,
                                                   const std::string& cursor) {
   if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
-  std::string after;
-  if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || after.size() < 5 || after[4] != 'c')) {
-    return absl::InvalidArgumentError("cursor: not a cursor this API returned");
-  }
   auto matches = [&](const CustomerProfile& p) {
     for (const auto& spend : p.category_spend()) {
       if (spend.category() != query.category) continue;
@@ -339,25 +335,17 @@ Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, int3
     return false;
   };
   ProfilePage page;
-  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
-  const int32_t first = after.empty() ? 0 : static_cast<int32_t>(ReadU32(after));
-  for (int32_t partition = first; partition < partition_count; ++partition) {
-    std::string prefix = PartitionKey(partition, 'c');
-    it->Seek(partition == first && !after.empty() ? after : prefix);
-    if (partition == first && !after.empty() && it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
-    for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      CustomerProfile profile;
-      if (!profile.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-        return absl::InternalError("a stored profile does not parse");
-      }
-      if (!matches(profile)) continue;
-      if (page.customers.size() == limit) return page;  // one more exists: not the last page
-      page.customers.push_back(std::move(profile));
-      page.next_cursor = absl::WebSafeBase64Escape(it->key().ToString());
-    }
-    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning profiles"));
-  }
-  page.next_cursor.clear();
+  ASSIGN_OR_RETURN(page.next_cursor,
+                   ScanPage(store_, family_, partition_count, 'c', cursor, limit,
+                            [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
+                              CustomerProfile profile;
+                              if (!profile.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                                return absl::InternalError("a stored profile does not parse");
+                              }
+                              if (!matches(profile)) return false;
+                              if (keep) page.customers.push_back(std::move(profile));
+                              return true;
+                            }));
   return page;
 }
 

@@ -12,6 +12,34 @@
 
 namespace rapport::projections {
 
+Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle* family, int32_t partition_count,
+                             char kind, const std::string& cursor, size_t limit, const PageVisitor& visit) {
+  // A cursor is the last key of the previous page, base64url: [partition u32][kind]...
+  std::string after;
+  if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || after.size() < 5 || after[4] != kind)) {
+    return absl::InvalidArgumentError("cursor: not a cursor this API returned");
+  }
+  std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), family));
+  const int32_t first = after.empty() ? 0 : static_cast<int32_t>(ReadU32(after));
+  size_t kept = 0;
+  std::string last;
+  for (int32_t p = first; p < partition_count; ++p) {
+    const std::string prefix = PartitionKey(p, kind);
+    const bool resume = p == first && !after.empty();
+    it->Seek(resume ? after : prefix);
+    if (resume && it->Valid() && it->key() == rocksdb::Slice(after)) it->Next();
+    for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      ASSIGN_OR_RETURN(bool matches, visit(it->value(), kept < limit));
+      if (!matches) continue;
+      if (kept == limit) return absl::WebSafeBase64Escape(last);  // one more exists: not the last page
+      ++kept;
+      last = it->key().ToString();
+    }
+    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning a page"));
+  }
+  return std::string();
+}
+
 Status StoreStatus(const rocksdb::Status& status, std::string_view context) {
   if (status.ok()) return absl::OkStatus();
   std::string message = absl::StrCat(std::string(context), ": ", status.ToString());

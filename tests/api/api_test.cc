@@ -204,6 +204,26 @@ TEST_F(Api, PostedEventsAreReadableAfterTheirPosition) {
   }
   EXPECT_EQ(order, (std::vector<std::string>{"c-ryw-6", "c-ryw-5", "c-ryw-4", "c-ryw-3", "c-ryw-2"}));
 
+  // Targeting pages through every match, each once, whatever the page size.
+  std::string buyers = "[";
+  for (int i = 1; i <= 5; ++i) buyers += (i > 1 ? "," : "") + Purchase("c-tgt-" + std::to_string(i), "30.00", "opera");
+  auto bought = api_->Post("/v1/events", buyers + "," + Purchase("c-tgt-6", "5.00", "opera") + "]");
+  ASSERT_EQ(bought->status, 202) << bought->body;
+  const std::string bought_after = JsonOf(bought)["after"];
+  std::set<std::string> targeted;
+  cursor.clear();
+  for (int page = 0; page < 10; ++page) {
+    auto found = api_->Get("/v1/customers?category=opera&min_spend=10&limit=2&after=" + bought_after +
+                           (cursor.empty() ? "" : "&cursor=" + cursor));
+    ASSERT_EQ(found->status, 200) << found->body;
+    json d = JsonOf(found)["data"];
+    EXPECT_LE(d["customers"].size(), 2u);
+    for (const auto& c : d["customers"]) EXPECT_TRUE(targeted.insert(c["customer_id"]).second);
+    if (d["next_cursor"].is_null()) break;
+    cursor = d["next_cursor"];
+  }
+  EXPECT_EQ(targeted, (std::set<std::string>{"c-tgt-1", "c-tgt-2", "c-tgt-3", "c-tgt-4", "c-tgt-5"}));
+
   // A position the projections cannot reach: 503 after the bounded wait, saying so.
   auto unreachable = api_->Get("/v1/customers/c-ryw-1?after=0:999999999");
   ASSERT_EQ(unreachable->status, 503) << unreachable->body;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -59,5 +60,16 @@ class ProjectionStore {
 // A RocksDB status as ours: corruption and I/O errors are kInternal (stop),
 // busy/try-again kUnavailable, not-found kNotFound.
 Status StoreStatus(const rocksdb::Status& status, std::string_view context);
+
+// One page of a scan over the entries of one `kind` in every partition
+// ([partition][kind]...), in key order, for paged API routes. `cursor` is a
+// previous page's (empty: the first page); a cursor not made here is
+// InvalidArgument "cursor: ...". `visit(value, keep)` says whether the entry
+// matches and, when `keep`, the caller adds it to its page. Returns the next
+// page's cursor, empty after the last match. Cost grows with the entries
+// scanned from the cursor, not with the page.
+using PageVisitor = std::function<Result<bool>(const rocksdb::Slice& value, bool keep)>;
+Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle* family, int32_t partition_count,
+                             char kind, const std::string& cursor, size_t limit, const PageVisitor& visit);
 
 }  // namespace rapport::projections

@@ -323,7 +323,12 @@ Status ProjectionRunner::Impl::LoadWindows() {
     const std::string prefix = DedupKey(p, 's');
     std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), runner_family));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      if (it->value().size() != 16) return absl::InternalError("a de-duplication entry is damaged");
+      if (it->value().size() != 16) {
+        return absl::InternalError(absl::StrCat(
+            "the de-duplication window of partition ", p, " holds an entry of ", it->value().size(),
+            " bytes, not 16: the store is damaged or was written by a development build of rapport; build it again "
+            "from the log into a new data directory"));
+      }
       EventIdBytes id;
       std::copy_n(it->value().data(), 16, id.begin());
       window.ids.insert(id);

@@ -2,6 +2,10 @@
 
 // Boost 1.74's Asio uses std::exchange without including <utility> (fixed
 // in later Boost); include it first.
+// clang-format off
+#include <utility>
+// clang-format on
+
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -12,7 +16,6 @@
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
-#include <utility>
 
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"

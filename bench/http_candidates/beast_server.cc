@@ -1,12 +1,17 @@
 // A candidate for the API's HTTP library, for bench/http_candidates/compare only.
 // Candidate: Boost.Beast, asynchronous, one io_context run by N threads.
+
+// Boost 1.74's Asio needs <utility> first with GCC 12 in C++20.
+// clang-format off
+#include <utility>
+// clang-format on
+
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 namespace beast = boost::beast;
 namespace http = beast::http;

@@ -474,7 +474,9 @@ std::string CustomerProfileView::ToJson(const state::v1::CustomerProfile& p, eve
   f["interactions"] = p.interactions();
   f["campaign_touches"] = p.campaign_touches();
   f["events"] = p.events();
-  return style == events::JsonStyle::kIndented ? f.dump(1) : f.dump();
+  // Stored strings are valid UTF-8 (protobuf checks on parse); replace rather
+  // than throw should one ever not be.
+  return f.dump(style == events::JsonStyle::kIndented ? 1 : -1, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace rapport::projections

@@ -94,6 +94,13 @@ struct ProjectionRunner::Impl {
   Impl(RunnerOptions o, projections::ProjectionStore& s, std::vector<projections::Projection*> p)
       : options(std::move(o)), store(s), projections(std::move(p)), log(ModuleLogger("consumers")) {}
 
+  // A runner made but never run (the caller failed in between) still leaves
+  // its group here: destroying a subscribed handle would run the rebalance
+  // callback inside rd_kafka_destroy, which deadlocks.
+  ~Impl() {
+    if (consumer && !consumer_closed) rd_kafka_consumer_close(consumer.get());
+  }
+
   RunnerOptions options;
   projections::ProjectionStore& store;
   std::vector<projections::Projection*> projections;
@@ -102,6 +109,7 @@ struct ProjectionRunner::Impl {
   std::shared_ptr<spdlog::logger> log;
 
   producers::KafkaHandle consumer;
+  bool consumer_closed = false;
   int32_t partition_count = 0;
   std::map<int32_t, int64_t> next_offset;  // mirrors what is stored
   std::set<int32_t> assigned;
@@ -449,7 +457,9 @@ Status ProjectionRunner::Impl::Relay(uint64_t seq, const state::v1::OutboxEntry&
 }
 
 void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
-  bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer.get())) == "COOPERATIVE";
+  // NULL before the consumer has joined a group (a runner closed before it ran).
+  const char* protocol = rd_kafka_rebalance_protocol(consumer.get());
+  bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     // Start where the store says, not where Kafka's committed offsets say.
     for (int i = 0; i < partitions->cnt; ++i) {
@@ -789,6 +799,7 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   // Leave cleanly: the group rebalances, the relay drains, and what it
   // delivered is removed from the outbox.
   rd_kafka_consumer_close(r.consumer.get());
+  r.consumer_closed = true;
   if (rd_kafka_flush(r.relay.get(), 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     r.log->warn("{} outbox records still in flight at exit; they are sent on the next start",
                 rd_kafka_outq_len(r.relay.get()));

@@ -55,13 +55,18 @@ ApiInstance::~ApiInstance() {
   std::filesystem::remove_all(dir_);
 }
 
-bool ApiInstance::Start() {
+bool ApiInstance::Prepare() {
   auto ensured = producers::EnsureTopics(
       broker_, {{prefix_ + ".events", 4, -1, {}}, {prefix_ + ".dlq", 1, -1, {}}, {prefix_ + ".alerts", 1, -1, {}}});
   EXPECT_TRUE(ensured.ok()) << ensured.status();
   if (!ensured.ok()) return false;
   auto published = RunRapport({"--config", config_, "publish", SourceDir() + "/examples/events.jsonl"});
   EXPECT_EQ(published.exit_code, 1) << published.err;  // the examples hold 5 invalid lines on purpose
+  return published.exit_code == 1;
+}
+
+bool ApiInstance::Start() {
+  if (!Prepare()) return false;
   pid_ = StartRapport({"--config", config_, "run", "--http", "127.0.0.1:" + std::to_string(port_)}, log_);
   // Ready: serving, and every published event applied.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

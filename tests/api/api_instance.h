@@ -24,8 +24,10 @@ class ApiInstance {
   explicit ApiInstance(const std::string& name, const std::string& extra_api_toml = "", int consistency_wait_ms = 1500);
   ~ApiInstance();
 
-  // Sets up topics, publishes the examples and starts the server; false
-  // (with a test failure) if any step fails.
+  // Creates the topics and publishes the examples; false (with a test
+  // failure) if either fails.
+  bool Prepare();
+  // Prepare, then start the server and wait until it has applied everything.
   bool Start();
   // Stops the server with SIGTERM; returns its wait status.
   int Stop();

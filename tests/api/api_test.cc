@@ -415,6 +415,26 @@ TEST_F(Api, RequestsBeyondTheInFlightLimitAre429) {
   EXPECT_EQ(api_->Get("/v1/customers/c-1001")->status, 200);  // slots free again
 }
 
+TEST(ApiStartup, APortInUseIsAClearErrorAndTheProcessExits) {
+  ASSERT_OK(testing::CheckBrokerAnswers(testing::TestBroker()));
+  testing::ApiInstance api("busy");
+  ASSERT_TRUE(api.Prepare());
+  httplib::Server squatter;  // holds the port
+  ASSERT_TRUE(squatter.bind_to_port("127.0.0.1", api.port()));
+  const auto started = std::chrono::steady_clock::now();
+  auto run =
+      testing::RunRapport({"--config", api.config(), "run", "--http", "127.0.0.1:" + std::to_string(api.port())});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(
+      run.err.find("run: api: cannot listen on 127.0.0.1:" + std::to_string(api.port()) + ": Address already in use"),
+      std::string::npos)
+      << run.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));  // it leaves its group and exits
+  auto bad_address = testing::RunRapport({"--config", api.config(), "run", "--http", "localhost:80800"});
+  EXPECT_EQ(bad_address.exit_code, 2);
+  EXPECT_NE(bad_address.err.find("--http: \"localhost:80800\" is not HOST:PORT"), std::string::npos) << bad_address.err;
+}
+
 TEST(ApiShutdown, SigtermAnswersRequestsInFlightThenExitsCleanly) {
   ASSERT_OK(testing::CheckBrokerAnswers(testing::TestBroker()));
   testing::ApiInstance api("shutdown");

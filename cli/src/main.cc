@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "rapport/cli/api_key_command.h"
 #include "rapport/cli/config.h"
+#include "rapport/cli/export_command.h"
 #include "rapport/cli/publish.h"
 #include "rapport/cli/simulate_command.h"
 #include "rapport/cli/store_commands.h"
@@ -115,6 +116,23 @@ int main(int argc, char** argv) {
                   "Serve the HTTP API on HOST:PORT, e.g. 127.0.0.1:8080 (default: [api] listen; none)");
   run->footer("Stop with Ctrl-C or SIGTERM: the current batch completes. Restarting resumes where the store is.");
 
+  rapport::cli::ExportArgs export_args;
+  auto* export_command =
+      app.add_subcommand("export", "Stream events from the log, filtered, as JSON lines or CSV (for notebooks)");
+  export_command->add_option("--type", export_args.types, "Only these event types (comma-separated)")->delimiter(',');
+  export_command->add_option("--customer", export_args.customer, "Only this customer's events");
+  export_command->add_option("--since", export_args.since,
+                             "Events that occurred at or after this date or RFC 3339 time (seeks, no scan)");
+  export_command->add_option("--until", export_args.until, "Events that occurred before this date or time");
+  export_command->add_option("--format", export_args.format, "jsonl or csv")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"jsonl", "csv"}));
+  export_command->add_option("--out", export_args.out, "Write to FILE (default: standard output)")
+      ->capture_default_str();
+  export_command->footer(
+      "CSV: one row per event; columns are the envelope's fields, type, then each selected type's fields\n"
+      "(nested ones with dots, lists and maps as JSON). A progress bar shows on a terminal.");
+
   std::string key_name = "service";
   std::vector<std::string> key_scopes = {"read"};
   auto* api_key = app.add_subcommand("api-key", "Make an API key: prints it once, with the config lines that admit it");
@@ -168,7 +186,8 @@ int main(int argc, char** argv) {
   }
   if (!app.remaining().empty()) {
     std::cerr << "rapport: unknown command or argument '" << app.remaining().front()
-              << "'; commands: publish, topics ensure, tail, simulate, run, digest, query, api-key (see rapport "
+              << "'; commands: publish, topics ensure, tail, simulate, run, digest, query, export, api-key (see "
+                 "rapport "
                  "--help)\n";
     return kUsageError;
   }
@@ -195,6 +214,10 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
 
   if (*api_key) return rapport::cli::RunApiKey(key_name, key_scopes, std::cout, std::cerr);
+  if (*export_command) {
+    export_args.progress = isatty(STDERR_FILENO) != 0;
+    return rapport::cli::RunExport(*config, export_args, std::cout, std::cerr, g_stop);
+  }
   if (*publish) {
     publish_args.progress = isatty(STDERR_FILENO) != 0;
     if (publish_args.input == "-") {

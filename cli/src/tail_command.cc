@@ -61,11 +61,12 @@ std::string FormatRecord(const consumers::LogRecord& r) {
 int RunTail(const Config& config, const TailArgs& args, std::ostream& out, std::ostream& err,
             const std::atomic<bool>& stop) {
   const std::string topic = ResolveTopic(config, args.topic);
-  auto reader =
-      consumers::LogReader::Open({.kafka = config.kafka,
-                                  .topic = topic,
-                                  .start = args.from_end ? consumers::StartAt::kEnd : consumers::StartAt::kBeginning,
-                                  .at_end = args.follow ? consumers::AtEnd::kFollow : consumers::AtEnd::kStop});
+  consumers::LogReaderOptions options;
+  options.kafka = config.kafka;
+  options.topic = topic;
+  options.start = args.from_end ? consumers::StartAt::kEnd : consumers::StartAt::kBeginning;
+  options.at_end = args.follow ? consumers::AtEnd::kFollow : consumers::AtEnd::kStop;
+  auto reader = consumers::LogReader::Open(options);
   if (!reader.ok()) {
     err << "tail: " << reader.status().message() << "\n";
     return 2;

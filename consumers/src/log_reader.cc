@@ -5,6 +5,26 @@
 #include "absl/strings/str_cat.h"
 
 namespace rapport::consumers {
+namespace {
+
+// Offsets for a timestamp in every read partition: the first record stamped
+// at or after it, or the end when there is none.
+Result<std::map<int32_t, int64_t>> OffsetsForTime(rd_kafka_t* consumer, const std::string& topic,
+                                                  const std::vector<int32_t>& partitions, int64_t ms, int timeout_ms) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+  for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = ms;
+  rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(consumer, list, timeout_ms);
+  std::map<int32_t, int64_t> out;
+  for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) err = list->elems[i].err;
+    out[list->elems[i].partition] = list->elems[i].offset;  // -1: no record that late
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return producers::KafkaStatus(err, absl::StrCat("finding times in ", topic));
+  return out;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<LogReader>> LogReader::Open(LogReaderOptions options) {
   std::unique_ptr<LogReader> reader(new LogReader(std::move(options)));
@@ -20,31 +40,83 @@ Result<std::unique_ptr<LogReader>> LogReader::Open(LogReaderOptions options) {
   ASSIGN_OR_RETURN(
       reader->partition_count_,
       producers::TopicPartitionCount(reader->consumer_.get(), reader->options_.kafka, reader->options_.topic));
+  RETURN_IF_ERROR(reader->ResolveRanges());
   return reader;
+}
+
+Status LogReader::ResolveRanges() {
+  std::vector<int32_t> partitions = options_.partitions;
+  if (partitions.empty()) {
+    for (int32_t p = 0; p < partition_count_; ++p) partitions.push_back(p);
+  }
+  const int timeout = static_cast<int>(options_.kafka.timeout.count());
+  for (int32_t p : partitions) {
+    if (p < 0 || p >= partition_count_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options_.topic, " has no partition ", p, " (it has ", partition_count_, ")"));
+    }
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(consumer_.get(), options_.topic.c_str(), p, &low, &high, timeout);
+    if (err) return producers::KafkaStatus(err, absl::StrCat("reading the bounds of ", options_.topic));
+    ranges_[p] = {options_.start == StartAt::kBeginning ? low : high, high};
+  }
+  if (options_.from_ms) {
+    ASSIGN_OR_RETURN(auto starts,
+                     OffsetsForTime(consumer_.get(), options_.topic, partitions, *options_.from_ms, timeout));
+    for (auto& [p, range] : ranges_) range.start = starts[p] < 0 ? range.stop : starts[p];
+  }
+  if (options_.until_ms) {
+    ASSIGN_OR_RETURN(auto stops,
+                     OffsetsForTime(consumer_.get(), options_.topic, partitions, *options_.until_ms, timeout));
+    for (auto& [p, range] : ranges_) {
+      if (stops[p] >= 0) range.stop = stops[p];
+      range.start = std::min(range.start, range.stop);
+    }
+    fixed_stop_ = true;
+  }
+  return absl::OkStatus();
 }
 
 Status LogReader::Run(const std::function<bool(const LogRecord&)>& on_record, const std::atomic<bool>& stop) {
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count_);
-  for (int32_t p = 0; p < partition_count_; ++p) {
-    rd_kafka_topic_partition_list_add(assignment, options_.topic.c_str(), p)->offset =
-        options_.start == StartAt::kBeginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+  std::set<int32_t> done;  // partitions read up to their fixed stop
+  for (const auto& [p, range] : ranges_) {
+    if (fixed_stop_ && range.start >= range.stop) {
+      done.insert(p);
+      continue;
+    }
+    rd_kafka_topic_partition_list_add(assignment, options_.topic.c_str(), p)->offset = range.start;
   }
   rd_kafka_resp_err_t err = rd_kafka_assign(consumer_.get(), assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return producers::KafkaStatus(err, absl::StrCat("reading ", options_.topic));
   }
+  auto finished = [&](int32_t partition) {
+    done.insert(partition);
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, options_.topic.c_str(), partition);
+    rd_kafka_pause_partitions(consumer_.get(), list);
+    rd_kafka_topic_partition_list_destroy(list);
+  };
 
   std::set<int32_t> at_end;
   Status result = absl::OkStatus();
   LogRecord record;
+  const auto read_partitions = static_cast<int32_t>(ranges_.size());
   while (!stop.load()) {
-    if (options_.at_end == AtEnd::kStop && static_cast<int32_t>(at_end.size()) == partition_count_) break;
+    if (static_cast<int32_t>(done.size()) == read_partitions) break;
+    if (!fixed_stop_ && options_.at_end == AtEnd::kStop && static_cast<int32_t>(at_end.size()) == read_partitions) {
+      break;
+    }
     rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer_.get(), 200);
     if (message == nullptr) continue;
     std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> owned(message, rd_kafka_message_destroy);
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       at_end.insert(message->partition);
+      // A fixed stop beyond the end (records deleted meanwhile): nothing more to wait for.
+      if (fixed_stop_ && options_.at_end == AtEnd::kStop) finished(message->partition);
       continue;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -54,6 +126,11 @@ Status LogReader::Run(const std::function<bool(const LogRecord&)>& on_record, co
       break;
     }
     at_end.erase(message->partition);
+    if (done.contains(message->partition)) continue;  // fetched before the pause took hold
+    if (fixed_stop_ && message->offset >= ranges_[message->partition].stop) {
+      finished(message->partition);
+      continue;
+    }
     record.partition = message->partition;
     record.offset = message->offset;
     record.timestamp_ms = rd_kafka_message_timestamp(message, nullptr);
@@ -70,6 +147,7 @@ Status LogReader::Run(const std::function<bool(const LogRecord&)>& on_record, co
       }
     }
     if (!on_record(record)) break;
+    if (fixed_stop_ && message->offset + 1 >= ranges_[message->partition].stop) finished(message->partition);
   }
   rd_kafka_consumer_close(consumer_.get());
   return result;

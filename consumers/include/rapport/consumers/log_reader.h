@@ -3,7 +3,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +35,24 @@ struct LogReaderOptions {
   std::string topic;
   StartAt start = StartAt::kBeginning;
   AtEnd at_end = AtEnd::kStop;
+  // Only these partitions; empty: every partition.
+  std::vector<int32_t> partitions;
+  // A window of record timestamps, found with Kafka's offsets-for-times
+  // rather than by scanning: start at each partition's first record stamped
+  // at or after `from_ms` (instead of `start`), and stop before its first
+  // record stamped at or after `until_ms` (instead of at its end). Records
+  // inside are delivered as they are; a late record (stamped earlier than one
+  // before it) can sit on either side of a bound, so callers that need exact
+  // times filter on them too.
+  std::optional<int64_t> from_ms;
+  std::optional<int64_t> until_ms;
+};
+
+// Where a read starts and stops, per partition (RD_KAFKA_OFFSET_END as a
+// stop: no fixed stop).
+struct PartitionRange {
+  int64_t start = 0;
+  int64_t stop = 0;
 };
 
 // Reads every partition of one topic directly (no consumer group, nothing
@@ -49,13 +69,20 @@ class LogReader {
   Status Run(const std::function<bool(const LogRecord&)>& on_record, const std::atomic<bool>& stop);
 
   int32_t partition_count() const { return partition_count_; }
+  // The offsets Run will read between, per partition (known after Open); for
+  // progress reports. Without a stop, `stop` is the end when Open looked.
+  const std::map<int32_t, PartitionRange>& ranges() const { return ranges_; }
 
  private:
   LogReader(LogReaderOptions options) : options_(std::move(options)) {}
 
   LogReaderOptions options_;
+  Status ResolveRanges();
+
   producers::KafkaHandle consumer_;
   int32_t partition_count_ = 0;
+  std::map<int32_t, PartitionRange> ranges_;
+  bool fixed_stop_ = false;
 };
 
 }  // namespace rapport::consumers

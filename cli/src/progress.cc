@@ -15,9 +15,10 @@ std::string Grouped(uint64_t n) {
   return out;
 }
 
-Progress::Progress(std::ostream& err, bool terminal, std::string what, uint64_t total)
-    : err_(err), terminal_(terminal), what_(std::move(what)), total_(total) {
-  next_draw_ = started_ + (terminal_ ? std::chrono::milliseconds(200) : std::chrono::seconds(10));
+Progress::Progress(std::ostream& err, bool terminal, std::string what, uint64_t total,
+                   std::chrono::milliseconds log_every)
+    : err_(err), terminal_(terminal), what_(std::move(what)), total_(total), log_every_(log_every) {
+  next_draw_ = started_ + (terminal_ ? std::chrono::milliseconds(200) : log_every_);
 }
 
 void Progress::Advance(int32_t partition, int64_t offset, int64_t stop) {
@@ -29,7 +30,7 @@ void Progress::Advance(int32_t partition, int64_t offset, int64_t stop) {
 void Progress::Draw(bool force) {
   const auto now = Clock::now();
   if (!force && now < next_draw_) return;
-  next_draw_ = now + (terminal_ ? std::chrono::milliseconds(200) : std::chrono::seconds(10));
+  next_draw_ = now + (terminal_ ? std::chrono::milliseconds(200) : log_every_);
   const double seconds = std::max(1e-3, std::chrono::duration<double>(now - started_).count());
   const double rate = static_cast<double>(done_) / seconds;
   const double fraction = total_ > 0 ? std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_)) : 0;

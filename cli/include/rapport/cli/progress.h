@@ -15,7 +15,8 @@ namespace rapport::cli {
 // partition furthest behind. Not thread-safe: call from the reading thread.
 class Progress {
  public:
-  Progress(std::ostream& err, bool terminal, std::string what, uint64_t total);
+  Progress(std::ostream& err, bool terminal, std::string what, uint64_t total,
+           std::chrono::milliseconds log_every = std::chrono::seconds(10));
 
   // `offset` of `partition` was read; `stop` is where that partition ends.
   void Advance(int32_t partition, int64_t offset, int64_t stop);
@@ -36,6 +37,7 @@ class Progress {
   std::map<int32_t, std::pair<int64_t, int64_t>> positions_;  // partition -> (next offset, stop)
   Clock::time_point started_ = Clock::now();
   Clock::time_point next_draw_;
+  std::chrono::milliseconds log_every_;
 };
 
 // 1234567 -> "1,234,567".

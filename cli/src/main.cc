@@ -147,6 +147,21 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"read", "ingest", "admin"}));
 
+  rapport::cli::ReplayArgs replay_args;
+  auto* replay =
+      app.add_subcommand("replay", "Build projection state from the log's history into a directory of its own");
+  replay
+      ->add_option("--projection", replay_args.projections, "customer_profile, reviews, churn or all (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  replay->add_option("--into", replay_args.into, "The directory to build (query it with --data-dir)")->required();
+  replay->add_option("--from-time", replay_args.from_time, "Start at records stamped at or after this date or time");
+  replay->add_option("--until", replay_args.until,
+                     "The state as it was at this date or time: stop before the first record stamped at or after it");
+  replay->footer(
+      "Joins no consumer group and sends nothing (no alerts, no dead letters). Ctrl-C leaves a consistent\n"
+      "directory; the same command resumes it. A progress bar shows on a terminal.");
+
   auto* digest = app.add_subcommand("digest", "Print a digest of each projection's state: NAME HEX");
   digest->add_option("--data-dir", data_dir, "Projection store directory");
 
@@ -185,10 +200,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : kUsageError;  // --help and --version exit 0
   }
   if (!app.remaining().empty()) {
-    std::cerr << "rapport: unknown command or argument '" << app.remaining().front()
-              << "'; commands: publish, topics ensure, tail, simulate, run, digest, query, export, api-key (see "
-                 "rapport "
-                 "--help)\n";
+    std::cerr
+        << "rapport: unknown command or argument '" << app.remaining().front()
+        << "'; commands: publish, topics ensure, tail, simulate, run, replay, digest, query, export, api-key (see "
+           "rapport "
+           "--help)\n";
     return kUsageError;
   }
   if (app.get_subcommands().empty()) {
@@ -234,6 +250,10 @@ int main(int argc, char** argv) {
   if (!http_listen.empty()) config->api.listen = http_listen;
   if (*ensure) return rapport::cli::RunTopicsEnsure(*config, std::cout, std::cerr);
   if (*run) return rapport::cli::RunProjections(*config, run_args, std::cout, std::cerr, g_stop);
+  if (*replay) {
+    replay_args.progress = isatty(STDERR_FILENO) != 0;
+    return rapport::cli::RunReplay(*config, replay_args, std::cout, std::cerr, g_stop);
+  }
   if (*digest) return rapport::cli::RunDigest(*config, std::cout, std::cerr);
   if (*query) {
     query_args.what = *profile ? "profile" : *lookup ? "lookup" : *reviews ? "reviews" : *churn ? "churn" : "segments";

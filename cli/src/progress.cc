@@ -62,6 +62,12 @@ void Progress::Draw(bool force) {
   err_ << "\n";
 }
 
+void Progress::Report(uint64_t done, const std::map<int32_t, std::pair<int64_t, int64_t>>& positions) {
+  done_ = done;
+  positions_ = positions;
+  Draw(false);
+}
+
 void Progress::Finish() {
   if (terminal_ && done_ > 0) err_ << "\r" << std::string(100, ' ') << "\r" << std::flush;
 }

@@ -11,9 +11,11 @@
 #include "rapport/api/ingest.h"
 #include "rapport/api/openapi_document.h"
 #include "rapport/api/service.h"
+#include "rapport/cli/progress.h"
 #include "rapport/cli/simulate_command.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/logging.h"
+#include "rapport/events/time_text.h"
 #include "rapport/producers/partitioner.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
@@ -116,7 +118,9 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
       .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
       .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
       .stop_when_caught_up = args.until_caught_up,
-      .metrics = serve ? &metrics : nullptr};
+      .metrics = serve ? &metrics : nullptr,
+      .replay = std::nullopt,
+      .on_batch = nullptr};
   auto runner = consumers::ProjectionRunner::Create(options, **store, registry.all());
   if (!runner.ok()) {
     err << "run: " << runner.status().message() << "\n";
@@ -143,6 +147,117 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
     return 2;
   }
   return 0;
+}
+
+int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, std::ostream& err,
+              const std::atomic<bool>& stop) {
+  if (args.into.empty()) {
+    err << "replay: --into DIR is required (a directory of its own, never the live store)\n";
+    return 2;
+  }
+  std::optional<int64_t> from_ms, until_ms;
+  for (auto [text, flag, target] :
+       {std::tuple{&args.from_time, "--from-time", &from_ms}, {&args.until, "--until", &until_ms}}) {
+    if (text->empty()) continue;
+    auto parsed = events::ParseDateOrTime(*text);
+    if (!parsed) {
+      err << "replay: " << flag << ": \"" << *text << "\" is not a date such as 2026-01-31 or an RFC 3339 time\n";
+      return 2;
+    }
+    *target = absl::ToUnixMillis(*parsed);
+  }
+  Config target = config;
+  target.store.data_dir = args.into;
+  projections::ProjectionRegistry registry;
+  auto store = OpenStore(target, registry, Access::kReadWrite);
+  if (!store.ok()) {
+    err << "replay: " << store.status().message() << "\n";
+    return 2;
+  }
+  // The projections to build; the others' families stay empty.
+  const bool all = std::find(args.projections.begin(), args.projections.end(), "all") != args.projections.end();
+  std::vector<projections::Projection*> selected;
+  std::string names;
+  for (auto* projection : registry.all()) {
+    if (all ||
+        std::find(args.projections.begin(), args.projections.end(), projection->Name()) != args.projections.end()) {
+      selected.push_back(projection);
+      names += (names.empty() ? "" : ",") + std::string(projection->Name());
+    }
+  }
+  for (const auto& name : args.projections) {
+    bool known = name == "all";
+    for (auto* projection : registry.all()) known |= projection->Name() == name;
+    if (!known) {
+      err << "replay: --projection: \"" << name << "\" is not a projection (customer_profile, reviews, churn, all)\n";
+      return 2;
+    }
+  }
+  // A directory holds one replay: resuming with other arguments would mix two.
+  const std::string what =
+      fmt::format("topic={} projections={} from={} until={}", config.topics.events, names,
+                  from_ms ? std::to_string(*from_ms) : "-", until_ms ? std::to_string(*until_ms) : "-");
+  auto* runner_family = (*store)->family(consumers::ProjectionRunner::kFamily);
+  auto previous = (*store)->Get(runner_family, "replay");
+  if (previous.ok() && *previous != what) {
+    err << "replay: " << args.into << " holds another replay (" << *previous << "); use a new directory\n";
+    return 2;
+  }
+  if (!previous.ok()) {
+    rocksdb::WriteBatch batch;
+    batch.Put(runner_family, "replay", what).PermitUncheckedError();
+    if (Status written = (*store)->Write(batch); !written.ok()) {
+      err << "replay: " << written.message() << "\n";
+      return 2;
+    }
+  }
+
+  consumers::RunnerOptions options;
+  options.kafka = config.kafka;
+  options.group_id = "rapport-replay";  // librdkafka wants one; no group is joined
+  options.topic = config.topics.events;
+  options.dead_letter_topic = config.topics.dead_letter;
+  options.alerts_topic = config.topics.alerts;
+  options.max_batch = static_cast<size_t>(config.run.max_batch);
+  options.batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms);
+  options.dedup_window = static_cast<uint32_t>(config.run.dedup_window);
+  options.replay = consumers::RunnerOptions::Replay{from_ms, until_ms};
+  std::map<int32_t, int64_t> first;  // each partition's applied offset when this run started
+  std::unique_ptr<Progress> progress;
+  options.on_batch = [&](const consumers::RunnerProgress& state) {
+    uint64_t done = 0;
+    std::map<int32_t, std::pair<int64_t, int64_t>> positions;
+    for (const auto& [p, s] : state.Snapshot()) {
+      done += static_cast<uint64_t>(std::max<int64_t>(s.applied - first[p], 0));
+      positions[p] = {s.applied, s.end};
+    }
+    if (progress) progress->Report(done, positions);
+  };
+  auto runner = consumers::ProjectionRunner::Create(options, **store, selected);
+  if (!runner.ok()) {
+    err << "replay: " << runner.status().message() << "\n";
+    return 2;
+  }
+  uint64_t total = 0;
+  for (const auto& [p, s] : (*runner)->progress().Snapshot()) {
+    first[p] = s.applied;
+    total += static_cast<uint64_t>(std::max<int64_t>(s.end - s.applied, 0));
+  }
+  progress = std::make_unique<Progress>(err, args.progress, "replay", total);
+  Status status = (*runner)->Run(stop);
+  progress->Finish();
+  const auto& stats = (*runner)->stats();
+  if (!status.ok()) {
+    err << "replay: " << status.message() << "\n";
+    return 2;
+  }
+  const int64_t left = (*runner)->progress().TotalLag();
+  out << fmt::format("replay: {} events applied ({} duplicates skipped, {} invalid) into {} [{}]{}{}\n", stats.applied,
+                     stats.duplicates, stats.dead_lettered, args.into, names,
+                     until_ms ? " as of " + args.until : std::string(),
+                     left > 0 ? fmt::format("; interrupted with {} records to go: run the same command to resume", left)
+                              : "; query it with `rapport query --data-dir " + args.into + "`");
+  return left > 0 ? 130 : 0;
 }
 
 int RunDigest(const Config& config, std::ostream& out, std::ostream& err) {

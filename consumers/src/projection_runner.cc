@@ -155,6 +155,8 @@ struct ProjectionRunner::Impl {
   void WatchForStall();
   void CommitAdvisory();
   void InitMetrics();
+  Status AssignForReplay();
+  void PauseFinished(const std::map<int32_t, int64_t>& advanced);
   void UpdateProgress();
 };
 
@@ -194,9 +196,65 @@ void ProjectionRunner::Impl::UpdateProgress() {
     int64_t applied = next_offset.count(p) ? next_offset.at(p) : log_start[p];
     rd_kafka_get_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high);
     int64_t& end = log_end[p];
-    end = std::max({end, high, applied});
+    end = options.replay ? caught_up_at[p] : std::max({end, high, applied});
     progress.Update(p, applied, end);
   }
+}
+
+// Replay: every partition assigned directly, from the stored offset (or
+// --from-time, or the start) to --until (or the end now).
+Status ProjectionRunner::Impl::AssignForReplay() {
+  const int timeout = static_cast<int>(options.kafka.timeout.count());
+  auto offsets_for = [&](int64_t ms) -> Result<std::map<int32_t, int64_t>> {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partition_count);
+    for (int32_t p = 0; p < partition_count; ++p) {
+      rd_kafka_topic_partition_list_add(list, options.topic.c_str(), p)->offset = ms;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(consumer.get(), list, timeout);
+    std::map<int32_t, int64_t> out;
+    for (int i = 0; i < list->cnt; ++i) out[list->elems[i].partition] = list->elems[i].offset;  // -1: none that late
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err) return producers::KafkaStatus(err, absl::StrCat("finding times in ", options.topic));
+    return out;
+  };
+  std::map<int32_t, int64_t> from, until;
+  if (options.replay->from_ms) {
+    ASSIGN_OR_RETURN(from, offsets_for(*options.replay->from_ms));
+  }
+  if (options.replay->until_ms) {
+    ASSIGN_OR_RETURN(until, offsets_for(*options.replay->until_ms));
+  }
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count);
+  for (int32_t p = 0; p < partition_count; ++p) {
+    const int64_t end = log_end[p];  // the high watermark now (Init)
+    int64_t stop = until.count(p) && until[p] >= 0 ? until[p] : end;
+    int64_t start = log_start[p];
+    if (from.count(p)) start = from[p] >= 0 ? from[p] : end;
+    if (!next_offset.count(p)) next_offset[p] = std::min(start, stop);  // what "applied" means for a new store
+    caught_up_at[p] = stop;
+    log_end[p] = stop;
+    progress.Update(p, next_offset[p], stop);
+    assigned.insert(p);
+    rd_kafka_topic_partition_list_add(assignment, options.topic.c_str(), p)->offset = next_offset[p];
+  }
+  options.stop_when_caught_up = true;
+  rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  if (err) return producers::KafkaStatus(err, absl::StrCat("reading ", options.topic));
+  PauseFinished(next_offset);
+  log->info("replaying {} ({} partitions) into {} projections", options.topic, partition_count, projections.size());
+  return absl::OkStatus();
+}
+
+// Replay: partitions that reached their stop are paused, so that the others
+// are not slowed by fetching records that will not be applied.
+void ProjectionRunner::Impl::PauseFinished(const std::map<int32_t, int64_t>& advanced) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  for (const auto& [p, offset] : advanced) {
+    if (offset >= caught_up_at[p]) rd_kafka_topic_partition_list_add(list, options.topic.c_str(), p);
+  }
+  if (list->cnt > 0) rd_kafka_pause_partitions(consumer.get(), list);
+  rd_kafka_topic_partition_list_destroy(list);
 }
 
 Result<int32_t> ProjectionRunner::Impl::TargetPartitions(const std::string& topic) {
@@ -236,7 +294,9 @@ Status ProjectionRunner::Impl::Init() {
                        rd_kafka_err2str(m->err));
     }
   });
-  ASSIGN_OR_RETURN(relay, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(relay_conf)));
+  if (!options.replay) {
+    ASSIGN_OR_RETURN(relay, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(relay_conf)));
+  }
 
   std::vector<producers::RequiredProperty> consumer_properties = {
       {"group.id", options.group_id, "set it with [run] group_id"},
@@ -293,7 +353,7 @@ Status ProjectionRunner::Impl::Init() {
   RETURN_IF_ERROR(LoadWindows());
   auto next_seq = store.Get(runner_family, kOutboxNextKey);
   if (next_seq.ok()) next_outbox_seq = ReadU64(*next_seq);
-  RETURN_IF_ERROR(ResumeOutbox());
+  if (!options.replay) RETURN_IF_ERROR(ResumeOutbox());
 
   // Where each partition starts and ends now. A partition with no stored
   // offset is assigned its first offset as a number rather than the logical
@@ -309,8 +369,10 @@ Status ProjectionRunner::Impl::Init() {
     log_end[p] = std::max(high, applied);
     progress.Update(p, applied, log_end[p]);
   }
+  if (options.replay) RETURN_IF_ERROR(AssignForReplay());
   progress.MarkStarted();
   InitMetrics();
+  if (options.replay) return absl::OkStatus();
   rd_kafka_poll_set_consumer(consumer.get());
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, options.topic.c_str(), RD_KAFKA_PARTITION_UA);
@@ -599,7 +661,8 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
       continue;
     }
     auto known = next_offset.find(m->partition);
-    if (known != next_offset.end() && m->offset < known->second) continue;  // applied before (a late seek)
+    if (known != next_offset.end() && m->offset < known->second) continue;    // applied before (a late seek)
+    if (options.replay && m->offset >= caught_up_at[m->partition]) continue;  // past --until
     advanced[m->partition] = m->offset + 1;
     next_offset[m->partition] = m->offset + 1;
 
@@ -674,6 +737,7 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
     ++stats.applied;
   }
 
+  if (options.replay) outbox.clear();  // a replay sends nothing
   // One atomic write: projection state, offsets, the de-duplication window,
   // new outbox entries, and the removal of entries already delivered.
   rocksdb::WriteBatch batch;
@@ -698,9 +762,13 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
   UpdateProgress();
   if (exit_after_outbox_write && !outbox.empty()) _exit(86);
 
-  for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
-  rd_kafka_poll(relay.get(), 0);
-  if (!advanced.empty()) CommitAdvisory();
+  if (options.replay) {
+    PauseFinished(advanced);
+  } else {
+    for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
+    rd_kafka_poll(relay.get(), 0);
+    if (!advanced.empty()) CommitAdvisory();
+  }
   return absl::OkStatus();
 }
 
@@ -784,6 +852,7 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
       r.WatchForStall();
     }
     Status processed = r.ProcessBatch(messages.data(), static_cast<size_t>(count));
+    if (processed.ok() && r.options.on_batch) r.options.on_batch(r.progress);
     for (ssize_t i = 0; i < count; ++i) rd_kafka_message_destroy(messages[i]);
     if (!processed.ok()) {
       result = processed;
@@ -800,7 +869,7 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   // delivered is removed from the outbox.
   rd_kafka_consumer_close(r.consumer.get());
   r.consumer_closed = true;
-  if (rd_kafka_flush(r.relay.get(), 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (r.relay && rd_kafka_flush(r.relay.get(), 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     r.log->warn("{} outbox records still in flight at exit; they are sent on the next start",
                 rd_kafka_outq_len(r.relay.get()));
   }

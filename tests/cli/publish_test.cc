@@ -119,13 +119,15 @@ TEST(Cli, EveryCommandHasHelp) {
                                                                                        {"digest", "--help"},
                                                                                        {"query", "--help"},
                                                                                        {"export", "--help"},
+                                                                                       {"replay", "--help"},
                                                                                        {"api-key", "--help"}}) {
     auto result = testing::RunRapport(command);
     EXPECT_EQ(result.exit_code, 0) << command.front();
     EXPECT_NE(result.out.find("Usage:"), std::string::npos) << command.front() << ": " << result.out;
   }
   auto top = testing::RunRapport({"--help"});
-  for (const char* name : {"publish", "topics", "tail", "simulate", "run", "digest", "query", "export", "api-key"}) {
+  for (const char* name :
+       {"publish", "topics", "tail", "simulate", "run", "replay", "digest", "query", "export", "api-key"}) {
     EXPECT_NE(top.out.find(name), std::string::npos) << name;
   }
 }
@@ -135,7 +137,7 @@ TEST(Cli, UnknownCommandOrOptionIsAUsageError) {
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_EQ(result.err,
             "rapport: unknown command or argument 'frobnicate'; commands: publish, topics ensure, tail, simulate, run, "
-            "digest, query, export, api-key (see rapport --help)\n");
+            "replay, digest, query, export, api-key (see rapport --help)\n");
   auto option = testing::RunRapport({"publish", "--dryrun"});
   EXPECT_EQ(option.exit_code, 2);
   EXPECT_NE(option.err.find("--dryrun"), std::string::npos) << option.err;

@@ -20,6 +20,9 @@ class Progress {
 
   // `offset` of `partition` was read; `stop` is where that partition ends.
   void Advance(int32_t partition, int64_t offset, int64_t stop);
+  // Sets the count outright (for readers that know totals per batch) and
+  // each partition's (next offset, stop).
+  void Report(uint64_t done, const std::map<int32_t, std::pair<int64_t, int64_t>>& positions);
   // Clears the bar (a terminal) so that the summary prints on a clean line.
   void Finish();
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "rapport/cli/config.h"
 
@@ -20,6 +21,23 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
 
 // `rapport digest`: one line per projection, "NAME HEX", a digest of its state.
 int RunDigest(const Config& config, std::ostream& out, std::ostream& err);
+
+struct ReplayArgs {
+  std::vector<std::string> projections = {"all"};  // names, or "all"
+  std::string into;                                // the directory to build
+  std::string from_time;                           // start at records stamped at or after (date or RFC 3339)
+  std::string until;                               // stop before records stamped at or after
+  bool progress = false;                           // draw a bar (stderr is a terminal)
+};
+
+// `rapport replay`: builds projection state from the events topic's history
+// into a directory of its own, as it was at --until (the log up to the first
+// record stamped at or after it, in each partition), without joining the
+// live consumer group and without sending anything. Interrupted, it leaves a
+// consistent directory; the same command resumes it. Returns 0 when done,
+// 130 when interrupted, 2 on an error.
+int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, std::ostream& err,
+              const std::atomic<bool>& stop);
 
 struct QueryArgs {
   std::string what;  // "profile", "lookup", "reviews", "churn" or "segments"

@@ -4,9 +4,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,8 @@
 #include "rapport/projections/store.h"
 
 namespace rapport::consumers {
+
+class RunnerProgress;
 
 struct RunnerOptions {
   producers::KafkaSettings kafka;
@@ -36,6 +40,20 @@ struct RunnerOptions {
   bool stop_when_caught_up = false;
   // Where to count events, batches, lag and latency; null: nowhere.
   Metrics* metrics = nullptr;
+
+  // Replay (`rapport replay`): read every partition directly, with no group,
+  // from the stored offsets (for a new store: from the first record stamped
+  // at or after from_ms, else the start) up to the first record stamped at or
+  // after until_ms (else the log's end when the run started), then stop.
+  // Nothing is sent: alerts and dead letters were the live runner's to send,
+  // so a replay never repeats them.
+  struct Replay {
+    std::optional<int64_t> from_ms;
+    std::optional<int64_t> until_ms;
+  };
+  std::optional<Replay> replay;
+  // Called on the Run thread after each batch is written (progress bars).
+  std::function<void(const RunnerProgress&)> on_batch;
 };
 
 // How far the runner has applied each partition, for readers on other

@@ -1,0 +1,173 @@
+// `rapport replay` against the real broker: the whole log gives the same
+// digests as live consumption; --until gives the state of exactly the events
+// up to that time; an interrupted (or killed) replay resumes to the same
+// state; a replay sends no alerts and no dead letters.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "rapport/producers/topics.h"
+#include "rapport/testing/command.h"
+#include "rapport/testing/kafka.h"
+#include "rapport/testing/status.h"
+
+namespace rapport {
+namespace {
+
+class Replay : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(testing::CheckBrokerAnswers(broker_));
+    prefix_ = testing::UniqueTopicName("it.replay");
+  }
+  void TearDown() override {
+    for (const auto& dir : dirs_) std::filesystem::remove_all(dir);
+  }
+  // A config reading `events`, with its own store directory `name`.
+  std::string Config(const std::string& events, const std::string& name, const std::string& extra = "") {
+    EXPECT_OK(producers::EnsureTopics(
+                  broker_, {{events, 4, -1, {}}, {prefix_ + ".dlq", 1, -1, {}}, {prefix_ + ".alerts", 1, -1, {}}})
+                  .status());
+    std::string dir = Dir(name);
+    return testing::WriteTestConfig(broker_, prefix_ + "." + name,
+                                    "[topics]\nevents = \"" + events + "\"\ndead_letter = \"" + prefix_ +
+                                        ".dlq\"\nalerts = \"" + prefix_ + ".alerts\"\nevents_partitions = 4\n" +
+                                        "[run]\ngroup_id = \"" + prefix_ + "." + name + "\"\n" + extra +
+                                        "[store]\ndata_dir = \"" + dir + "\"\n[log]\nlevel = \"warn\"\n");
+  }
+  std::string Dir(const std::string& name) {
+    std::string dir = ::testing::TempDir() + prefix_ + "." + name;
+    dirs_.push_back(dir);
+    return dir;
+  }
+  testing::CommandResult Rapport(const std::string& config, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--config", config});
+    return testing::RunRapport(args);
+  }
+  std::string Digest(const std::string& config, const std::string& dir = "") {
+    std::vector<std::string> args = {"digest"};
+    if (!dir.empty()) args = {"digest", "--data-dir", dir};
+    auto result = Rapport(config, args);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.out;
+  }
+  int64_t Records(const std::string& topic) {
+    auto ends = testing::EndOffsets(broker_, topic);
+    EXPECT_OK(ends);
+    int64_t total = 0;
+    if (ends.ok()) {
+      for (const auto& [p, end] : *ends) total += end;
+    }
+    return total;
+  }
+
+  producers::KafkaSettings broker_ = testing::TestBroker();
+  std::string prefix_;
+  std::vector<std::string> dirs_;
+};
+
+TEST_F(Replay, TheWholeLogGivesTheLiveDigestsAndSendsNothing) {
+  const std::string live = Config(prefix_ + ".events", "live");
+  auto simulated = Rapport(
+      live, {"simulate", "--customers", "300", "--days", "120", "--seed", "11", "--invalid-rate", "0.02", "--publish"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  auto run = Rapport(live, {"run", "--until-caught-up"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const int64_t alerts = Records(prefix_ + ".alerts"), dead = Records(prefix_ + ".dlq");
+  ASSERT_GT(alerts, 0);
+  ASSERT_GT(dead, 0);
+
+  const std::string into = Dir("replayed");
+  auto replay = Rapport(live, {"replay", "--into", into});
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_NE(replay.out.find("query it with `rapport query --data-dir " + into + "`"), std::string::npos) << replay.out;
+  EXPECT_EQ(Digest(live, into), Digest(live));
+  EXPECT_EQ(Records(prefix_ + ".alerts"), alerts) << "a replay re-sent alerts";
+  EXPECT_EQ(Records(prefix_ + ".dlq"), dead) << "a replay re-sent dead letters";
+  // Queryable like any store.
+  auto segments = Rapport(live, {"query", "--data-dir", into, "segments"});
+  EXPECT_EQ(segments.exit_code, 0) << segments.err;
+
+  // One projection: only its state is built.
+  const std::string only_churn = Dir("churn-only");
+  ASSERT_EQ(Rapport(live, {"replay", "--projection", "churn", "--into", only_churn}).exit_code, 0);
+  auto digests = testing::Lines(Digest(live, only_churn));
+  auto live_digests = testing::Lines(Digest(live));
+  ASSERT_EQ(digests.size(), 3u);
+  EXPECT_EQ(digests[2], live_digests[2]);  // churn
+  EXPECT_NE(digests[0], live_digests[0]);  // customer_profile: empty
+  // The same directory with other arguments is refused rather than mixed.
+  auto mixed = Rapport(live, {"replay", "--projection", "reviews", "--into", only_churn});
+  EXPECT_EQ(mixed.exit_code, 2);
+  EXPECT_NE(mixed.err.find("holds another replay"), std::string::npos) << mixed.err;
+  auto unknown = Rapport(live, {"replay", "--projection", "loyalty", "--into", Dir("unknown")});
+  EXPECT_EQ(unknown.exit_code, 2);
+}
+
+TEST_F(Replay, UntilGivesTheStateOfExactlyTheEventsBeforeIt) {
+  // The same simulated stream: all of it on one topic, only what occurred
+  // before March on another.
+  const std::string file = ::testing::TempDir() + prefix_ + ".jsonl";
+  const std::string all = Config(prefix_ + ".all", "all");
+  ASSERT_EQ(Rapport(all, {"simulate", "--customers", "300", "--days", "120", "--seed", "12", "--out", file}).exit_code,
+            0);
+  std::string before;
+  size_t kept = 0, total = 0;
+  for (const auto& line : testing::Lines(testing::ReadFile(file))) {
+    ++total;
+    size_t at = line.find("\"occurred_at\":\"") + 15;
+    if (line.compare(at, 10, "2025-03-01") < 0) {
+      before += line + "\n";
+      ++kept;
+    }
+  }
+  std::filesystem::remove(file);
+  ASSERT_GT(kept, 100u);
+  ASSERT_LT(kept, total);
+
+  const std::string early = Config(prefix_ + ".early", "early");
+  ASSERT_EQ(testing::RunRapport({"--config", early, "publish", "-"}, before).exit_code, 0);
+  ASSERT_EQ(Rapport(early, {"run", "--until-caught-up"}).exit_code, 0);
+
+  auto regenerated = Rapport(all, {"simulate", "--customers", "300", "--days", "120", "--seed", "12", "--publish"});
+  ASSERT_EQ(regenerated.exit_code, 0) << regenerated.err;
+  const std::string into = Dir("until");
+  auto replay = Rapport(all, {"replay", "--into", into, "--until", "2025-03-01"});
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_NE(replay.out.find(std::to_string(kept) + " events applied"), std::string::npos) << replay.out;
+  EXPECT_EQ(Digest(all, into), Digest(early));
+}
+
+TEST_F(Replay, AnInterruptedOrKilledReplayResumesToTheSameState) {
+  // About 170k events: a replay of a couple of seconds, stopped after 0.4 s.
+  const std::string config = Config(prefix_ + ".events", "source");
+  ASSERT_EQ(
+      Rapport(config, {"simulate", "--customers", "8000", "--days", "365", "--seed", "13", "--publish"}).exit_code, 0);
+  const std::string whole = Dir("whole");
+  ASSERT_EQ(Rapport(config, {"replay", "--into", whole}).exit_code, 0);
+
+  const std::string resumed = Dir("resumed");
+  const std::string log = resumed + ".log";
+  // Ctrl-C: a clean stop, exit 130, then the same command finishes the job.
+  int pid = testing::StartRapport({"--config", config, "replay", "--into", resumed}, log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  int status = testing::KillAndWait(pid, SIGINT);
+  ASSERT_TRUE(WIFEXITED(status)) << testing::ReadFile(log);
+  EXPECT_EQ(WEXITSTATUS(status), 130) << "finished before the interrupt; make the log larger\n"
+                                      << testing::ReadFile(log);
+  EXPECT_NE(testing::ReadFile(log).find("run the same command to resume"), std::string::npos);
+  // SIGKILL: no chance to clean up at all.
+  pid = testing::StartRapport({"--config", config, "replay", "--into", resumed}, log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  testing::KillAndWait(pid, SIGKILL);
+  auto finished = Rapport(config, {"replay", "--into", resumed});
+  ASSERT_EQ(finished.exit_code, 0) << finished.err;
+  EXPECT_EQ(Digest(config, resumed), Digest(config, whole));
+}
+
+}  // namespace
+}  // namespace rapport

@@ -271,9 +271,10 @@ void ApiService::Impl::AddRoutes() {
   Add("GET", "/healthz", std::nullopt, kQuick,
       [](const HttpRequest&, const Params&) { return JsonResponse(200, R"({"status":"ok"})"); });
   Add("GET", "/readyz", std::nullopt, kQuick, [this](const HttpRequest&, const Params&) {
+    // A store nobody applies to (run --read-only) is as ready as it will be.
     const bool started = progress != nullptr && progress->started();
     const int64_t lag = started ? progress->TotalLag() : -1;
-    const bool ready = started && lag <= options.ready_max_lag;
+    const bool ready = progress == nullptr || (started && lag <= options.ready_max_lag);
     Json body = {{"ready", ready},
                  {"lag_records", started ? Json(lag) : Json(nullptr)},
                  {"max_lag_records", options.ready_max_lag}};

@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
   run->add_option("--data-dir", data_dir, "Projection store directory (default: [store] data_dir, $RAPPORT_DATA_DIR)");
   run->add_flag("--until-caught-up", run_args.until_caught_up,
                 "Stop once the log as it was at start is applied (default: run until Ctrl-C)");
+  run->add_flag("--read-only", run_args.read_only,
+                "Apply nothing: serve the API (--http) from --data-dir as it is, e.g. a `rapport replay` directory");
   std::string http_listen;
   run->add_option("--http", http_listen,
                   "Serve the HTTP API on HOST:PORT, e.g. 127.0.0.1:8080 (default: [api] listen; none)");

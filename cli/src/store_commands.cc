@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <ostream>
+#include <thread>
 
 #include "absl/time/clock.h"
 #include "fmt/format.h"
@@ -56,7 +57,8 @@ std::string DefaultInstanceId(const std::string& data_dir) {
 
 // Starts the HTTP API over `store`: ingest through its own producer, reads
 // from the views, metrics from `metrics`.
-Status StartApi(const Config& config, projections::ProjectionStore& store, const consumers::RunnerProgress& progress,
+// `progress` null: a read-only store that nobody applies to (no ingest, no broker).
+Status StartApi(const Config& config, projections::ProjectionStore& store, const consumers::RunnerProgress* progress,
                 Metrics& metrics, std::unique_ptr<api::Ingest>& ingest, std::unique_ptr<api::ApiService>& service,
                 std::unique_ptr<api::HttpServer>& server) {
   const ApiConfig& a = config.api;
@@ -73,7 +75,9 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
 
   producers::ProducerOptions producer_options{
       .kafka = config.kafka, .topic = config.topics.events, .delivery_timeout = config.publish.delivery_timeout};
-  ASSIGN_OR_RETURN(ingest, api::Ingest::Connect(producer_options, config.publish.limits));
+  if (progress != nullptr) {
+    ASSIGN_OR_RETURN(ingest, api::Ingest::Connect(producer_options, config.publish.limits));
+  }
 
   api::ServiceOptions service_options;
   service_options.auth = {.keys = a.keys, .open_reads_on_loopback = a.open_reads_on_loopback};
@@ -82,7 +86,7 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
   service_options.ready_max_lag = a.ready_max_lag;
   service_options.max_batch_events = static_cast<size_t>(a.max_batch_events);
   service_options.openapi_json = std::string(api::kOpenApiJson);
-  service = std::make_unique<api::ApiService>(std::move(service_options), store, &progress, ingest.get(), metrics);
+  service = std::make_unique<api::ApiService>(std::move(service_options), store, progress, ingest.get(), metrics);
   if (a.keys.empty()) {
     ModuleLogger("api")->warn(
         "no API keys configured ([api.keys.NAME] in the config): {}",
@@ -97,8 +101,36 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
 
 }  // namespace
 
+// `run --read-only`: serves a store nobody applies to (a replay's directory)
+// until stopped.
+int ServeReadOnly(const Config& config, std::ostream& out, std::ostream& err, const std::atomic<bool>& stop) {
+  if (config.api.listen.empty()) {
+    err << "run: --read-only serves the API and applies nothing: give --http HOST:PORT\n";
+    return 2;
+  }
+  projections::ProjectionRegistry registry;
+  auto store = OpenStore(config, registry, Access::kReadOnly);
+  if (!store.ok()) {
+    err << "run: " << store.status().message() << "\n";
+    return 2;
+  }
+  Metrics metrics;
+  std::unique_ptr<api::Ingest> ingest;
+  std::unique_ptr<api::ApiService> service;
+  std::unique_ptr<api::HttpServer> server;
+  if (Status started = StartApi(config, **store, nullptr, metrics, ingest, service, server); !started.ok()) {
+    err << "run: " << started.message() << "\n";
+    return 2;
+  }
+  while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->Shutdown(std::chrono::seconds(10));
+  out << "run: served " << config.store.data_dir << " read-only\n";
+  return 0;
+}
+
 int RunProjections(const Config& config, const RunArgs& args, std::ostream& out, std::ostream& err,
                    const std::atomic<bool>& stop) {
+  if (args.read_only) return ServeReadOnly(config, out, err, stop);
   projections::ProjectionRegistry registry;
   auto store = OpenStore(config, registry, Access::kReadWrite);
   if (!store.ok()) {
@@ -131,7 +163,7 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   std::unique_ptr<api::ApiService> service;
   std::unique_ptr<api::HttpServer> server;
   if (serve) {
-    auto started = StartApi(config, **store, (*runner)->progress(), metrics, ingest, service, server);
+    auto started = StartApi(config, **store, &(*runner)->progress(), metrics, ingest, service, server);
     if (!started.ok()) {
       err << "run: " << started.message() << "\n";
       return 2;

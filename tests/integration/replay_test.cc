@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -91,6 +92,34 @@ TEST_F(Replay, TheWholeLogGivesTheLiveDigestsAndSendsNothing) {
   // Queryable like any store.
   auto segments = Rapport(live, {"query", "--data-dir", into, "segments"});
   EXPECT_EQ(segments.exit_code, 0) << segments.err;
+
+  // Servable: `run --read-only` answers from the directory, with no broker
+  // involved and nothing to ingest into.
+  const std::string port = std::to_string(19000 + getpid() % 1000);
+  const std::string log = into + ".serve.log";
+  int server = testing::StartRapport({"--config", live, "--brokers", "127.0.0.1:1", "run", "--read-only", "--data-dir",
+                                      into, "--http", "127.0.0.1:" + port},
+                                     log);
+  auto curl = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {"curl",
+                                     "-s",
+                                     "-o",
+                                     "/dev/null",
+                                     "-w",
+                                     "%{http_code}",
+                                     "--retry",
+                                     "20",
+                                     "--retry-connrefused",
+                                     "--retry-delay",
+                                     "0",
+                                     "--retry-max-time",
+                                     "10"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return testing::RunProgram(argv).out;
+  };
+  EXPECT_EQ(curl({"http://127.0.0.1:" + port + "/readyz"}), "200") << testing::ReadFile(log);
+  EXPECT_EQ(curl({"-H", "X-API-Key: none", "http://127.0.0.1:" + port + "/v1/segments"}), "401");
+  testing::KillAndWait(server, SIGTERM);
 
   // One projection: only its state is built.
   const std::string only_churn = Dir("churn-only");

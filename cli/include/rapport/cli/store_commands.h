@@ -11,6 +11,7 @@ namespace rapport::cli {
 
 struct RunArgs {
   bool until_caught_up = false;  // stop once the log, as it was at start, is applied
+  bool read_only = false;        // serve the API from the store, apply nothing (a replay's directory)
 };
 
 // `rapport run`: folds the events topic into the projections in

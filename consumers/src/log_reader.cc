@@ -5,27 +5,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace rapport::consumers {
-namespace {
-
-// Offsets for a timestamp in every read partition: the first record stamped
-// at or after it, or the end when there is none.
-Result<std::map<int32_t, int64_t>> OffsetsForTime(rd_kafka_t* consumer, const std::string& topic,
-                                                  const std::vector<int32_t>& partitions, int64_t ms, int timeout_ms) {
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
-  for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = ms;
-  rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(consumer, list, timeout_ms);
-  std::map<int32_t, int64_t> out;
-  for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i) {
-    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) err = list->elems[i].err;
-    out[list->elems[i].partition] = list->elems[i].offset;  // -1: no record that late
-  }
-  rd_kafka_topic_partition_list_destroy(list);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return producers::KafkaStatus(err, absl::StrCat("finding times in ", topic));
-  return out;
-}
-
-}  // namespace
-
 Result<std::unique_ptr<LogReader>> LogReader::Open(LogReaderOptions options) {
   std::unique_ptr<LogReader> reader(new LogReader(std::move(options)));
   const std::vector<producers::RequiredProperty> required = {
@@ -62,13 +41,13 @@ Status LogReader::ResolveRanges() {
     ranges_[p] = {options_.start == StartAt::kBeginning ? low : high, high};
   }
   if (options_.from_ms) {
-    ASSIGN_OR_RETURN(auto starts,
-                     OffsetsForTime(consumer_.get(), options_.topic, partitions, *options_.from_ms, timeout));
+    ASSIGN_OR_RETURN(auto starts, producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
+                                                            *options_.from_ms));
     for (auto& [p, range] : ranges_) range.start = starts[p] < 0 ? range.stop : starts[p];
   }
   if (options_.until_ms) {
-    ASSIGN_OR_RETURN(auto stops,
-                     OffsetsForTime(consumer_.get(), options_.topic, partitions, *options_.until_ms, timeout));
+    ASSIGN_OR_RETURN(auto stops, producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
+                                                           *options_.until_ms));
     for (auto& [p, range] : ranges_) {
       if (stops[p] >= 0) range.stop = stops[p];
       range.start = std::min(range.start, range.stop);

@@ -204,18 +204,10 @@ void ProjectionRunner::Impl::UpdateProgress() {
 // Replay: every partition assigned directly, from the stored offset (or
 // --from-time, or the start) to --until (or the end now).
 Status ProjectionRunner::Impl::AssignForReplay() {
-  const int timeout = static_cast<int>(options.kafka.timeout.count());
-  auto offsets_for = [&](int64_t ms) -> Result<std::map<int32_t, int64_t>> {
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partition_count);
-    for (int32_t p = 0; p < partition_count; ++p) {
-      rd_kafka_topic_partition_list_add(list, options.topic.c_str(), p)->offset = ms;
-    }
-    rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(consumer.get(), list, timeout);
-    std::map<int32_t, int64_t> out;
-    for (int i = 0; i < list->cnt; ++i) out[list->elems[i].partition] = list->elems[i].offset;  // -1: none that late
-    rd_kafka_topic_partition_list_destroy(list);
-    if (err) return producers::KafkaStatus(err, absl::StrCat("finding times in ", options.topic));
-    return out;
+  std::vector<int32_t> all;
+  for (int32_t p = 0; p < partition_count; ++p) all.push_back(p);
+  auto offsets_for = [&](int64_t ms) {
+    return producers::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, ms);
   };
   std::map<int32_t, int64_t> from, until;
   if (options.replay->from_ms) {

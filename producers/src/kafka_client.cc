@@ -94,6 +94,22 @@ Status KafkaStatus(rd_kafka_resp_err_t err, std::string_view context) {
   }
 }
 
+Result<std::map<int32_t, int64_t>> OffsetsForTime(rd_kafka_t* handle, const KafkaSettings& settings,
+                                                  const std::string& topic, const std::vector<int32_t>& partitions,
+                                                  int64_t ms) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+  for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = ms;
+  rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(handle, list, static_cast<int>(settings.timeout.count()));
+  std::map<int32_t, int64_t> out;
+  for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) err = list->elems[i].err;
+    out[list->elems[i].partition] = list->elems[i].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(err, absl::StrCat("finding times in ", topic));
+  return out;
+}
+
 Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic) {
   rd_kafka_topic_t* topic_handle = rd_kafka_topic_new(handle, topic.c_str(), nullptr);
   const rd_kafka_metadata_t* metadata = nullptr;

@@ -59,4 +59,10 @@ Status KafkaStatus(rd_kafka_resp_err_t err, std::string_view context);
 // answers; NotFound when the topic does not exist.
 Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic);
 
+// Kafka's offsets-for-times: per partition, the offset of the first record
+// stamped at or after `ms`, or -1 when no record is that late.
+Result<std::map<int32_t, int64_t>> OffsetsForTime(rd_kafka_t* handle, const KafkaSettings& settings,
+                                                  const std::string& topic, const std::vector<int32_t>& partitions,
+                                                  int64_t ms);
+
 }  // namespace rapport::producers

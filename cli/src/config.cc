@@ -120,6 +120,12 @@ class TableReader {
     return absl::OkStatus();
   }
 
+  // "origin:line" of a key present in the file.
+  std::string Where(std::string_view key) const {
+    const toml::node* node = root_.at_path(key).node();
+    return node == nullptr ? origin_ : fmt::format("{}:{}", origin_, node->source().begin.line);
+  }
+
   // Every key in the file that no Read asked for: a typo, most likely.
   Status CheckNoUnknownKeys() const { return CheckTable(root_, ""); }
 
@@ -262,7 +268,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   if (!c.api.listen.empty()) {
     std::string host;
     uint16_t port = 0;
-    RETURN_IF_ERROR(ParseListenAddress(c.api.listen, host, port, fmt::format("{}: api.listen", origin)));
+    RETURN_IF_ERROR(ParseListenAddress(c.api.listen, host, port, fmt::format("{}: api.listen", r.Where("api.listen"))));
   }
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   for (int32_t partitions : {c.topics.events_partitions, c.topics.dead_letter_partitions, c.topics.alerts_partitions}) {

@@ -55,7 +55,7 @@ TEST(Config, ApiKeysByHashOrByValueWithScopes) {
 TEST(Config, ApiErrorsNameTheLineAndKey) {
   auto error = [](const std::string& toml) { return std::string(ParseConfig(toml, "r.toml").status().message()); };
   EXPECT_EQ(error("[api]\nlisten = \"8080\"\n"),
-            "r.toml: api.listen: \"8080\" is not HOST:PORT such as 127.0.0.1:8080 or [::1]:8080");
+            "r.toml:2: api.listen: \"8080\" is not HOST:PORT such as 127.0.0.1:8080 or [::1]:8080");
   EXPECT_EQ(error("[api]\nopen_reads_on_loopback = \"yes\"\n"),
             "r.toml:2: api.open_reads_on_loopback: expected true or false");
   EXPECT_EQ(error("[api.keys.a]\nkey = \"short\"\nscopes = [\"read\"]\n"),

@@ -60,11 +60,17 @@ void Ingest::OnDelivery(const producers::Delivery& delivery) {
 }
 
 std::vector<IngestOutcome> Ingest::Publish(const std::vector<std::string>& events) {
-  // Admission keeps an id generator and is not thread-safe: one per thread.
-  thread_local std::unique_ptr<events::EventAdmission> admission;
-  if (!admission) {
-    admission = std::make_unique<events::EventAdmission>(limits_);
+  // Admission keeps an id generator and is not thread-safe: each request
+  // borrows one of its own from a pool.
+  std::unique_ptr<events::EventAdmission> admission;
+  {
+    std::lock_guard lock(mutex_);
+    if (!admissions_.empty()) {
+      admission = std::move(admissions_.back());
+      admissions_.pop_back();
+    }
   }
+  if (!admission) admission = std::make_unique<events::EventAdmission>(limits_);
   auto pending = std::make_shared<Pending>();
   pending->outcomes.resize(events.size());
   const absl::Time now = absl::Now();
@@ -97,6 +103,10 @@ std::vector<IngestOutcome> Ingest::Publish(const std::vector<std::string>& event
       outcome.state = IngestOutcome::State::kUndelivered;
       outcome.error = std::string(queued.message());
     }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    admissions_.push_back(std::move(admission));
   }
   // Every queued event gets a report within the delivery timeout; the poller serves them.
   std::unique_lock lock(pending->mutex);

@@ -52,8 +52,8 @@ HttpResponse StatusResponse(const Status& status) {
   }
 }
 
-// Splits "/a/b/c" into {"a","b","c"}; empty segments are kept, so "/a//b"
-// does not match "/a/b".
+// Splits a route pattern "/a/{b}/c" into {"a","{b}","c"}. (Requests arrive
+// split already: HttpRequest::segments.)
 std::vector<std::string_view> Segments(std::string_view path) {
   std::vector<std::string_view> out;
   if (path.empty() || path[0] != '/') return out;
@@ -67,11 +67,7 @@ std::vector<std::string_view> Segments(std::string_view path) {
   return out;
 }
 
-// Query parameter values, checked; each error names the parameter.
-struct QueryError {
-  HttpResponse response;
-};
-
+// Query parameters, checked: an error (400) names the parameter.
 std::optional<HttpResponse> ParseLimit(const HttpRequest& request, size_t& limit, size_t fallback) {
   limit = fallback;
   const std::string* text = request.Param("limit");

@@ -3,7 +3,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,6 +53,7 @@ class Ingest {
   std::mutex mutex_;
   std::atomic<uint64_t> next_ticket_{1};
   std::map<uint64_t, std::pair<std::shared_ptr<Pending>, size_t>> in_flight_;  // ticket -> request, index
+  std::vector<std::unique_ptr<events::EventAdmission>> admissions_;            // idle, for requests to borrow
   std::atomic<bool> stop_{false};
   std::thread poller_;  // serves delivery reports
 };

@@ -156,6 +156,7 @@ struct ProjectionRunner::Impl {
   void CommitAdvisory();
   void InitMetrics();
   Status AssignForReplay();
+  Status Subscribe();
   void PauseFinished(const std::map<int32_t, int64_t>& advanced);
   void UpdateProgress();
 };
@@ -366,6 +367,14 @@ Status ProjectionRunner::Impl::Init() {
   InitMetrics();
   if (options.replay) return absl::OkStatus();
   rd_kafka_poll_set_consumer(consumer.get());
+  return absl::OkStatus();
+}
+
+// Joins the group (Run does, and only when there is something to apply:
+// librdkafka 2.0.2 asserts in rd_kafka_destroy when a cooperative-sticky
+// consumer is closed between its JoinGroup and its first assignment, which
+// is where an already caught-up `run --until-caught-up` would close it).
+Status ProjectionRunner::Impl::Subscribe() {
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, options.topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), topics);
@@ -823,7 +832,8 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   Status result = absl::OkStatus();
   auto next_report = Clock::now() + std::chrono::seconds(10);
   uint64_t reported = 0;
-  while (!stop.load() && !r.CaughtUp()) {
+  if (!r.options.replay && !r.CaughtUp()) result = r.Subscribe();
+  while (result.ok() && !stop.load() && !r.CaughtUp()) {
     // A batch is what rd_kafka_consumer_poll (which also serves rebalances)
     // returns until the batch is full or batch_wait has passed since its
     // first record. (rd_kafka_consume_batch_queue was seen to stop returning

@@ -226,6 +226,12 @@ TEST_F(RunCommand, DuplicateEventIdsAreAppliedOnceAndRestartsResume) {
   auto second = Rapport(config, {"run", "--until-caught-up"});
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_EQ(RunCounts(second.out), (std::array<int64_t, 3>{0, 16, 0}));
+  // Nothing new: it stops at once without joining the group (closing a
+  // consumer mid-join trips an assertion in librdkafka 2.0.2).
+  auto third = Rapport(config, {"--log-level", "info", "run", "--until-caught-up"});
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_EQ(RunCounts(third.out), (std::array<int64_t, 3>{0, 0, 0}));
+  EXPECT_EQ(third.err.find("as group"), std::string::npos) << third.err;
 
   auto profile = Rapport(config, {"query", "profile", "c-1001"});
   EXPECT_NE(profile.out.find("\"events\": 7"), std::string::npos) << profile.out;

@@ -108,10 +108,29 @@ std::vector<IngestOutcome> Ingest::Publish(const std::vector<std::string>& event
     std::lock_guard lock(mutex_);
     admissions_.push_back(std::move(admission));
   }
-  // Every queued event gets a report within the delivery timeout; the poller serves them.
+  // Every queued event gets a report within the delivery timeout (the poller
+  // serves them). Should one never come, the request still ends: a margin
+  // later, what is still waiting is reported undelivered and its late report
+  // ignored.
+  const auto limit = producer_->options().delivery_timeout + std::chrono::seconds(10);
   std::unique_lock lock(pending->mutex);
-  pending->done.wait(lock, [&] { return pending->waiting == 0; });
-  return std::move(pending->outcomes);
+  if (!pending->done.wait_for(lock, limit, [&] { return pending->waiting == 0; })) {
+    lock.unlock();
+    {
+      std::lock_guard tickets(mutex_);
+      for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+        it = it->second.first == pending ? in_flight_.erase(it) : std::next(it);
+      }
+    }
+    lock.lock();
+    for (auto& outcome : pending->outcomes) {
+      if (outcome.state == IngestOutcome::State::kAccepted && outcome.offset < 0) {
+        outcome.state = IngestOutcome::State::kUndelivered;
+        outcome.error = "no delivery report from the broker in time";
+      }
+    }
+  }
+  return pending->outcomes;  // a copy: a report racing the deadline may still write to them
 }
 
 }  // namespace rapport::api

@@ -1,5 +1,6 @@
 #include "rapport/api/service.h"
 
+#include <atomic>
 #include <charconv>
 #include <functional>
 #include <optional>
@@ -66,6 +67,20 @@ std::vector<std::string_view> Segments(std::string_view path) {
   }
   return out;
 }
+
+// "[a,b,...]" from each item's JSON text.
+template <class T, class Render>
+std::string JsonArray(const std::vector<T>& items, Render render) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += render(items[i]);
+  }
+  return out + "]";
+}
+
+// A page's next_cursor: the string, or null on the last page.
+std::string CursorJson(const std::string& cursor) { return cursor.empty() ? "null" : nlohmann::json(cursor).dump(); }
 
 // Query parameters, checked: an error (400) names the parameter.
 std::optional<HttpResponse> ParseLimit(const HttpRequest& request, size_t& limit, size_t fallback) {
@@ -137,6 +152,34 @@ struct ApiService::Impl {
     std::vector<std::string> segments;
   };
 
+  // Per-route metrics, found once rather than by name and labels on every
+  // request: the latency histogram, and request counters by status (filled
+  // on first use; registering the same series twice gives the same object,
+  // so a race to fill a slot is harmless).
+  struct RouteMeters {
+    Histogram* latency = nullptr;
+    std::unique_ptr<std::atomic<Counter*>[]> by_status { new std::atomic<Counter*>[ 600 ]() };
+  };
+  std::map<std::string, RouteMeters> meters;  // by route pattern ("unmatched" too); fixed after AddRoutes
+
+  void Count(const std::string& route, int status, double seconds) {
+    RouteMeters& m = meters.at(route);
+    m.latency->Observe(seconds);
+    const int slot = status >= 100 && status < 600 ? status : 599;
+    Counter* counter = m.by_status[slot].load(std::memory_order_acquire);
+    if (counter == nullptr) {
+      counter = &metrics.counter("rapport_http_requests_total", "HTTP requests by route and status.",
+                                 {{"route", route}, {"status", std::to_string(status)}});
+      m.by_status[slot].store(counter, std::memory_order_release);
+    }
+    counter->Add();
+  }
+
+  void AddMeters(const std::string& route) {
+    meters[route].latency = &metrics.histogram("rapport_http_request_seconds",
+                                               "Time to handle an HTTP request, by route.", {{"route", route}});
+  }
+
   Impl(ServiceOptions o, projections::ProjectionStore& s, const consumers::RunnerProgress* p, api::Ingest* i,
        Metrics& m)
       : options(std::move(o)), auth(options.auth), store(s), progress(p), ingest(i), metrics(m) {}
@@ -154,6 +197,7 @@ struct ApiService::Impl {
   void Add(std::string method, std::string pattern, std::optional<Scope> scope, Cost cost, RouteHandler handle) {
     Route route{std::move(method), std::move(pattern), scope, cost == kQuick, std::move(handle), {}};
     for (auto s : Segments(route.pattern)) route.segments.emplace_back(s);
+    AddMeters(route.pattern);
     routes.push_back(std::move(route));
   }
 
@@ -379,14 +423,10 @@ void ApiService::Impl::AddRoutes() {
     const std::string* cursor = request.Param("cursor");
     auto page = CustomerProfileView(store).Targeted(query, *partitions, limit, cursor ? *cursor : "");
     if (!page.ok()) return StatusResponse(page.status());
-    std::string items = "[";
-    for (size_t i = 0; i < page->customers.size(); ++i) {
-      if (i > 0) items += ',';
-      items += CustomerProfileView::ToJson(page->customers[i], kCompact);
-    }
-    items += ']';
-    Json next = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
-    return Read(fmt::format("{{\"customers\":{},\"next_cursor\":{}}}", items, next.dump()), std::nullopt);
+    const std::string items =
+        JsonArray(page->customers, [](const auto& profile) { return CustomerProfileView::ToJson(profile, kCompact); });
+    return Read(fmt::format("{{\"customers\":{},\"next_cursor\":{}}}", items, CursorJson(page->next_cursor)),
+                std::nullopt);
   });
 
   auto subject = [](const Params& params, v1::SubjectType& type) -> std::optional<HttpResponse> {
@@ -482,15 +522,11 @@ void ApiService::Impl::AddRoutes() {
         const std::string* cursor = request.Param("cursor");
         auto page = ChurnView(store, *partitions).Members(*segment, as_of, limit, cursor ? *cursor : "");
         if (!page.ok()) return StatusResponse(page.status());
-        std::string items = "[";
-        for (size_t i = 0; i < page->customers.size(); ++i) {
-          if (i > 0) items += ',';
-          items += ChurnView::ToJson(page->customers[i], as_of, kCompact);
-        }
-        items += ']';
-        Json next = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
+        const std::string items =
+            JsonArray(page->customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
         return Read(fmt::format("{{\"segment\":{},\"customers\":{},\"next_cursor\":{}}}",
-                                Json(std::string(projections::SegmentName(*segment))).dump(), items, next.dump()),
+                                Json(std::string(projections::SegmentName(*segment))).dump(), items,
+                                CursorJson(page->next_cursor)),
                     std::nullopt);
       });
 
@@ -504,12 +540,7 @@ void ApiService::Impl::AddRoutes() {
     if (!partitions.ok()) return StatusResponse(partitions.status());
     auto top = ChurnView(store, *partitions).AtRisk(as_of, limit);
     if (!top.ok()) return StatusResponse(top.status());
-    std::string items = "[";
-    for (size_t i = 0; i < top->size(); ++i) {
-      if (i > 0) items += ',';
-      items += ChurnView::ToJson((*top)[i], as_of, kCompact);
-    }
-    items += ']';
+    const std::string items = JsonArray(*top, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
     return Read(fmt::format("{{\"as_of\":\"{}\",\"customers\":{}}}", events::FormatTime(as_of), items), std::nullopt);
   });
 
@@ -594,6 +625,7 @@ ApiService::ApiService(ServiceOptions options, projections::ProjectionStore& sto
                        const consumers::RunnerProgress* progress, api::Ingest* ingest, Metrics& metrics)
     : impl_(std::make_unique<Impl>(std::move(options), store, progress, ingest, metrics)) {
   impl_->AddRoutes();
+  impl_->AddMeters("unmatched");
   metrics.AddCollector([&store, &metrics] {
     uint64_t live = 0, memtables = 0;
     store.db()->GetAggregatedIntProperty("rocksdb.live-sst-files-size", &live);
@@ -649,7 +681,6 @@ HttpResponse ApiService::Handle(const HttpRequest& request) {
   Params params;
   const Impl::Route* matched = s.Match(request, params, allowed);
   HttpResponse response;
-  std::string label = matched ? matched->pattern : "unmatched";
   if (matched == nullptr && !allowed.empty()) {
     std::string allow;
     for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
@@ -666,12 +697,7 @@ HttpResponse ApiService::Handle(const HttpRequest& request) {
   }
   if (request.method == "HEAD") response.body.clear();
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  s.metrics
-      .counter("rapport_http_requests_total", "HTTP requests by route and status.",
-               {{"route", label}, {"status", std::to_string(response.status)}})
-      .Add();
-  s.metrics.histogram("rapport_http_request_seconds", "Time to handle an HTTP request, by route.", {{"route", label}})
-      .Observe(seconds);
+  s.Count(matched ? matched->pattern : "unmatched", response.status, seconds);
   if (response.status == 500) {
     s.log->error("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
   } else {

@@ -260,6 +260,10 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("api.max_in_flight", c.api.max_in_flight));
   RETURN_IF_ERROR(r.ReadPositive("api.consistency_wait_ms", c.api.consistency_wait_ms));
   RETURN_IF_ERROR(r.Read("api.ready_max_lag", c.api.ready_max_lag));
+  if (c.api.ready_max_lag < 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: api.ready_max_lag: must be 0 (fully caught up) or more", r.Where("api.ready_max_lag")));
+  }
   RETURN_IF_ERROR(r.ReadPositive("api.max_batch_events", c.api.max_batch_events));
   RETURN_IF_ERROR(r.Read("api.open_reads_on_loopback", c.api.open_reads_on_loopback));
   RETURN_IF_ERROR(r.Read("api.tls_cert_file", c.api.tls_cert_file));

@@ -198,6 +198,10 @@ int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, s
     }
     *target = absl::ToUnixMillis(*parsed);
   }
+  if (from_ms && until_ms && *until_ms <= *from_ms) {
+    err << "replay: --until must be later than --from-time\n";
+    return 2;
+  }
   Config target = config;
   target.store.data_dir = args.into;
   projections::ProjectionRegistry registry;
@@ -236,6 +240,14 @@ int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, s
     return 2;
   }
   if (!previous.ok()) {
+    // Offsets but no replay marker: the live store of `rapport run`. A replay
+    // would resume from its offsets and mix the two.
+    auto offsets = consumers::StoredOffsets(**store, config.topics.events);
+    if (offsets.ok() && !offsets->empty()) {
+      err << "replay: " << args.into << " is the store of `rapport run`, not a replay; replay into a directory of "
+          << "its own\n";
+      return 2;
+    }
     rocksdb::WriteBatch batch;
     batch.Put(runner_family, "replay", what).PermitUncheckedError();
     if (Status written = (*store)->Write(batch); !written.ok()) {

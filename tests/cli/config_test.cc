@@ -56,6 +56,7 @@ TEST(Config, ApiErrorsNameTheLineAndKey) {
   auto error = [](const std::string& toml) { return std::string(ParseConfig(toml, "r.toml").status().message()); };
   EXPECT_EQ(error("[api]\nlisten = \"8080\"\n"),
             "r.toml:2: api.listen: \"8080\" is not HOST:PORT such as 127.0.0.1:8080 or [::1]:8080");
+  EXPECT_EQ(error("[api]\nready_max_lag = -1\n"), "r.toml:2: api.ready_max_lag: must be 0 (fully caught up) or more");
   EXPECT_EQ(error("[api]\nopen_reads_on_loopback = \"yes\"\n"),
             "r.toml:2: api.open_reads_on_loopback: expected true or false");
   EXPECT_EQ(error("[api.keys.a]\nkey = \"short\"\nscopes = [\"read\"]\n"),

@@ -137,14 +137,14 @@ TEST_F(Replay, TheWholeLogGivesTheLiveDigestsAndSendsNothing) {
   EXPECT_EQ(unknown.exit_code, 2);
 }
 
-TEST_F(Replay, UntilGivesTheStateOfExactlyTheEventsBeforeIt) {
+TEST_F(Replay, UntilAndFromTimeGiveTheStateOfExactlyTheEventsInTheirWindow) {
   // The same simulated stream: all of it on one topic, only what occurred
   // before March on another.
   const std::string file = ::testing::TempDir() + prefix_ + ".jsonl";
   const std::string all = Config(prefix_ + ".all", "all");
   ASSERT_EQ(Rapport(all, {"simulate", "--customers", "300", "--days", "120", "--seed", "12", "--out", file}).exit_code,
             0);
-  std::string before;
+  std::string before, after;
   size_t kept = 0, total = 0;
   for (const auto& line : testing::Lines(testing::ReadFile(file))) {
     ++total;
@@ -152,6 +152,8 @@ TEST_F(Replay, UntilGivesTheStateOfExactlyTheEventsBeforeIt) {
     if (line.compare(at, 10, "2025-03-01") < 0) {
       before += line + "\n";
       ++kept;
+    } else {
+      after += line + "\n";
     }
   }
   std::filesystem::remove(file);
@@ -169,6 +171,26 @@ TEST_F(Replay, UntilGivesTheStateOfExactlyTheEventsBeforeIt) {
   ASSERT_EQ(replay.exit_code, 0) << replay.err;
   EXPECT_NE(replay.out.find(std::to_string(kept) + " events applied"), std::string::npos) << replay.out;
   EXPECT_EQ(Digest(all, into), Digest(early));
+
+  // --from-time: exactly the events from that time on.
+  const std::string late = Config(prefix_ + ".late", "late");
+  ASSERT_EQ(testing::RunRapport({"--config", late, "publish", "-"}, after).exit_code, 0);
+  ASSERT_EQ(Rapport(late, {"run", "--until-caught-up"}).exit_code, 0);
+  const std::string from = Dir("from");
+  auto replay_from = Rapport(all, {"replay", "--into", from, "--from-time", "2025-03-01"});
+  ASSERT_EQ(replay_from.exit_code, 0) << replay_from.err;
+  EXPECT_NE(replay_from.out.find(std::to_string(total - kept) + " events applied"), std::string::npos)
+      << replay_from.out;
+  EXPECT_EQ(Digest(all, from), Digest(late));
+
+  // A window that ends before it starts, and the live store itself, are refused.
+  auto backwards =
+      Rapport(all, {"replay", "--into", Dir("backwards"), "--from-time", "2025-03-01", "--until", "2025-02-01"});
+  EXPECT_EQ(backwards.exit_code, 2);
+  EXPECT_NE(backwards.err.find("--until must be later than --from-time"), std::string::npos) << backwards.err;
+  auto into_live = Rapport(early, {"replay", "--into", Dir("early")});
+  EXPECT_EQ(into_live.exit_code, 2);
+  EXPECT_NE(into_live.err.find("is the store of `rapport run`, not a replay"), std::string::npos) << into_live.err;
 }
 
 TEST_F(Replay, AnInterruptedOrKilledReplayResumesToTheSameState) {

@@ -1,0 +1,100 @@
+// ApiService without a broker: readiness and ?after= follow the runner's
+// progress.
+#include "rapport/api/service.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "nlohmann/json.hpp"
+#include "rapport/projections/registry.h"
+#include "rapport/testing/status.h"
+
+namespace rapport::api {
+namespace {
+
+class Service : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::path(::testing::TempDir()) / ("rapport-service-" + std::to_string(getpid()));
+    std::filesystem::remove_all(path_);
+    projections::RegisterProjections(registry_);
+    auto families = registry_.families();
+    families.push_back(consumers::ProjectionRunner::kFamily);
+    auto store = projections::ProjectionStore::Open({.path = path_}, families);
+    ASSERT_OK(store);
+    store_ = std::move(store).value();
+    ServiceOptions options;
+    options.ready_max_lag = 3;
+    options.consistency_wait = std::chrono::milliseconds(300);
+    options.auth.open_reads_on_loopback = true;
+    service_ = std::make_unique<ApiService>(options, *store_, &progress_, nullptr, metrics_);
+  }
+  void TearDown() override {
+    service_.reset();
+    store_.reset();
+    std::filesystem::remove_all(path_);
+  }
+  HttpResponse Get(const std::string& target) {
+    HttpRequest request;
+    request.method = "GET";
+    request.target = target;
+    request.from_loopback = true;
+    size_t question = target.find('?');
+    request.path = target.substr(0, question);
+    for (size_t at = 1; at <= request.path.size();) {
+      size_t slash = request.path.find('/', at);
+      request.segments.push_back(request.path.substr(at, slash - at));
+      at = slash == std::string::npos ? request.path.size() + 1 : slash + 1;
+    }
+    if (question != std::string::npos) {
+      std::string query = target.substr(question + 1);
+      size_t eq = query.find('=');
+      request.query.emplace(query.substr(0, eq), query.substr(eq + 1));
+    }
+    return service_->Handle(request);
+  }
+
+  std::filesystem::path path_;
+  projections::ProjectionRegistry registry_;
+  std::unique_ptr<projections::ProjectionStore> store_;
+  consumers::RunnerProgress progress_;
+  Metrics metrics_;
+  std::unique_ptr<ApiService> service_;
+};
+
+TEST_F(Service, ReadyOnlyOnceStartedAndWithinTheConfiguredLag) {
+  EXPECT_EQ(Get("/readyz").status, 503);  // not started
+  progress_.Update(0, 5, 10);
+  progress_.MarkStarted();
+  auto behind = Get("/readyz");
+  EXPECT_EQ(behind.status, 503);
+  EXPECT_EQ(nlohmann::json::parse(behind.body)["lag_records"], 5);
+  progress_.Update(0, 8, 10);
+  EXPECT_EQ(Get("/readyz").status, 200);
+  EXPECT_EQ(Get("/healthz").status, 200);
+}
+
+TEST_F(Service, AReadAfterAPositionWaitsForItThenAnswers) {
+  progress_.Update(0, 5, 10);
+  progress_.MarkStarted();
+  // Not applied within the wait: 503, saying where the partition is.
+  auto early = Get("/v1/segments?after=0:7");
+  EXPECT_EQ(early.status, 503);
+  EXPECT_NE(early.body.find("applied up to offset 5, not yet past 7"), std::string::npos) << early.body;
+  // Applied while the read waits: it goes on (here to "not started consuming": no partition count stored).
+  std::thread applier([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    progress_.Update(0, 8, 10);
+  });
+  auto waited = Get("/v1/segments?after=0:7");
+  applier.join();
+  EXPECT_EQ(waited.status, 503);
+  EXPECT_NE(waited.body.find("have not started consuming"), std::string::npos) << waited.body;
+  EXPECT_NE(Get("/v1/segments?after=1:0").body.find("partition 1 is not applied by this server"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace rapport::api

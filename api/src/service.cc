@@ -226,6 +226,7 @@ struct ApiService::Impl {
       out["partition"] = *partition;
       out["applied_offset"] = it == state.end() ? Json(nullptr) : Json(it->second.applied);
       out["lag_records"] = it == state.end() ? Json(nullptr) : lag(it->second);
+      AddRebuild(out);
       return out;
     }
     int64_t total = 0;
@@ -237,7 +238,17 @@ struct ApiService::Impl {
     }
     out["applied_offsets"] = applied;
     out["lag_records"] = known ? Json(total) : Json(nullptr);
+    AddRebuild(out);
     return out;
+  }
+
+  // While a raised projection version is built, its queries read the version
+  // it replaces (kept up to date): say so.
+  void AddRebuild(Json& out) {
+    if (progress == nullptr) return;
+    auto rebuild = progress->rebuild();
+    if (rebuild.families.empty()) return;
+    out["rebuilding"] = {{"projections", rebuild.families}, {"records_behind", rebuild.behind}};
   }
 
   // {"data": <view JSON>, "freshness": {...}}

@@ -312,7 +312,8 @@ int RunDigest(const Config& config, std::ostream& out, std::ostream& err) {
     return 2;
   }
   for (const auto* projection : registry.all()) {
-    auto digest = (*store)->Digest(projection->Family());
+    auto serving = (*store)->ServingFamily(projection->Family());  // the version queries read
+    auto digest = (*store)->Digest(serving ? serving->GetName() : projection->Family());
     if (!digest.ok()) {
       err << "digest: " << digest.status().message() << "\n";
       return 2;

@@ -2,15 +2,10 @@
 
 #include <unistd.h>
 
-#include <array>
 #include <cstdlib>
-#include <deque>
-#include <optional>
 #include <random>
-#include <set>
 #include <thread>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "rapport/events/codec.h"
 #include "rapport/events/logging.h"
@@ -18,14 +13,21 @@
 #include "rapport/producers/partitioner.h"
 #include "rapport/projections/keys.h"
 #include "rapport/state/v1/runner.pb.h"
+#include "runner_impl.h"
 
 namespace rapport::consumers {
 namespace {
 
 using projections::AppendU32;
-using projections::AppendU64;
 using projections::ReadU64;
 using projections::StateBatch;
+using runner_keys::DedupKey;
+using runner_keys::kOutboxNextKey;
+using runner_keys::kStoreIdKey;
+using runner_keys::OffsetKey;
+using runner_keys::OutboxKey;
+using runner_keys::PartitionCountKey;
+using runner_keys::U64;
 using Clock = std::chrono::steady_clock;
 
 // Each relayed record carries the store's id and its outbox sequence number:
@@ -33,30 +35,6 @@ using Clock = std::chrono::steady_clock;
 // directory) never takes an older store's records for its own.
 constexpr char kOutboxSeqHeader[] = "rapport-outbox-seq";  // 16-byte store id, then the sequence number
 
-// Keys of the runner family.
-std::string OffsetKey(const std::string& topic, int32_t partition) {
-  std::string key = "o" + topic;
-  key.push_back('\0');
-  AppendU32(key, static_cast<uint32_t>(partition));
-  return key;
-}
-std::string DedupKey(int32_t partition, char kind) {
-  std::string key = "d";
-  AppendU32(key, static_cast<uint32_t>(partition));
-  key.push_back(kind);
-  return key;
-}
-std::string OutboxKey(uint64_t seq) {
-  std::string key = "x";
-  AppendU64(key, seq);
-  return key;
-}
-const std::string kOutboxNextKey = "n";
-const std::string kStoreIdKey = "s";
-std::string PartitionCountKey(const std::string& topic) { return "c" + topic; }
-
-// An event id (a validated UUID, either case) as its 16 bytes.
-using EventIdBytes = std::array<char, 16>;
 EventIdBytes IdBytes(std::string_view uuid) {
   EventIdBytes bytes{};
   size_t n = 0;
@@ -72,103 +50,18 @@ EventIdBytes IdBytes(std::string_view uuid) {
   return bytes;
 }
 
-// The de-duplication window of one partition: the ids of its last
-// `dedup_window` events, and their order for eviction.
-struct PartitionWindow {
-  absl::flat_hash_set<EventIdBytes> ids;
-  std::deque<EventIdBytes> order;
-  uint64_t next_seq = 0;
-};
-
-std::string U64(uint64_t value) {
-  std::string out;
-  AppendU64(out, value);
-  return out;
-}
-
 int64_t Millis(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 
 }  // namespace
-
-struct ProjectionRunner::Impl {
-  Impl(RunnerOptions o, projections::ProjectionStore& s, std::vector<projections::Projection*> p)
-      : options(std::move(o)), store(s), projections(std::move(p)), log(ModuleLogger("consumers")) {}
-
-  // A runner made but never run (the caller failed in between) still leaves
-  // its group here: destroying a subscribed handle would run the rebalance
-  // callback inside rd_kafka_destroy, which deadlocks.
-  ~Impl() {
-    if (consumer && !consumer_closed) rd_kafka_consumer_close(consumer.get());
-  }
-
-  RunnerOptions options;
-  projections::ProjectionStore& store;
-  std::vector<projections::Projection*> projections;
-  std::vector<rocksdb::ColumnFamilyHandle*> families;
-  rocksdb::ColumnFamilyHandle* runner_family = nullptr;
-  std::shared_ptr<spdlog::logger> log;
-
-  producers::KafkaHandle consumer;
-  bool consumer_closed = false;
-  int32_t partition_count = 0;
-  std::map<int32_t, int64_t> next_offset;  // mirrors what is stored
-  std::set<int32_t> assigned;
-  std::map<int32_t, int64_t> caught_up_at;       // high watermarks when the run started
-  std::map<int32_t, int64_t> log_start;          // low watermarks: where a partition with no stored offset starts
-  Clock::time_point last_record = Clock::now();  // for the stall watchdog
-  RunnerStats stats;
-  RunnerProgress progress;
-  std::map<int32_t, int64_t> log_end;  // the highest log end seen per partition
-  std::map<int32_t, PartitionWindow> windows;
-
-  // Metrics, when a registry was given.
-  struct Meters {
-    std::vector<Counter*> applied;  // per projection
-    Counter* duplicates;
-    Counter* dead_lettered;
-    Counter* alerts;
-    Counter* batches;
-    Histogram* batch_seconds;
-  };
-  std::optional<Meters> meters;  // de-duplication, loaded from the store at start
-
-  // The outbox relay.
-  producers::KafkaHandle relay;
-  std::map<std::string, int32_t> target_partitions;
-  uint64_t next_outbox_seq = 0;
-  std::string store_id;  // 16 random bytes, made when the store is first used
-  // Fault injection for tests/fault: RAPPORT_FAULT=exit-after-outbox-write
-  // makes the process die right after a batch with outbox entries is written
-  // and before the relay sends them, the moment a random kill rarely hits.
-  bool exit_after_outbox_write = false;
-  std::vector<uint64_t> delivered;  // outbox entries the broker acknowledged; deleted in the next write
-  uint64_t relay_failures = 0;
-
-  Status Init();
-  Status ResumeOutbox();
-  Status LoadWindows();
-  Result<int32_t> TargetPartitions(const std::string& topic);
-  Status Relay(uint64_t seq, const state::v1::OutboxEntry& entry);
-  Status ProcessBatch(rd_kafka_message_t** messages, size_t count);
-  void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
-  bool CaughtUp() const;
-  void WatchForStall();
-  void CommitAdvisory();
-  void InitMetrics();
-  Status AssignForReplay();
-  Status Subscribe();
-  void PauseFinished(const std::map<int32_t, int64_t>& advanced);
-  void UpdateProgress();
-};
 
 void ProjectionRunner::Impl::InitMetrics() {
   Metrics* m = options.metrics;
   if (m == nullptr) return;
   Meters meters_in;
-  for (auto* projection : projections) {
-    meters_in.applied.push_back(&m->counter("rapport_events_applied_total",
-                                            "Events folded into a projection (of the types it reads).",
-                                            {{"projection", projection->Family()}}));
+  for (auto* projection : all_projections) {
+    meters_in.applied[projection->Family()] =
+        &m->counter("rapport_events_applied_total", "Events folded into a projection (of the types it reads).",
+                    {{"projection", projection->Family()}});
   }
   meters_in.duplicates = &m->counter("rapport_events_duplicate_total", "Events skipped: their id was seen before.");
   meters_in.dead_lettered =
@@ -177,6 +70,9 @@ void ProjectionRunner::Impl::InitMetrics() {
   meters_in.batches = &m->counter("rapport_batches_total", "Batches written to the store (one WriteBatch each).");
   meters_in.batch_seconds =
       &m->histogram("rapport_batch_apply_seconds", "Time to apply a batch to every projection and write it.", {});
+  meters_in.rebuild_behind =
+      &m->gauge("rapport_rebuild_lag_records",
+                "Records a projection version being built still has to apply to reach the live position (0: none).");
   meters = meters_in;
   m->AddCollector([this, m] {
     for (const auto& [partition, p] : progress.Snapshot()) {
@@ -194,7 +90,7 @@ void ProjectionRunner::Impl::InitMetrics() {
 void ProjectionRunner::Impl::UpdateProgress() {
   for (int32_t p : assigned) {
     int64_t low = 0, high = -1;
-    int64_t applied = next_offset.count(p) ? next_offset.at(p) : log_start[p];
+    int64_t applied = lane.next_offset.count(p) ? lane.next_offset.at(p) : log_start[p];
     rd_kafka_get_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high);
     int64_t& end = log_end[p];
     end = options.replay ? caught_up_at[p] : std::max({end, high, applied});
@@ -223,31 +119,51 @@ Status ProjectionRunner::Impl::AssignForReplay() {
     int64_t stop = until.count(p) && until[p] >= 0 ? until[p] : end;
     int64_t start = log_start[p];
     if (from.count(p)) start = from[p] >= 0 ? from[p] : end;
-    if (!next_offset.count(p)) next_offset[p] = std::min(start, stop);  // what "applied" means for a new store
+    if (!lane.next_offset.count(p)) lane.next_offset[p] = std::min(start, stop);  // "applied" for a new store
     caught_up_at[p] = stop;
+    lane.stop[p] = stop;
     log_end[p] = stop;
-    progress.Update(p, next_offset[p], stop);
+    progress.Update(p, lane.next_offset[p], stop);
     assigned.insert(p);
-    rd_kafka_topic_partition_list_add(assignment, options.topic.c_str(), p)->offset = next_offset[p];
+    rd_kafka_topic_partition_list_add(assignment, options.topic.c_str(), p)->offset = lane.next_offset[p];
   }
   options.stop_when_caught_up = true;
   rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
   if (err) return producers::KafkaStatus(err, absl::StrCat("reading ", options.topic));
-  PauseFinished(next_offset);
-  log->info("replaying {} ({} partitions) into {} projections", options.topic, partition_count, projections.size());
+  PauseAtStop(lane);
+  log->info("replaying {} ({} partitions) into {} projections", options.topic, partition_count,
+            lane.projections.size());
   return absl::OkStatus();
 }
 
-// Replay: partitions that reached their stop are paused, so that the others
-// are not slowed by fetching records that will not be applied.
-void ProjectionRunner::Impl::PauseFinished(const std::map<int32_t, int64_t>& advanced) {
+// Replay and rebuild: partitions that reached their stop are paused, so that
+// the others are not slowed by fetching records that will not be applied.
+void ProjectionRunner::Impl::PauseAtStop(Lane& reading) {
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  for (const auto& [p, offset] : advanced) {
-    if (offset >= caught_up_at[p]) rd_kafka_topic_partition_list_add(list, options.topic.c_str(), p);
+  for (const auto& [p, stop] : reading.stop) {
+    if (reading.next_offset[p] >= stop && !reading.paused.contains(p)) {
+      rd_kafka_topic_partition_list_add(list, options.topic.c_str(), p);
+      reading.paused.insert(p);
+    }
   }
-  if (list->cnt > 0) rd_kafka_pause_partitions(consumer.get(), list);
+  if (list->cnt > 0) rd_kafka_pause_partitions(reading.consumer, list);
   rd_kafka_topic_partition_list_destroy(list);
+}
+
+// A lane applies `projections`: the live lane into their live versions
+// (while a raised version is built, the one it will replace), a rebuild
+// into the versions being built.
+void ProjectionRunner::Impl::SetProjections(Lane& reading, const std::vector<projections::Projection*>& chosen) {
+  reading.projections = chosen;
+  reading.families.clear();
+  reading.applied.clear();
+  for (auto* projection : chosen) {
+    auto live = store.ServingFamily(projection->Family());
+    reading.families.push_back(reading.live && live ? store.family(live->GetName())
+                                                    : store.family(projection->Family()));
+    reading.applied.push_back(meters ? meters->applied.at(projection->Family()) : nullptr);
+  }
 }
 
 Result<int32_t> ProjectionRunner::Impl::TargetPartitions(const std::string& topic) {
@@ -259,11 +175,9 @@ Result<int32_t> ProjectionRunner::Impl::TargetPartitions(const std::string& topi
 }
 
 Status ProjectionRunner::Impl::Init() {
-  for (auto* projection : projections) {
-    auto* family = store.family(projection->Family());
-    if (family == nullptr)
+  for (auto* projection : all_projections) {
+    if (store.family(projection->Family()) == nullptr)
       return absl::InternalError(absl::StrCat("the store was opened without ", projection->Family()));
-    families.push_back(family);
   }
   runner_family = store.family(kFamily);
   if (runner_family == nullptr) return absl::InternalError("the store was opened without the runner family");
@@ -312,6 +226,7 @@ Status ProjectionRunner::Impl::Init() {
                                           rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)), reason);
   });
   ASSIGN_OR_RETURN(consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  lane.consumer = consumer.get();
   ASSIGN_OR_RETURN(partition_count, producers::TopicPartitionCount(consumer.get(), options.kafka, options.topic));
 
   // Queries need the partition count to find a customer's partition.
@@ -324,9 +239,9 @@ Status ProjectionRunner::Impl::Init() {
   }
   // What is stored: offsets and the outbox sequence.
   for (int32_t p = 0; p < partition_count; ++p) {
-    auto stored = store.Get(runner_family, OffsetKey(options.topic, p));
+    auto stored = store.Get(runner_family, OffsetKey(lane.prefix, options.topic, p));
     if (stored.ok()) {
-      next_offset[p] = static_cast<int64_t>(ReadU64(*stored));
+      lane.next_offset[p] = static_cast<int64_t>(ReadU64(*stored));
     } else if (stored.status().code() != absl::StatusCode::kNotFound) {
       return stored.status();
     }
@@ -343,7 +258,7 @@ Status ProjectionRunner::Impl::Init() {
     batch.Put(runner_family, kStoreIdKey, store_id).PermitUncheckedError();
     RETURN_IF_ERROR(store.Write(batch));
   }
-  RETURN_IF_ERROR(LoadWindows());
+  RETURN_IF_ERROR(LoadWindows(lane));
   auto next_seq = store.Get(runner_family, kOutboxNextKey);
   if (next_seq.ok()) next_outbox_seq = ReadU64(*next_seq);
   if (!options.replay) RETURN_IF_ERROR(ResumeOutbox());
@@ -358,13 +273,14 @@ Status ProjectionRunner::Impl::Init() {
     if (err) return producers::KafkaStatus(err, absl::StrCat("reading the bounds of ", options.topic));
     log_start[p] = low;
     if (options.stop_when_caught_up) caught_up_at[p] = high;
-    int64_t applied = next_offset.count(p) ? next_offset[p] : low;
+    int64_t applied = lane.next_offset.count(p) ? lane.next_offset[p] : low;
     log_end[p] = std::max(high, applied);
     progress.Update(p, applied, log_end[p]);
   }
+  InitMetrics();
+  RETURN_IF_ERROR(InitVersions());  // which projections the lane applies; a rebuild if a version was raised
   if (options.replay) RETURN_IF_ERROR(AssignForReplay());
   progress.MarkStarted();
-  InitMetrics();
   if (options.replay) return absl::OkStatus();
   rd_kafka_poll_set_consumer(consumer.get());
   return absl::OkStatus();
@@ -381,17 +297,17 @@ Status ProjectionRunner::Impl::Subscribe() {
   rd_kafka_topic_partition_list_destroy(topics);
   if (err) return producers::KafkaStatus(err, absl::StrCat("subscribing to ", options.topic));
   log->info("consuming {} ({} partitions) as group {} into {} projections", options.topic, partition_count,
-            options.group_id, projections.size());
+            options.group_id, lane.projections.size());
   return absl::OkStatus();
 }
 
 // Loads each partition's de-duplication window ("d" partition 's' seq -> id),
 // trimming it when the configured window has shrunk since.
-Status ProjectionRunner::Impl::LoadWindows() {
+Status ProjectionRunner::Impl::LoadWindows(Lane& reading) {
   rocksdb::WriteBatch trim;
   for (int32_t p = 0; p < partition_count; ++p) {
-    PartitionWindow& window = windows[p];
-    const std::string prefix = DedupKey(p, 's');
+    PartitionWindow& window = reading.windows[p];
+    const std::string prefix = DedupKey(reading.prefix, p, 's');
     std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), runner_family));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       if (it->value().size() != 16) {
@@ -527,14 +443,14 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
     // Start where the store says, not where Kafka's committed offsets say.
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
-      auto stored = next_offset.find(tp.partition);
+      auto stored = lane.next_offset.find(tp.partition);
       auto start = log_start.find(tp.partition);
-      tp.offset = stored != next_offset.end() ? stored->second
+      tp.offset = stored != lane.next_offset.end() ? stored->second
                   : start != log_start.end()  ? start->second
                                               : RD_KAFKA_OFFSET_BEGINNING;
       assigned.insert(tp.partition);
       log->info("assigned {}[{}] from offset {}", tp.topic, tp.partition,
-                stored == next_offset.end() ? std::string("the beginning") : std::to_string(stored->second));
+                stored == lane.next_offset.end() ? std::string("the beginning") : std::to_string(stored->second));
     }
     if (cooperative) {
       rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer.get(), partitions);
@@ -561,10 +477,10 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
 }
 
 bool ProjectionRunner::Impl::CaughtUp() const {
-  if (!options.stop_when_caught_up) return false;
+  if (!options.stop_when_caught_up || rebuild) return false;  // a rebuild goes on until swapped in
   for (const auto& [partition, end] : caught_up_at) {
-    auto it = next_offset.find(partition);
-    int64_t at = it == next_offset.end() ? 0 : it->second;
+    auto it = lane.next_offset.find(partition);
+    int64_t at = it == lane.next_offset.end() ? 0 : it->second;
     if (at < end) return false;
   }
   return true;
@@ -583,8 +499,8 @@ void ProjectionRunner::Impl::WatchForStall() {
   for (int32_t p : assigned) {
     int64_t low = 0, high = 0;
     if (rd_kafka_query_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high, 2000) != 0) continue;
-    auto at = next_offset.find(p);
-    int64_t position = at != next_offset.end() ? at->second : low;
+    auto at = lane.next_offset.find(p);
+    int64_t position = at != lane.next_offset.end() ? at->second : low;
     if (position >= high) continue;  // nothing to read: idle, not stuck
     rd_kafka_topic_partition_list_add(stalled, options.topic.c_str(), p)->offset = position;
     absl::StrAppend(&names, names.empty() ? "" : ", ", p);
@@ -605,25 +521,33 @@ void ProjectionRunner::Impl::CommitAdvisory() {
   if (assigned.empty()) return;
   rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
   for (int32_t p : assigned) {
-    auto it = next_offset.find(p);
-    if (it != next_offset.end())
+    auto it = lane.next_offset.find(p);
+    if (it != lane.next_offset.end())
       rd_kafka_topic_partition_list_add(offsets, options.topic.c_str(), p)->offset = it->second;
   }
   if (offsets->cnt > 0) rd_kafka_commit(consumer.get(), offsets, 1);  // async, advisory: for lag tools only
   rd_kafka_topic_partition_list_destroy(offsets);
 }
 
-Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_t count) {
+Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** messages, size_t count) {
   const auto started = Clock::now();
   std::vector<StateBatch> states;
-  for (auto* family : families) states.emplace_back(store, family);
+  for (auto* family : reading.families) states.emplace_back(store, family);
   StateBatch runner_state(store, runner_family);
   std::vector<projections::OutboxRecord> produced;
   std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> outbox;
   std::map<int32_t, int64_t> advanced;
   v1::Envelope event;
 
+  // A replay sends nothing, and neither does a rebuild: the live lane
+  // already sent what these events caused.
+  const bool sends = reading.live && !options.replay;
   auto dead_letter = [&](const rd_kafka_message_t* m, const std::string& stage, const std::string& reason) {
+    if (!reading.live) return;  // the rebuild skips what the live lane dead-lettered
+    ++stats.dead_lettered;
+    if (meters) meters->dead_lettered->Add();
+    log->warn("dead-lettered {}/{}/{}: {}", options.topic, m->partition, m->offset, reason);
+    if (!sends) return;
     state::v1::OutboxEntry entry;
     std::string origin = absl::StrCat(options.topic, "/", m->partition, "/", m->offset);
     entry.set_topic(options.dead_letter_topic);
@@ -649,9 +573,6 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
       h->set_value(value);
     }
     outbox.emplace_back(next_outbox_seq++, std::move(entry));
-    ++stats.dead_lettered;
-    if (meters) meters->dead_lettered->Add();
-    log->warn("dead-lettered {}: {}", origin, reason);
   };
 
   for (size_t i = 0; i < count; ++i) {
@@ -661,11 +582,12 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
       log->warn("consuming {}: {}", options.topic, rd_kafka_message_errstr(m));
       continue;
     }
-    auto known = next_offset.find(m->partition);
-    if (known != next_offset.end() && m->offset < known->second) continue;    // applied before (a late seek)
-    if (options.replay && m->offset >= caught_up_at[m->partition]) continue;  // past --until
+    auto known = reading.next_offset.find(m->partition);
+    if (known != reading.next_offset.end() && m->offset < known->second) continue;  // applied before (a late seek)
+    auto stop = reading.stop.find(m->partition);
+    if (stop != reading.stop.end() && m->offset >= stop->second) continue;  // past --until, or past the live lane
     advanced[m->partition] = m->offset + 1;
-    next_offset[m->partition] = m->offset + 1;
+    reading.next_offset[m->partition] = m->offset + 1;
 
     std::string_view value(static_cast<const char*>(m->payload), m->len);
     if (auto violation = events::DecodeEvent(value, event)) {
@@ -698,7 +620,7 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
 
     // De-duplication over the last `dedup_window` ids of this partition: the
     // window is in memory; its changes go into this batch's write.
-    PartitionWindow& window = windows[m->partition];
+    PartitionWindow& window = reading.windows[m->partition];
     EventIdBytes id = IdBytes(event.event_id());
     if (window.ids.contains(id)) {
       ++stats.duplicates;
@@ -708,18 +630,19 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
     const uint64_t seq = window.next_seq++;
     window.ids.insert(id);
     window.order.push_back(id);
-    runner_state.Put(DedupKey(m->partition, 's') + U64(seq), std::string(id.data(), id.size()));
+    runner_state.Put(DedupKey(reading.prefix, m->partition, 's') + U64(seq), std::string(id.data(), id.size()));
     if (window.order.size() > options.dedup_window) {
       window.ids.erase(window.order.front());
       window.order.pop_front();
-      runner_state.Delete(DedupKey(m->partition, 's') + U64(seq - options.dedup_window));
+      runner_state.Delete(DedupKey(reading.prefix, m->partition, 's') + U64(seq - options.dedup_window));
     }
 
     projections::LogPosition position{m->partition, m->offset};
-    for (size_t p = 0; p < projections.size(); ++p) {
+    for (size_t p = 0; p < reading.projections.size(); ++p) {
       produced.clear();
-      RETURN_IF_ERROR(projections[p]->Apply(event, position, states[p], produced));
-      if (meters && projections[p]->Reads(event.payload_case())) meters->applied[p]->Add();
+      RETURN_IF_ERROR(reading.projections[p]->Apply(event, position, states[p], produced));
+      if (meters && reading.projections[p]->Reads(event.payload_case())) reading.applied[p]->Add();
+      if (!sends) continue;
       for (auto& record : produced) {
         state::v1::OutboxEntry entry;
         entry.set_topic(record.topic == "alerts" ? options.alerts_topic : record.topic);
@@ -735,17 +658,16 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
         outbox.emplace_back(next_outbox_seq++, std::move(entry));
       }
     }
-    ++stats.applied;
+    ++(reading.live ? stats.applied : stats.rebuilt);
   }
 
-  if (options.replay) outbox.clear();  // a replay sends nothing
   // One atomic write: projection state, offsets, the de-duplication window,
   // new outbox entries, and the removal of entries already delivered.
   rocksdb::WriteBatch batch;
   for (auto& state : states) state.CommitTo(batch);
   runner_state.CommitTo(batch);
   for (const auto& [partition, offset] : advanced) {
-    batch.Put(runner_family, OffsetKey(options.topic, partition), U64(static_cast<uint64_t>(offset)))
+    batch.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition), U64(static_cast<uint64_t>(offset)))
         .PermitUncheckedError();
   }
   for (const auto& [seq, entry] : outbox) {
@@ -760,16 +682,13 @@ Status ProjectionRunner::Impl::ProcessBatch(rd_kafka_message_t** messages, size_
     meters->batches->Add();
     meters->batch_seconds->Observe(std::chrono::duration<double>(Clock::now() - started).count());
   }
-  UpdateProgress();
+  if (reading.live) UpdateProgress();
   if (exit_after_outbox_write && !outbox.empty()) _exit(86);
 
-  if (options.replay) {
-    PauseFinished(advanced);
-  } else {
-    for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
-    rd_kafka_poll(relay.get(), 0);
-    if (!advanced.empty()) CommitAdvisory();
-  }
+  for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
+  if (relay) rd_kafka_poll(relay.get(), 0);
+  if (!reading.stop.empty()) PauseAtStop(reading);
+  if (reading.live && !options.replay && !advanced.empty()) CommitAdvisory();
   return absl::OkStatus();
 }
 
@@ -794,6 +713,16 @@ void RunnerProgress::Update(int32_t partition, int64_t applied, int64_t end) {
     partitions_[partition] = {applied, end};
   }
   changed_.notify_all();
+}
+
+void RunnerProgress::SetRebuild(Rebuild rebuild) {
+  std::lock_guard lock(mutex_);
+  rebuild_ = std::move(rebuild);
+}
+
+RunnerProgress::Rebuild RunnerProgress::rebuild() const {
+  std::lock_guard lock(mutex_);
+  return rebuild_;
 }
 
 void RunnerProgress::MarkStarted() {
@@ -826,36 +755,53 @@ bool RunnerProgress::WaitApplied(int32_t partition, int64_t offset, std::chrono:
   });
 }
 
+// A batch is what rd_kafka_consumer_poll (which also serves rebalances)
+// returns until the batch is full or `wait` has passed since the poll began.
+// (rd_kafka_consume_batch_queue was seen to stop returning after a rebalance
+// with librdkafka 2.0.2.)
+size_t ProjectionRunner::Impl::PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages,
+                                         std::chrono::milliseconds wait) {
+  size_t count = 0;
+  const auto deadline = Clock::now() + wait;
+  while (count < messages.size()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    rd_kafka_message_t* message = rd_kafka_consumer_poll(from, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (message == nullptr) break;
+    messages[count++] = message;
+    if (Clock::now() >= deadline) break;
+  }
+  return count;
+}
+
 Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   Impl& r = *impl_;
   std::vector<rd_kafka_message_t*> messages(r.options.max_batch);
   Status result = absl::OkStatus();
   auto next_report = Clock::now() + std::chrono::seconds(10);
-  uint64_t reported = 0;
+  uint64_t reported = 0, rebuilt_reported = 0;
+  int held = 0;  // consecutive batches the live lane waited for the rebuild to reach it
   if (!r.options.replay && !r.CaughtUp()) result = r.Subscribe();
   while (result.ok() && !stop.load() && !r.CaughtUp()) {
-    // A batch is what rd_kafka_consumer_poll (which also serves rebalances)
-    // returns until the batch is full or batch_wait has passed since its
-    // first record. (rd_kafka_consume_batch_queue was seen to stop returning
-    // after a rebalance with librdkafka 2.0.2.)
-    ssize_t count = 0;
-    const auto batch_deadline = Clock::now() + r.options.batch_wait;
-    while (static_cast<size_t>(count) < messages.size()) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(batch_deadline - Clock::now());
-      rd_kafka_message_t* message =
-          rd_kafka_consumer_poll(r.consumer.get(), static_cast<int>(std::max<int64_t>(left.count(), 0)));
-      if (message == nullptr) break;
-      messages[static_cast<size_t>(count++)] = message;
-      if (Clock::now() >= batch_deadline) break;
+    // While a version is built the live lane takes only what is already
+    // fetched, so the rebuild gets the rest of the time; once the rebuild is
+    // within a batch of it, the live lane waits (briefly) so that it can be
+    // reached and the new version swapped in.
+    size_t count = 0;
+    const bool hold = r.rebuild && held < 20 && r.RebuildBehind() <= static_cast<int64_t>(r.options.max_batch);
+    held = hold ? held + 1 : 0;
+    if (!hold) {
+      count = r.PollBatch(r.consumer.get(), messages,
+                          r.rebuild ? std::chrono::milliseconds(0) : r.options.batch_wait);
     }
     if (count > 0) {
       r.last_record = Clock::now();
-    } else {
+    } else if (!r.rebuild) {
       r.WatchForStall();
     }
-    Status processed = r.ProcessBatch(messages.data(), static_cast<size_t>(count));
+    Status processed = r.ProcessBatch(r.lane, messages.data(), count);
     if (processed.ok() && r.options.on_batch) r.options.on_batch(r.progress);
-    for (ssize_t i = 0; i < count; ++i) rd_kafka_message_destroy(messages[i]);
+    for (size_t i = 0; i < count; ++i) rd_kafka_message_destroy(messages[i]);
+    if (processed.ok() && r.rebuild) processed = r.StepRebuild(messages);
     if (!processed.ok()) {
       result = processed;
       break;
@@ -863,10 +809,16 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     if (Clock::now() >= next_report) {
       r.log->info("applied {} events ({}/s), {} duplicates, {} dead-lettered", r.stats.applied,
                   (r.stats.applied - reported) / 10, r.stats.duplicates, r.stats.dead_lettered);
+      if (r.rebuild) {
+        r.log->info("building {}: {} records behind the live position ({} events/s)",
+                    r.progress.rebuild().families, r.RebuildBehind(), (r.stats.rebuilt - rebuilt_reported) / 10);
+      }
       reported = r.stats.applied;
+      rebuilt_reported = r.stats.rebuilt;
       next_report = Clock::now() + std::chrono::seconds(10);
     }
   }
+  if (r.rebuild_consumer) rd_kafka_consumer_close(r.rebuild_consumer.get());
   // Leave cleanly: the group rebalances, the relay drains, and what it
   // delivered is removed from the outbox.
   rd_kafka_consumer_close(r.consumer.get());

@@ -275,7 +275,7 @@ int Quintile(const std::map<int32_t, int64_t>& histogram, int32_t value) {
 }  // namespace
 
 ChurnView::ChurnView(ProjectionStore& store, int32_t partition_count)
-    : store_(store), family_(store.family(ChurnProjection().Family())), partition_count_(partition_count) {}
+    : store_(store), family_(store.ServingFamily(ChurnProjection().Family())), partition_count_(partition_count) {}
 
 Status ChurnView::LoadHistograms() {
   if (histograms_) return absl::OkStatus();
@@ -283,7 +283,7 @@ Status ChurnView::LoadHistograms() {
   for (int32_t p = 0; p < partition_count_; ++p) {
     for (char kind : {'r', 'f', 'm'}) {
       std::string prefix = PartitionKey(p, kind);
-      std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+      std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
       for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
         std::string_view rest(it->key().data() + prefix.size(), it->key().size() - prefix.size());
         int64_t count = static_cast<int64_t>(ReadU64(std::string_view(it->value().data(), it->value().size())));
@@ -371,7 +371,7 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
 
 Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, int32_t partition, absl::Time as_of) {
   if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
-  auto bytes = store_.Get(family_, CustomerKey(partition, customer_id));
+  auto bytes = store_.Get(family_.get(), CustomerKey(partition, customer_id));
   if (!bytes.ok()) {
     if (bytes.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(
@@ -392,7 +392,7 @@ Result<PopulationView> ChurnView::Population(absl::Time as_of) {
   std::map<std::string, std::vector<int64_t>> monetary;
   for (int32_t p = 0; p < partition_count_; ++p) {
     std::string prefix = PartitionKey(p, 'c');
-    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       ChurnStats stats;
       if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
@@ -421,7 +421,7 @@ Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t l
   RETURN_IF_ERROR(LoadHistograms());
   ChurnPage page;
   ASSIGN_OR_RETURN(page.next_cursor,
-                   ScanPage(store_, family_, partition_count_, 'c', cursor, limit,
+                   ScanPage(store_, family_.get(), partition_count_, 'c', cursor, limit,
                             [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
                               ChurnStats stats;
                               if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
@@ -443,7 +443,7 @@ Result<std::vector<ChurnAssessment>> ChurnView::AtRisk(absl::Time as_of, size_t 
     return x.stats.customer_id() < y.stats.customer_id();
   };
   std::vector<ChurnAssessment> top;  // a heap whose front is the least of the best `limit`
-  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
   for (int32_t p = 0; p < partition_count_ && limit > 0; ++p) {
     std::string prefix = PartitionKey(p, 'c');
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {

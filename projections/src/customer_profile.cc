@@ -293,11 +293,11 @@ Status CustomerProfileProjection::DoApply(const v1::Envelope& e, const LogPositi
 }
 
 CustomerProfileView::CustomerProfileView(ProjectionStore& store)
-    : store_(store), family_(store.family(CustomerProfileProjection().Family())) {}
+    : store_(store), family_(store.ServingFamily(CustomerProfileProjection().Family())) {}
 
 Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::string& customer_id, int32_t partition) {
   if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
-  auto bytes = store_.Get(family_, ProfileKey(partition, customer_id));
+  auto bytes = store_.Get(family_.get(), ProfileKey(partition, customer_id));
   if (!bytes.ok()) {
     if (bytes.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(absl::StrCat("no customer ", customer_id));
@@ -315,7 +315,7 @@ Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std
   // The index entry sits in the customer's partition, which the identity
   // does not tell: look in each.
   for (int32_t partition = 0; partition < partition_count; ++partition) {
-    auto customer = store_.Get(family_, IdentityKey(partition, kind, value));
+    auto customer = store_.Get(family_.get(), IdentityKey(partition, kind, value));
     if (customer.ok()) return customer;
     if (customer.status().code() != absl::StatusCode::kNotFound) return customer.status();
   }
@@ -336,7 +336,7 @@ Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, int3
   };
   ProfilePage page;
   ASSIGN_OR_RETURN(page.next_cursor,
-                   ScanPage(store_, family_, partition_count, 'c', cursor, limit,
+                   ScanPage(store_, family_.get(), partition_count, 'c', cursor, limit,
                             [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
                               CustomerProfile profile;
                               if (!profile.ParseFromArray(value.data(), static_cast<int>(value.size()))) {

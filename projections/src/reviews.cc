@@ -170,7 +170,7 @@ Status ReviewsProjection::DoApply(const v1::Envelope& e, const LogPosition& posi
 }
 
 ReviewsView::ReviewsView(ProjectionStore& store, int32_t partition_count)
-    : store_(store), family_(store.family(ReviewsProjection().Family())), partition_count_(partition_count) {}
+    : store_(store), family_(store.ServingFamily(ReviewsProjection().Family())), partition_count_(partition_count) {}
 
 Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::string& id, absl::Time as_of) {
   if (family_ == nullptr) return absl::NotFoundError("the store has no reviews state");
@@ -179,18 +179,18 @@ Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::str
   const int64_t last_day = absl::ToUnixMillis(as_of) / kDayMs;
   for (int32_t p = 0; p < partition_count_; ++p) {
     RatingTotals totals;
-    if (auto bytes = store_.Get(family_, TotalsKey(p, type, id)); bytes.ok() && totals.ParseFromString(*bytes)) {
+    if (auto bytes = store_.Get(family_.get(), TotalsKey(p, type, id)); bytes.ok() && totals.ParseFromString(*bytes)) {
       s.count += totals.count();
       sum += totals.rating_sum();
       for (int i = 0; i < totals.histogram_size() && i < 5; ++i) s.histogram[i] += totals.histogram(i);
     }
     RatingTotals of_type;
-    if (auto bytes = store_.Get(family_, TypeKey(p, type)); bytes.ok() && of_type.ParseFromString(*bytes)) {
+    if (auto bytes = store_.Get(family_.get(), TypeKey(p, type)); bytes.ok() && of_type.ParseFromString(*bytes)) {
       type_count += of_type.count();
       type_sum += of_type.rating_sum();
     }
     // Days (last_day - 30, last_day]: the 30 days up to and including as_of's day.
-    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
     std::string from = DayKey(p, type, id, last_day - 29), to = DayKey(p, type, id, last_day + 1);
     for (it->Seek(from); it->Valid() && it->key().compare(to) < 0; it->Next()) {
       RatingTotals day;
@@ -235,7 +235,7 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
   std::priority_queue<Head, std::vector<Head>, decltype(later)> heads(later);
   for (int32_t p = 0; p < partition_count_; ++p) {
     std::string prefix = PartitionKey(p, 'r', Subject(type, id));
-    auto it = std::unique_ptr<rocksdb::Iterator>(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+    auto it = std::unique_ptr<rocksdb::Iterator>(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
     if (after.empty()) {
       std::string end = prefix;
       end.push_back('\xff');
@@ -273,7 +273,7 @@ Result<std::vector<ReviewRecord>> ReviewsView::ByCustomer(const std::string& cus
   std::string prefix = PartitionKey(partition, 'w', customer_id);
   prefix.push_back('\0');
   std::vector<ReviewRecord> reviews;
-  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_));
+  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     ReviewRecord record;
     if (record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) reviews.push_back(record);

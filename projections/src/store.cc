@@ -11,6 +11,9 @@
 #include "rapport/projections/keys.h"
 
 namespace rapport::projections {
+namespace {
+constexpr char kLivePrefix[] = "live/";
+}  // namespace
 
 Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle* family, int32_t partition_count,
                              char kind, const std::string& cursor, size_t limit, const PageVisitor& visit) {
@@ -80,13 +83,20 @@ Result<std::unique_ptr<ProjectionStore>> ProjectionStore::Open(const StoreOption
   } else if (options.read_only) {
     return absl::NotFoundError(absl::StrCat("no rapport store at ", options.path.string()));
   }
+  std::set<std::string> created;
   for (const auto& name : families) {
     if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+    const std::string projection = ProjectionOfFamily(name);
+    const bool other_version = std::any_of(names.begin(), names.end(), [&](const std::string& present) {
+      return present.find('@') != std::string::npos && ProjectionOfFamily(present) == projection;
+    });
+    if (options.read_only && other_version) continue;  // queries read the version there is
     if (options.read_only) {
       return absl::NotFoundError(absl::StrCat("the store at ", options.path.string(), " has no ", name,
                                               " (has it run with that projection?)"));
     }
     names.push_back(name);
+    created.insert(name);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : names) descriptors.emplace_back(name, family_options);
@@ -107,26 +117,92 @@ Result<std::unique_ptr<ProjectionStore>> ProjectionStore::Open(const StoreOption
     return StoreStatus(status, absl::StrCat("opening the store at ", options.path.string()));
   }
   store->db_.reset(db);
-  for (size_t i = 0; i < handles.size(); ++i) store->families_[names[i]] = handles[i];
+  store->created_ = std::move(created);
+  for (size_t i = 0; i < handles.size(); ++i) {
+    // A dropped family's files go when its last handle does: a query still
+    // reading a swapped-out version finishes on it.
+    store->families_[names[i]] = std::shared_ptr<rocksdb::ColumnFamilyHandle>(
+        handles[i], [db](rocksdb::ColumnFamilyHandle* handle) { db->DestroyColumnFamilyHandle(handle); });
+  }
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kLivePrefix); it->Valid() && it->key().starts_with(kLivePrefix); it->Next()) {
+    std::string family = it->key().ToString().substr(sizeof(kLivePrefix) - 1);
+    store->live_[ProjectionOfFamily(family)] = family;
+  }
+  RETURN_IF_ERROR(StoreStatus(it->status(), "reading which versions are live"));
   return store;
 }
 
 ProjectionStore::~ProjectionStore() {
-  for (auto& [name, handle] : families_) db_->DestroyColumnFamilyHandle(handle);
-  families_.clear();
+  families_.clear();  // handles first: the database must outlive them
   if (db_ && !read_only_) db_->Close().PermitUncheckedError();
 }
 
 rocksdb::ColumnFamilyHandle* ProjectionStore::family(const std::string& name) const {
+  std::shared_lock lock(mutex_);
   auto it = families_.find(name);
-  return it == families_.end() ? nullptr : it->second;
+  return it == families_.end() ? nullptr : it->second.get();
 }
 
 std::vector<std::string> ProjectionStore::family_names() const {
+  std::shared_lock lock(mutex_);
   std::vector<std::string> names;
   for (const auto& [name, handle] : families_) names.push_back(name);
   return names;
 }
+
+bool ProjectionStore::created(const std::string& name) const {
+  std::shared_lock lock(mutex_);
+  return created_.contains(name);
+}
+
+std::shared_ptr<rocksdb::ColumnFamilyHandle> ProjectionStore::ServingFamily(const std::string& family) const {
+  std::shared_lock lock(mutex_);
+  auto live = live_.find(ProjectionOfFamily(family));
+  auto it = families_.find(live != live_.end() ? live->second : family);
+  return it == families_.end() ? nullptr : it->second;
+}
+
+bool ProjectionStore::IsLive(const std::string& family) const {
+  std::shared_lock lock(mutex_);
+  auto live = live_.find(ProjectionOfFamily(family));
+  return live != live_.end() && live->second == family;
+}
+
+Status ProjectionStore::WriteAndMakeLive(rocksdb::WriteBatch& batch, const std::vector<std::string>& families) {
+  std::vector<std::string> replaced;
+  {
+    std::unique_lock lock(mutex_);
+    for (const auto& family : families) {
+      if (!families_.contains(family)) return absl::InternalError(absl::StrCat("the store has no ", family));
+      auto live = live_.find(ProjectionOfFamily(family));
+      if (live != live_.end() && live->second != family) {
+        batch.Delete(absl::StrCat(kLivePrefix, live->second)).PermitUncheckedError();
+        replaced.push_back(live->second);
+      }
+      batch.Put(absl::StrCat(kLivePrefix, family), "").PermitUncheckedError();
+    }
+    RETURN_IF_ERROR(Write(batch));
+    for (const auto& family : families) live_[ProjectionOfFamily(family)] = family;
+  }
+  for (const auto& family : replaced) RETURN_IF_ERROR(DropFamily(family));
+  return absl::OkStatus();
+}
+
+Status ProjectionStore::DropFamily(const std::string& name) {
+  std::unique_lock lock(mutex_);
+  auto it = families_.find(name);
+  if (it == families_.end()) return absl::OkStatus();
+  auto live = live_.find(ProjectionOfFamily(name));
+  if (live != live_.end() && live->second == name) {
+    return absl::FailedPreconditionError(absl::StrCat(name, " is live; it cannot be dropped"));
+  }
+  RETURN_IF_ERROR(StoreStatus(db_->DropColumnFamily(it->second.get()), absl::StrCat("dropping ", name)));
+  families_.erase(it);
+  return absl::OkStatus();
+}
+
+std::string ProjectionOfFamily(const std::string& family) { return family.substr(0, family.rfind('@')); }
 
 Status ProjectionStore::Write(rocksdb::WriteBatch& batch) {
   rocksdb::WriteOptions options;  // WAL on; a process crash loses nothing written

@@ -66,7 +66,17 @@ class RunnerProgress {
     int64_t end = 0;      // the log end (high watermark) last seen
   };
 
+  // A raised projection version being built beside the live one; until it is
+  // swapped in, that projection's queries read the version it replaces (which
+  // the live lane keeps folding new events into).
+  struct Rebuild {
+    std::string families;  // comma-separated; empty: nothing is being built
+    int64_t behind = 0;    // records it has yet to apply to reach the live position
+  };
+
   void Update(int32_t partition, int64_t applied, int64_t end);
+  void SetRebuild(Rebuild rebuild);
+  Rebuild rebuild() const;
   void MarkStarted();  // the stored positions are loaded: figures are meaningful
 
   bool started() const;
@@ -81,6 +91,7 @@ class RunnerProgress {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::map<int32_t, Partition> partitions_;
+  Rebuild rebuild_;
   bool started_ = false;
 };
 
@@ -89,6 +100,7 @@ struct RunnerStats {
   uint64_t applied = 0;        // events folded into the projections
   uint64_t duplicates = 0;     // events skipped because their id was seen in the window
   uint64_t dead_lettered = 0;  // records sent to the dead-letter topic
+  uint64_t rebuilt = 0;        // events folded into projection versions being built
 };
 
 // Folds cx.events into projections, exactly once.

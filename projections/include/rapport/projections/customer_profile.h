@@ -64,7 +64,7 @@ class CustomerProfileView {
 
  private:
   ProjectionStore& store_;
-  rocksdb::ColumnFamilyHandle* family_;
+  std::shared_ptr<rocksdb::ColumnFamilyHandle> family_;  // the live version: held, so a swap cannot pull it away mid-query
 };
 
 }  // namespace rapport::projections

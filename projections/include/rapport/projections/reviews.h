@@ -75,7 +75,7 @@ class ReviewsView {
 
  private:
   ProjectionStore& store_;
-  rocksdb::ColumnFamilyHandle* family_;
+  std::shared_ptr<rocksdb::ColumnFamilyHandle> family_;  // the live version: held, so a swap cannot pull it away mid-query
   int32_t partition_count_;
 };
 

@@ -7,6 +7,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -26,20 +28,45 @@ struct StoreOptions {
 // The RocksDB database that holds projection state: one column family per
 // projection version ("customer_profile@v1") and the "runner" family for
 // stored offsets, de-duplication and the outbox. Write-ahead log on, so a
-// crash never needs a rebuild. Thread-safe (RocksDB is); the handles live as
-// long as the store.
+// crash never needs a rebuild. Thread-safe (RocksDB is, and the family maps
+// are guarded).
+//
+// Versions (ARCHITECTURE 6): of the families of one projection, the *live*
+// one holds the state that queries read. A raised version is built beside it
+// and then made live in the same write that finishes the build; the family it
+// replaces is dropped, its files freed once the last query reading it ends.
+// Which family is live is recorded in the default family ("live/NAME@vN").
 class ProjectionStore {
  public:
   // Opens or creates the store with the column families `families` (plus any
-  // it already has). Read-only opening needs the families to exist.
+  // it already has). Read-only opening needs each family, or another version
+  // of its projection, to exist.
   static Result<std::unique_ptr<ProjectionStore>> Open(const StoreOptions& options,
                                                        const std::vector<std::string>& families);
   ~ProjectionStore();
 
   rocksdb::DB* db() { return db_.get(); }
-  // The family's handle; nullptr when the store has no such family.
+  // The family's handle; nullptr when the store has no such family. Valid
+  // until the family is dropped (the runner's own families never are).
   rocksdb::ColumnFamilyHandle* family(const std::string& name) const;
   std::vector<std::string> family_names() const;
+  // Whether `name` was created by this Open (it did not exist before).
+  bool created(const std::string& name) const;
+
+  // The family queries of a projection read: the live version of the
+  // projection of `family` ("churn@v3" -> "churn@v2" while v3 is built), or
+  // `family` itself when no version of it is marked live (a store written
+  // before versions were tracked). Null when the store has neither. The handle
+  // stays usable while held, even if the family is swapped out meanwhile.
+  std::shared_ptr<rocksdb::ColumnFamilyHandle> ServingFamily(const std::string& family) const;
+  // Whether `family` is its projection's live version.
+  bool IsLive(const std::string& family) const;
+  // Writes `batch` together with marks that make each of `families` its
+  // projection's live version, then serves them and drops the versions they
+  // replace.
+  Status WriteAndMakeLive(rocksdb::WriteBatch& batch, const std::vector<std::string>& families);
+  // Drops a family that is not live (an abandoned or replaced version).
+  Status DropFamily(const std::string& name);
 
   // Writes a batch atomically (WAL on).
   Status Write(rocksdb::WriteBatch& batch);
@@ -53,9 +80,15 @@ class ProjectionStore {
  private:
   ProjectionStore() = default;
   std::unique_ptr<rocksdb::DB> db_;
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
+  mutable std::shared_mutex mutex_;  // guards the three maps below
+  std::map<std::string, std::shared_ptr<rocksdb::ColumnFamilyHandle>> families_;
+  std::map<std::string, std::string> live_;  // projection name -> its live family
+  std::set<std::string> created_;
   bool read_only_ = false;
 };
+
+// "churn@v3" -> "churn": the projection a family belongs to.
+std::string ProjectionOfFamily(const std::string& family);
 
 // A RocksDB status as ours: corruption and I/O errors are kInternal (stop),
 // busy/try-again kUnavailable, not-found kNotFound.

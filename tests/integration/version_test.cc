@@ -101,6 +101,9 @@ class Versions : public ::testing::Test {
     options.alerts_topic = prefix_ + fold.sends_to + ".alerts";
     options.max_batch = 100;  // many batches, so that the build is seen in progress
     options.stop_when_caught_up = true;
+    Metrics metrics;
+    options.metrics = &metrics;
+    metrics_ = &metrics;
     std::atomic<bool> stop = false;
     if (fold.stop_now) {
       options.on_batch = [&](const RunnerProgress& progress) {
@@ -110,6 +113,16 @@ class Versions : public ::testing::Test {
     auto runner = ProjectionRunner::Create(options, **store, fold.projections);
     ASSERT_OK(runner);
     ASSERT_OK((*runner)->Run(stop));
+    rebuild_lag_at_exit_ = RebuildLagMetric();
+    metrics_ = nullptr;
+  }
+  // `rapport_rebuild_lag_records` as /metrics shows it now.
+  double RebuildLagMetric() {
+    const std::string text = metrics_->Render();
+    const std::string name = "\nrapport_rebuild_lag_records ";
+    auto at = text.find(name);
+    EXPECT_NE(at, std::string::npos) << text;
+    return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size()));
   }
   std::string Digest(const std::string& dir, const std::string& family) {
     auto store = ProjectionStore::Open({.path = dir, .read_only = true}, {});
@@ -147,6 +160,8 @@ class Versions : public ::testing::Test {
 
   producers::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_, config_;
+  Metrics* metrics_ = nullptr;  // the running fold's
+  double rebuild_lag_at_exit_ = -1;
   std::vector<std::string> dirs_;
   projections::ProjectionRegistry registry_;
 };
@@ -180,6 +195,7 @@ TEST_F(Versions, ARaisedVersionIsBuiltBesideTheLiveOneAndSwappedInWithoutSending
       if (progress.rebuild().families != "reviews@v2") return false;
       ++building;
       EXPECT_GT(progress.rebuild().behind, 0);
+      EXPECT_GT(RebuildLagMetric(), 0);
       auto serving = store.ServingFamily(reviews_v2.Family());
       EXPECT_TRUE(serving != nullptr && serving->GetName() == "reviews@v1");
       if (!v1_moved) {
@@ -213,6 +229,7 @@ TEST_F(Versions, ARaisedVersionIsBuiltBesideTheLiveOneAndSwappedInWithoutSending
   building = 0;
   Run(live, {.projections = v2, .stop_now = watch(0)});
   EXPECT_GT(building, 0);
+  EXPECT_EQ(rebuild_lag_at_exit_, 0);
   auto families = FamiliesAt(live);
   EXPECT_TRUE(families.contains("reviews@v2"));
   EXPECT_FALSE(families.contains("reviews@v1")) << "the replaced version was not dropped";

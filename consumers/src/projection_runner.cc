@@ -446,8 +446,8 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
       auto stored = lane.next_offset.find(tp.partition);
       auto start = log_start.find(tp.partition);
       tp.offset = stored != lane.next_offset.end() ? stored->second
-                  : start != log_start.end()  ? start->second
-                                              : RD_KAFKA_OFFSET_BEGINNING;
+                  : start != log_start.end()       ? start->second
+                                                   : RD_KAFKA_OFFSET_BEGINNING;
       assigned.insert(tp.partition);
       log->info("assigned {}[{}] from offset {}", tp.topic, tp.partition,
                 stored == lane.next_offset.end() ? std::string("the beginning") : std::to_string(stored->second));
@@ -790,8 +790,7 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     const bool hold = r.rebuild && held < 20 && r.RebuildBehind() <= static_cast<int64_t>(r.options.max_batch);
     held = hold ? held + 1 : 0;
     if (!hold) {
-      count = r.PollBatch(r.consumer.get(), messages,
-                          r.rebuild ? std::chrono::milliseconds(0) : r.options.batch_wait);
+      count = r.PollBatch(r.consumer.get(), messages, r.rebuild ? std::chrono::milliseconds(0) : r.options.batch_wait);
     }
     if (count > 0) {
       r.last_record = Clock::now();
@@ -810,8 +809,8 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
       r.log->info("applied {} events ({}/s), {} duplicates, {} dead-lettered", r.stats.applied,
                   (r.stats.applied - reported) / 10, r.stats.duplicates, r.stats.dead_lettered);
       if (r.rebuild) {
-        r.log->info("building {}: {} records behind the live position ({} events/s)",
-                    r.progress.rebuild().families, r.RebuildBehind(), (r.stats.rebuilt - rebuilt_reported) / 10);
+        r.log->info("building {}: {} records behind the live position ({} events/s)", r.progress.rebuild().families,
+                    r.RebuildBehind(), (r.stats.rebuilt - rebuilt_reported) / 10);
       }
       reported = r.stats.applied;
       rebuilt_reported = r.stats.rebuilt;

@@ -82,7 +82,7 @@ struct Lane {
   std::vector<rocksdb::ColumnFamilyHandle*> families;  // one per projection: the live lane's are the live versions
   std::vector<Counter*> applied;                       // one per projection, when metrics are kept
   std::map<int32_t, int64_t> next_offset;              // mirrors what is stored
-  std::map<int32_t, int64_t> stop;       // replay and rebuild: the first offset not to apply; empty: no end
+  std::map<int32_t, int64_t> stop;  // replay and rebuild: the first offset not to apply; empty: no end
   std::map<int32_t, PartitionWindow> windows;
   std::set<int32_t> paused;  // partitions paused at their stop
 };
@@ -107,12 +107,12 @@ struct ProjectionRunner::Impl {
   producers::KafkaHandle consumer;  // the live (or replay) lane's
   bool consumer_closed = false;
   int32_t partition_count = 0;
-  Lane lane;                     // live, or the replay
-  std::optional<Lane> rebuild;   // while raised versions are built
+  Lane lane;                    // live, or the replay
+  std::optional<Lane> rebuild;  // while raised versions are built
   producers::KafkaHandle rebuild_consumer;
   std::set<int32_t> assigned;
-  std::map<int32_t, int64_t> caught_up_at;       // high watermarks when the run started
-  std::map<int32_t, int64_t> log_start;          // low watermarks: where a partition with no stored offset starts
+  std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started
+  std::map<int32_t, int64_t> log_start;     // low watermarks: where a partition with no stored offset starts
   std::chrono::steady_clock::time_point last_record = std::chrono::steady_clock::now();  // for the stall watchdog
   RunnerStats stats;
   RunnerProgress progress;

@@ -124,9 +124,8 @@ Status ProjectionRunner::Impl::InitVersions() {
     return absl::OkStatus();
   }
   if (options.replay) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("this directory holds state of another version than ", Families(to_build),
-                     "; replay into a new directory"));
+    return absl::FailedPreconditionError(absl::StrCat("this directory holds state of another version than ",
+                                                      Families(to_build), "; replay into a new directory"));
   }
   return StartRebuild(to_build);
 }
@@ -167,10 +166,11 @@ Status ProjectionRunner::Impl::StartRebuild(const std::vector<projections::Proje
   RETURN_IF_ERROR(LoadWindows(building));
 
   // Its own consumer: read by assignment, never in the group.
-  ASSIGN_OR_RETURN(producers::KafkaConf conf,
-                   producers::BuildKafkaConf(options.kafka, {{"group.id", options.group_id + ".rebuild", "joins no group"},
-                                                             {"enable.auto.commit", "false", "offsets live in RocksDB"},
-                                                             {"enable.auto.offset.store", "false", "offsets live in RocksDB"}}));
+  ASSIGN_OR_RETURN(
+      producers::KafkaConf conf,
+      producers::BuildKafkaConf(options.kafka, {{"group.id", options.group_id + ".rebuild", "joins no group"},
+                                                {"enable.auto.commit", "false", "offsets live in RocksDB"},
+                                                {"enable.auto.offset.store", "false", "offsets live in RocksDB"}}));
   ASSIGN_OR_RETURN(rebuild_consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   building.consumer = rebuild_consumer.get();
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count);

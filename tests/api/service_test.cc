@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "nlohmann/json.hpp"
+#include "rapport/projections/keys.h"
 #include "rapport/projections/registry.h"
 #include "rapport/testing/status.h"
 
@@ -94,6 +95,26 @@ TEST_F(Service, AReadAfterAPositionWaitsForItThenAnswers) {
   EXPECT_EQ(waited.status, 503);
   EXPECT_NE(waited.body.find("have not started consuming"), std::string::npos) << waited.body;
   EXPECT_NE(Get("/v1/segments?after=1:0").body.find("partition 1 is not applied by this server"), std::string::npos);
+}
+
+TEST_F(Service, WhileAVersionIsBuiltAnswersSaySo) {
+  std::string count;  // what the runner stores when it starts: 1 partition of cx.events
+  projections::AppendU32(count, 1);
+  rocksdb::WriteBatch batch;
+  batch.Put(store_->family(consumers::ProjectionRunner::kFamily), "ccx.events", count).PermitUncheckedError();
+  ASSERT_OK(store_->Write(batch));
+  progress_.Update(0, 10, 10);
+  progress_.MarkStarted();
+  progress_.SetRebuild({.families = "reviews@v2", .behind = 1234});
+  auto building = Get("/v1/segments");
+  ASSERT_EQ(building.status, 200) << building.body;
+  auto rebuilding = nlohmann::json::parse(building.body)["freshness"]["rebuilding"];
+  EXPECT_EQ(rebuilding["projections"], "reviews@v2");
+  EXPECT_EQ(rebuilding["records_behind"], 1234);
+  progress_.SetRebuild({});
+  auto swapped = Get("/v1/segments");
+  ASSERT_EQ(swapped.status, 200) << swapped.body;
+  EXPECT_FALSE(nlohmann::json::parse(swapped.body)["freshness"].contains("rebuilding")) << swapped.body;
 }
 
 }  // namespace

@@ -4,13 +4,12 @@
 // old version mid-build loses nothing; once caught up the new version is
 // swapped in, the old one dropped, and no alert or dead letter is sent twice.
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <filesystem>
 #include <set>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/producers/topics.h"

@@ -106,7 +106,8 @@ class ChurnView {
   ChurnAssessment AssessStats(const state::v1::ChurnStats& stats, absl::Time as_of) const;
 
   ProjectionStore& store_;
-  std::shared_ptr<rocksdb::ColumnFamilyHandle> family_;  // the live version: held, so a swap cannot pull it away mid-query
+  std::shared_ptr<rocksdb::ColumnFamilyHandle>
+      family_;  // the live version: held, so a swap cannot pull it away mid-query
   int32_t partition_count_;
   std::shared_ptr<Histograms> histograms_;
 };

@@ -64,7 +64,8 @@ class CustomerProfileView {
 
  private:
   ProjectionStore& store_;
-  std::shared_ptr<rocksdb::ColumnFamilyHandle> family_;  // the live version: held, so a swap cannot pull it away mid-query
+  std::shared_ptr<rocksdb::ColumnFamilyHandle>
+      family_;  // the live version: held, so a swap cannot pull it away mid-query
 };
 
 }  // namespace rapport::projections

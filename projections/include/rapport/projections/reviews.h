@@ -75,7 +75,8 @@ class ReviewsView {
 
  private:
   ProjectionStore& store_;
-  std::shared_ptr<rocksdb::ColumnFamilyHandle> family_;  // the live version: held, so a swap cannot pull it away mid-query
+  std::shared_ptr<rocksdb::ColumnFamilyHandle>
+      family_;  // the live version: held, so a swap cannot pull it away mid-query
   int32_t partition_count_;
 };
 

@@ -172,8 +172,11 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   Status status = (*runner)->Run(stop);
   if (server) server->Shutdown(std::chrono::seconds(10));  // drains requests in flight
   const auto& stats = (*runner)->stats();
-  out << fmt::format("run: {} events applied, {} duplicates skipped, {} dead-lettered in {} batches\n", stats.applied,
-                     stats.duplicates, stats.dead_lettered, stats.batches);
+  out << fmt::format("run: {} events applied, {} duplicates skipped, {} dead-lettered in {} batches{}\n", stats.applied,
+                     stats.duplicates, stats.dead_lettered, stats.batches,
+                     stats.rebuilt > 0
+                         ? fmt::format("; {} events folded into raised projection versions being built", stats.rebuilt)
+                         : "");
   if (!status.ok()) {
     err << "run: " << status.message() << "\n";
     return 2;

@@ -296,6 +296,7 @@ Status ProjectionRunner::Impl::Subscribe() {
   rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), topics);
   rd_kafka_topic_partition_list_destroy(topics);
   if (err) return producers::KafkaStatus(err, absl::StrCat("subscribing to ", options.topic));
+  subscribed = true;
   log->info("consuming {} ({} partitions) as group {} into {} projections", options.topic, partition_count,
             options.group_id, lane.projections.size());
   return absl::OkStatus();
@@ -440,6 +441,7 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
   const char* protocol = rd_kafka_rebalance_protocol(consumer.get());
   bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    joined = true;
     // Start where the store says, not where Kafka's committed offsets say.
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
@@ -818,6 +820,13 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     }
   }
   if (r.rebuild_consumer) rd_kafka_consumer_close(r.rebuild_consumer.get());
+  // librdkafka 2.0.2 aborts (rd_kafka_sticky_assignor_state_destroy) when a
+  // cooperative-sticky consumer is closed while it joins its group: a stop
+  // in the first moments waits for the join to finish (records it brings are
+  // not applied; the next start seeks to the stored offsets anyway).
+  for (auto until = Clock::now() + std::chrono::seconds(15); r.subscribed && !r.joined && Clock::now() < until;) {
+    if (rd_kafka_message_t* message = rd_kafka_consumer_poll(r.consumer.get(), 100)) rd_kafka_message_destroy(message);
+  }
   // Leave cleanly: the group rebalances, the relay drains, and what it
   // delivered is removed from the outbox.
   rd_kafka_consumer_close(r.consumer.get());

@@ -106,6 +106,8 @@ struct ProjectionRunner::Impl {
 
   producers::KafkaHandle consumer;  // the live (or replay) lane's
   bool consumer_closed = false;
+  bool subscribed = false;
+  bool joined = false;  // the first assignment arrived (possibly of no partitions)
   int32_t partition_count = 0;
   Lane lane;                    // live, or the replay
   std::optional<Lane> rebuild;  // while raised versions are built

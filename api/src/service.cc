@@ -35,7 +35,8 @@ HttpResponse JsonResponse(int status, std::string body) {
 }
 
 // A Status from a view as an HTTP error: NotFound 404, InvalidArgument 400
-// (a "field: reason" message names the field), anything else 500.
+// (a "field: reason" message names the field), Unavailable 503, anything
+// else 500.
 HttpResponse StatusResponse(const Status& status) {
   std::string message(status.message());
   switch (status.code()) {

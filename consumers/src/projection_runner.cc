@@ -796,7 +796,7 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     }
     if (count > 0) {
       r.last_record = Clock::now();
-    } else if (!r.rebuild) {
+    } else if (!hold) {
       r.WatchForStall();
     }
     Status processed = r.ProcessBatch(r.lane, messages.data(), count);

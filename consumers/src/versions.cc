@@ -112,7 +112,9 @@ Status ProjectionRunner::Impl::InitVersions() {
 
   std::vector<projections::Projection*> live;
   for (auto* projection : all_projections) {
-    if (store.ServingFamily(projection->Family()) != nullptr) live.push_back(projection);  // a live version
+    // A live version, which the live lane keeps up to date (a projection new
+    // to the store has none: only the rebuild applies it, never both).
+    if (store.ServingFamily(projection->Family()) != nullptr) live.push_back(projection);
   }
   SetProjections(lane, live);
   if (to_build.empty()) {

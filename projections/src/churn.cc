@@ -370,7 +370,7 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
 }
 
 Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, int32_t partition, absl::Time as_of) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  if (family_ == nullptr) return NoLiveState("churn");
   auto bytes = store_.Get(family_.get(), CustomerKey(partition, customer_id));
   if (!bytes.ok()) {
     if (bytes.status().code() == absl::StatusCode::kNotFound) {
@@ -386,7 +386,7 @@ Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, int32_
 }
 
 Result<PopulationView> ChurnView::Population(absl::Time as_of) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
   PopulationView view;
   std::map<std::string, std::vector<int64_t>> monetary;
@@ -417,7 +417,7 @@ Result<PopulationView> ChurnView::Population(absl::Time as_of) {
 }
 
 Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
   ChurnPage page;
   ASSIGN_OR_RETURN(page.next_cursor,
@@ -436,7 +436,7 @@ Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t l
 }
 
 Result<std::vector<ChurnAssessment>> ChurnView::AtRisk(absl::Time as_of, size_t limit) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no churn state");
+  if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
   auto before = [](const ChurnAssessment& x, const ChurnAssessment& y) {
     if (x.value_at_risk != y.value_at_risk) return x.value_at_risk > y.value_at_risk;

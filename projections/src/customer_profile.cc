@@ -296,7 +296,7 @@ CustomerProfileView::CustomerProfileView(ProjectionStore& store)
     : store_(store), family_(store.ServingFamily(CustomerProfileProjection().Family())) {}
 
 Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::string& customer_id, int32_t partition) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
+  if (family_ == nullptr) return NoLiveState("customer_profile");
   auto bytes = store_.Get(family_.get(), ProfileKey(partition, customer_id));
   if (!bytes.ok()) {
     if (bytes.status().code() == absl::StatusCode::kNotFound) {
@@ -311,7 +311,7 @@ Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::strin
 
 Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std::string& value,
                                                 int32_t partition_count) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
+  if (family_ == nullptr) return NoLiveState("customer_profile");
   // The index entry sits in the customer's partition, which the identity
   // does not tell: look in each.
   for (int32_t partition = 0; partition < partition_count; ++partition) {
@@ -324,7 +324,7 @@ Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std
 
 Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, int32_t partition_count, size_t limit,
                                                   const std::string& cursor) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no customer_profile state");
+  if (family_ == nullptr) return NoLiveState("customer_profile");
   auto matches = [&](const CustomerProfile& p) {
     for (const auto& spend : p.category_spend()) {
       if (spend.category() != query.category) continue;

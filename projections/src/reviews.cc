@@ -173,7 +173,7 @@ ReviewsView::ReviewsView(ProjectionStore& store, int32_t partition_count)
     : store_(store), family_(store.ServingFamily(ReviewsProjection().Family())), partition_count_(partition_count) {}
 
 Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::string& id, absl::Time as_of) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no reviews state");
+  if (family_ == nullptr) return NoLiveState("reviews");
   SubjectSummary s{.type = type, .id = id};
   int64_t sum = 0, type_count = 0, type_sum = 0, recent_sum = 0;
   const int64_t last_day = absl::ToUnixMillis(as_of) / kDayMs;
@@ -213,7 +213,7 @@ Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::str
 
 Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string& id, size_t limit,
                                         const std::string& cursor) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no reviews state");
+  if (family_ == nullptr) return NoLiveState("reviews");
   // The cursor is the (time, event id) suffix of the last review shown; a page
   // continues strictly before it. Each partition's reviews are in time order,
   // so the page merges the partitions, newest first.
@@ -269,7 +269,7 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
 }
 
 Result<std::vector<ReviewRecord>> ReviewsView::ByCustomer(const std::string& customer_id, int32_t partition) {
-  if (family_ == nullptr) return absl::NotFoundError("the store has no reviews state");
+  if (family_ == nullptr) return NoLiveState("reviews");
   std::string prefix = PartitionKey(partition, 'w', customer_id);
   prefix.push_back('\0');
   std::vector<ReviewRecord> reviews;

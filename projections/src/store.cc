@@ -159,8 +159,15 @@ bool ProjectionStore::created(const std::string& name) const {
 std::shared_ptr<rocksdb::ColumnFamilyHandle> ProjectionStore::ServingFamily(const std::string& family) const {
   std::shared_lock lock(mutex_);
   auto live = live_.find(ProjectionOfFamily(family));
+  if (live == live_.end() && !live_.empty()) return nullptr;  // a new projection, not built yet
   auto it = families_.find(live != live_.end() ? live->second : family);
   return it == families_.end() ? nullptr : it->second;
+}
+
+Status NoLiveState(std::string_view projection) {
+  return absl::UnavailableError(absl::StrCat("no ", std::string(projection),
+                                             " state is live yet: the projection is being built from the log, or "
+                                             "this store has never run it"));
 }
 
 bool ProjectionStore::IsLive(const std::string& family) const {

@@ -14,6 +14,7 @@
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/producers/topics.h"
 #include "rapport/projections/registry.h"
+#include "rapport/projections/reviews.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -256,6 +257,42 @@ TEST_F(Versions, ARaisedVersionIsBuiltBesideTheLiveOneAndSwappedInWithoutSending
   Run(reference, {.projections = v1, .sends_to = ".reference"});
   EXPECT_EQ(Digest(live, "reviews@v2"), Digest(reference, "reviews@v1"));
   EXPECT_EQ(AlertIds(prefix_ + ".alerts"), AlertIds(prefix_ + ".reference.alerts"));
+}
+
+TEST_F(Versions, AProjectionNewToTheStoreIsBuiltFromHistoryOnceAndServedOnlyWhenComplete) {
+  Projection& profile = Original("customer_profile");
+  Projection& reviews = Original("reviews");
+  Projection& churn = Original("churn");
+  Simulate("1500", "21");
+  const std::string live = Dir("live");
+  Run(live, {.projections = {&profile, &churn}});  // a deployment before reviews existed
+  const std::string reference = Dir("reference");
+  Run(reference, {.projections = {&profile, &reviews, &churn}, .sends_to = ".reference"});
+
+  // Reviews arrives: built from the start, applied by the build alone (not
+  // also by the live lane), and not served before it is complete.
+  int building = 0;
+  Run(live, {.projections = {&profile, &reviews, &churn},
+             .stop_now = [&](ProjectionStore& store, const RunnerProgress& progress) {
+               if (progress.rebuild().families != "reviews@v1") return false;
+               ++building;
+               EXPECT_EQ(store.ServingFamily("reviews@v1"), nullptr);
+               auto view = projections::ReviewsView(store, 4).ByCustomer("c-0000001", 0);
+               EXPECT_EQ(view.status().code(), absl::StatusCode::kUnavailable) << view.status();
+               return false;
+             }});
+  EXPECT_GT(building, 0);
+  {
+    auto store = ProjectionStore::Open({.path = live, .read_only = true}, {});
+    ASSERT_OK(store);
+    EXPECT_TRUE((*store)->IsLive("reviews@v1"));
+  }
+  EXPECT_EQ(Digest(live, "reviews@v1"), Digest(reference, "reviews@v1"));
+  EXPECT_EQ(Digest(live, "churn@v1"), Digest(reference, "churn@v1"));
+  // History raises no alerts from a new projection: those events were
+  // answered (or not) long ago.
+  EXPECT_EQ(Records(prefix_ + ".alerts"), 0);
+  EXPECT_GT(Records(prefix_ + ".reference.alerts"), 0);
 }
 
 }  // namespace

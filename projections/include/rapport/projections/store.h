@@ -55,8 +55,9 @@ class ProjectionStore {
 
   // The family queries of a projection read: the live version of the
   // projection of `family` ("churn@v3" -> "churn@v2" while v3 is built), or
-  // `family` itself when no version of it is marked live (a store written
-  // before versions were tracked). Null when the store has neither. The handle
+  // `family` itself in a store that marks nothing live (written before
+  // versions were tracked). Null when there is none: a projection new to the
+  // store is not served until its first build is swapped in. The handle
   // stays usable while held, even if the family is swapped out meanwhile.
   std::shared_ptr<rocksdb::ColumnFamilyHandle> ServingFamily(const std::string& family) const;
   // Whether `family` is its projection's live version.
@@ -86,6 +87,9 @@ class ProjectionStore {
   std::set<std::string> created_;
   bool read_only_ = false;
 };
+
+// What a view answers when its projection has no live state (Unavailable).
+Status NoLiveState(std::string_view projection);
 
 // "churn@v3" -> "churn": the projection a family belongs to.
 std::string ProjectionOfFamily(const std::string& family);

@@ -38,6 +38,12 @@ class TableReader {
         return absl::OkStatus();
       }
       return Error(*node, key, "expected a string");
+    } else if constexpr (std::is_same_v<T, double>) {
+      if (auto v = node->value<double>(); v && (node->is_floating_point() || node->is_integer())) {
+        out = *v;
+        return absl::OkStatus();
+      }
+      return Error(*node, key, "expected a number");
     } else {
       auto v = node->value<int64_t>();
       if (!node->is_integer() || !v) return Error(*node, key, "expected an integer");
@@ -250,6 +256,25 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("run.batch_wait_ms", c.run.batch_wait_ms));
   RETURN_IF_ERROR(r.ReadPositive("run.dedup_window", c.run.dedup_window));
   RETURN_IF_ERROR(r.Read("log.level", c.log_level));
+
+  RETURN_IF_ERROR(r.Read("churn.period", c.churn.period));
+  if (c.churn.period != "day" && c.churn.period != "week") {
+    return absl::InvalidArgumentError(fmt::format("{}: churn.period: \"{}\" is neither \"day\" nor \"week\"",
+                                                  r.Where("churn.period"), c.churn.period));
+  }
+  RETURN_IF_ERROR(r.ReadPositive("churn.clv_months", c.churn.clv_months));
+  RETURN_IF_ERROR(r.Read("churn.monthly_discount_rate", c.churn.monthly_discount_rate));
+  if (!(c.churn.monthly_discount_rate >= 0 && c.churn.monthly_discount_rate < 1)) {
+    return absl::InvalidArgumentError(fmt::format("{}: churn.monthly_discount_rate: {} is not in [0, 1)",
+                                                  r.Where("churn.monthly_discount_rate"),
+                                                  c.churn.monthly_discount_rate));
+  }
+  RETURN_IF_ERROR(r.Read("churn.refit_interval_s", c.churn.refit_interval_s));
+  if (c.churn.refit_interval_s < 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: churn.refit_interval_s: must be 0 (never) or more", r.Where("churn.refit_interval_s")));
+  }
+  RETURN_IF_ERROR(r.ReadPositive("churn.min_spend_customers", c.churn.min_spend_customers));
 
   RETURN_IF_ERROR(r.Read("api.listen", c.api.listen));
   RETURN_IF_ERROR(r.ReadPositive("api.io_threads", c.api.io_threads));

@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
       "purchase with probability p ~ Beta(a, b). One of --out or --publish is required.");
 
   std::string data_dir;
+  std::string churn_period;
   rapport::cli::RunArgs run_args;
   auto* run = app.add_subcommand("run", "Fold the events topic into the projections (RocksDB), exactly once");
   run->add_option("--data-dir", data_dir, "Projection store directory (default: [store] data_dir, $RAPPORT_DATA_DIR)");
@@ -167,6 +168,24 @@ int main(int argc, char** argv) {
   auto* digest = app.add_subcommand("digest", "Print a digest of each projection's state: NAME HEX");
   digest->add_option("--data-dir", data_dir, "Projection store directory");
 
+  rapport::cli::ChurnFitArgs churn_fit_args;
+  auto* churn_command = app.add_subcommand("churn", "Lifetime-value models: P(alive), expected purchases, CLV");
+  auto* churn_fit = churn_command->add_subcommand(
+      "fit", "Fit BG/NBD and Gamma-Gamma on the churn state, store the parameters, print them as JSON");
+  churn_fit->add_option("--data-dir", data_dir, "Projection store directory");
+  churn_fit->add_option("--as-of", churn_fit_args.as_of,
+                        "Customers' ages are taken at this date or time (default: now, or the latest purchase if "
+                        "later); the state must hold no purchase after it");
+  churn_fit->add_option("--period", churn_period, "day or week: the unit of frequency, recency and age")
+      ->check(CLI::IsMember({"day", "week"}));
+  churn_fit->add_flag("--no-store", churn_fit_args.no_store,
+                      "Print the fit without storing it (opens the store read-only, beside a running `rapport run`)");
+  churn_fit->footer(
+      "CLV settings come from the [churn] section of the config file (clv_months, monthly_discount_rate,\n"
+      "min_spend_customers). To fit on a past date, build the state as of then first:\n"
+      "  rapport replay --projection churn --until T --into DIR && rapport churn fit --data-dir DIR --as-of T");
+  churn_command->require_subcommand(1);
+
   rapport::cli::QueryArgs query_args;
   auto* query = app.add_subcommand("query", "Read a projection as JSON (works beside a running `rapport run`)");
   query->add_option("--data-dir", data_dir, "Projection store directory");
@@ -202,11 +221,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : kUsageError;  // --help and --version exit 0
   }
   if (!app.remaining().empty()) {
-    std::cerr
-        << "rapport: unknown command or argument '" << app.remaining().front()
-        << "'; commands: publish, topics ensure, tail, simulate, run, replay, digest, query, export, api-key (see "
-           "rapport "
-           "--help)\n";
+    std::cerr << "rapport: unknown command or argument '" << app.remaining().front()
+              << "'; commands: publish, topics ensure, tail, simulate, run, replay, digest, query, churn fit, export, "
+                 "api-key (see "
+                 "rapport "
+                 "--help)\n";
     return kUsageError;
   }
   if (app.get_subcommands().empty()) {
@@ -257,6 +276,10 @@ int main(int argc, char** argv) {
     return rapport::cli::RunReplay(*config, replay_args, std::cout, std::cerr, g_stop);
   }
   if (*digest) return rapport::cli::RunDigest(*config, std::cout, std::cerr);
+  if (*churn_fit) {
+    if (!churn_period.empty()) config->churn.period = churn_period;
+    return rapport::cli::RunChurnFit(*config, churn_fit_args, std::cout, std::cerr);
+  }
   if (*query) {
     query_args.what = *profile ? "profile" : *lookup ? "lookup" : *reviews ? "reviews" : *churn ? "churn" : "segments";
     if (*reviews && query_args.id.empty() && query_args.customer.empty()) {

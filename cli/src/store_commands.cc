@@ -22,6 +22,7 @@
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/registry.h"
 #include "rapport/projections/reviews.h"
+#include "spdlog/spdlog.h"
 
 namespace rapport::cli {
 namespace {
@@ -427,6 +428,56 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
     return profile.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
   }
   out << projections::CustomerProfileView::ToJson(*profile) << "\n";
+  return 0;
+}
+
+projections::ChurnModelOptions ChurnModelOptionsOf(const ChurnConfig& churn) {
+  return {.period = projections::ModelPeriodNamed(churn.period).value_or(projections::ModelPeriod::kDay),
+          .clv_months = static_cast<int>(churn.clv_months),
+          .monthly_discount_rate = churn.monthly_discount_rate,
+          .min_spend_customers = static_cast<size_t>(churn.min_spend_customers)};
+}
+
+int RunChurnFit(const Config& config, const ChurnFitArgs& args, std::ostream& out, std::ostream& err) {
+  absl::Time as_of = absl::InfiniteFuture();
+  if (!args.as_of.empty()) {
+    auto parsed = ParseStartTime(args.as_of);
+    if (!parsed.ok()) {
+      err << "churn fit: --as-of: \"" << args.as_of << "\" is not a date such as 2026-01-31 or an RFC 3339 time\n";
+      return 2;
+    }
+    as_of = *parsed;
+  }
+  projections::ProjectionRegistry registry;
+  auto store = OpenStore(config, registry, args.no_store ? Access::kReadOnly : Access::kReadWrite);
+  if (!store.ok()) {
+    err << "churn fit: " << store.status().message()
+        << (args.no_store ? ""
+                          : "\n(a running `rapport run` holds the store and refits on its schedule, "
+                            "[churn] refit_interval_s; add --no-store to fit beside it without storing)")
+        << "\n";
+    return 2;
+  }
+  auto partitions = consumers::StoredPartitionCount(**store, config.topics.events);
+  if (!partitions.ok()) {
+    err << "churn fit: " << partitions.status().message() << "\n";
+    return 2;
+  }
+  const auto started = absl::Now();
+  auto model = projections::ChurnView(**store, *partitions).Fit(as_of, ChurnModelOptionsOf(config.churn));
+  if (!model.ok()) {
+    err << "churn fit: " << model.status().message() << "\n";
+    return 2;
+  }
+  if (!args.no_store) {
+    if (Status stored = projections::StoreChurnModel(**store, *model); !stored.ok()) {
+      err << "churn fit: storing the model: " << stored.message() << "\n";
+      return 2;
+    }
+  }
+  spdlog::info("churn fit: BG/NBD over {} customers, {} spend model(s), in {:.2f} s{}", model->purchases().customers(),
+               model->spend_size(), absl::ToDoubleSeconds(absl::Now() - started), args.no_store ? " (not stored)" : "");
+  out << projections::ChurnView::ToJson(*model) << "\n";
   return 0;
 }
 

@@ -10,7 +10,9 @@
 #include "google/protobuf/struct.pb.h"
 #include "rapport/events/codec.h"
 #include "rapport/events/money.h"
+#include "rapport/events/time_text.h"
 #include "rapport/projections/keys.h"
+#include "rapport/projections/lifetime_models.h"
 
 namespace rapport::projections {
 namespace {
@@ -23,6 +25,8 @@ constexpr int kRecentDays = 32;
 
 int64_t Millis(const pb::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 int32_t Day(int64_t ms) { return static_cast<int32_t>(ms / kDayMs); }
+// Calendar weeks from Monday, as pandas' weekly periods: 1970-01-01 was a Thursday.
+int32_t Week(int32_t day) { return static_cast<int32_t>(std::floor((day + 3) / 7.0)); }
 
 // Monetary buckets: eight per doubling, from integers only (exact everywhere).
 int32_t MonetaryBucket(int64_t minor) {
@@ -172,6 +176,9 @@ Status ChurnProjection::DoApply(const v1::Envelope& e, const LogPosition& positi
       }
       auto& recent = *s.mutable_recent_days();
       bool new_day = std::find(recent.begin(), recent.end(), day) == recent.end() && day != old_last_day;
+      bool new_week = std::none_of(recent.begin(), recent.end(), [&](int32_t d) { return Week(d) == Week(day); }) &&
+                      (first || Week(old_last_day) != Week(day));
+      if (new_week) s.set_purchase_weeks(s.purchase_weeks() + 1);
       if (new_day) {
         s.set_purchase_days(s.purchase_days() + 1);
         if (!first && day > old_last_day) {
@@ -183,6 +190,22 @@ Status ChurnProjection::DoApply(const v1::Envelope& e, const LogPosition& positi
         while (recent.size() > kRecentDays) recent.erase(recent.begin());
       }
       s.set_purchases(s.purchases() + 1);
+      if (total.currency() == s.currency()) {
+        // The spend model leaves out the first purchase day (or week); an
+        // earlier purchase arriving late becomes the new first.
+        const int32_t first_day = Day(s.first_purchase_ms());
+        s.set_purchase_minor(s.purchase_minor() + minor);
+        if (first || day < first_day) {
+          s.set_first_day_minor(minor);
+        } else if (day == first_day) {
+          s.set_first_day_minor(s.first_day_minor() + minor);
+        }
+        if (first || Week(day) < Week(first_day)) {
+          s.set_first_week_minor(minor);
+        } else if (Week(day) == Week(first_day)) {
+          s.set_first_week_minor(s.first_week_minor() + minor);
+        }
+      }
       s.set_first_purchase_ms(std::min(s.first_purchase_ms(), at));
       s.set_last_purchase_ms(std::max(s.last_purchase_ms(), at));
       if (total.currency() == s.currency()) {
@@ -272,12 +295,77 @@ int Quintile(const std::map<int32_t, int64_t>& histogram, int32_t value) {
   return 1 + std::min(4, static_cast<int>(rank * 5));
 }
 
+constexpr char kModelKey[] = "model/churn";
+
+int32_t PeriodOf(int32_t day, ModelPeriod period) { return period == ModelPeriod::kDay ? day : Week(day); }
+double Scale(const std::string& currency) { return std::pow(10.0, events::CurrencyMinorDigits(currency).value_or(2)); }
+
+// A customer's history in the models' conventions as of `as_of_ms`: nullopt
+// without a purchase by then; `later` set when the state holds one after it.
+std::optional<PurchaseHistory> HistoryAsOf(const ChurnStats& s, int64_t as_of_ms, ModelPeriod period, bool& later) {
+  later = false;
+  if (s.purchases() == 0 || s.first_purchase_ms() > as_of_ms) return std::nullopt;
+  if (s.last_purchase_ms() > as_of_ms) {
+    later = true;
+    return std::nullopt;
+  }
+  const int32_t first = PeriodOf(Day(s.first_purchase_ms()), period);
+  const int64_t periods = period == ModelPeriod::kDay ? s.purchase_days() : s.purchase_weeks();
+  return PurchaseHistory{.frequency = static_cast<double>(std::max<int64_t>(periods - 1, 0)),
+                         .recency = static_cast<double>(PeriodOf(Day(s.last_purchase_ms()), period) - first),
+                         .age = static_cast<double>(PeriodOf(Day(as_of_ms), period) - first)};
+}
+
+// Mean value of the repeat purchase periods (the first left out), in major units; 0 without any.
+double MeanRepeatValue(const ChurnStats& s, const PurchaseHistory& h, ModelPeriod period) {
+  if (h.frequency <= 0) return 0;
+  const int64_t first = period == ModelPeriod::kDay ? s.first_day_minor() : s.first_week_minor();
+  return static_cast<double>(s.purchase_minor() - first) / Scale(s.currency()) / h.frequency;
+}
+
+BgNbdParameters PurchaseModel(const state::v1::ChurnModel& m) {
+  return {m.purchases().r(), m.purchases().alpha(), m.purchases().a(), m.purchases().b()};
+}
+
 }  // namespace
+
+std::string_view ModelPeriodName(ModelPeriod period) { return period == ModelPeriod::kDay ? "day" : "week"; }
+
+std::optional<ModelPeriod> ModelPeriodNamed(std::string_view name) {
+  if (name == "day") return ModelPeriod::kDay;
+  if (name == "week") return ModelPeriod::kWeek;
+  return std::nullopt;
+}
+
+Result<std::optional<state::v1::ChurnModel>> LoadChurnModel(ProjectionStore& store) {
+  auto bytes = store.Get(store.db()->DefaultColumnFamily(), kModelKey);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == absl::StatusCode::kNotFound) return std::nullopt;
+    return bytes.status();
+  }
+  state::v1::ChurnModel model;
+  if (!model.ParseFromString(*bytes)) return absl::InternalError("the stored churn model does not parse");
+  return model;
+}
+
+Status StoreChurnModel(ProjectionStore& store, const state::v1::ChurnModel& model) {
+  rocksdb::WriteBatch batch;
+  batch.Put(store.db()->DefaultColumnFamily(), kModelKey, events::EncodeDeterministic(model)).PermitUncheckedError();
+  return store.Write(batch);
+}
 
 ChurnView::ChurnView(ProjectionStore& store, int32_t partition_count)
     : store_(store), family_(store.ServingFamily(ChurnProjection().Family())), partition_count_(partition_count) {}
 
+Status ChurnView::LoadModel() {
+  if (model_loaded_) return absl::OkStatus();
+  ASSIGN_OR_RETURN(model_, LoadChurnModel(store_));
+  model_loaded_ = true;
+  return absl::OkStatus();
+}
+
 Status ChurnView::LoadHistograms() {
+  RETURN_IF_ERROR(LoadModel());
   if (histograms_) return absl::OkStatus();
   auto h = std::make_shared<Histograms>();
   for (int32_t p = 0; p < partition_count_; ++p) {
@@ -361,7 +449,36 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
     a.reasons.push_back("low satisfaction: " + list);
   }
   a.risk = std::min(risk, 100);
-  if (s.purchases() > 0 && s.monetary_minor() > 0) {
+  bool later = false;
+  auto history = model_ ? HistoryAsOf(s, now, ModelPeriodNamed(model_->period()).value_or(ModelPeriod::kDay), later)
+                        : std::nullopt;
+  if (history) {
+    const ModelPeriod period = ModelPeriodNamed(model_->period()).value_or(ModelPeriod::kDay);
+    const double periods_per_day = period == ModelPeriod::kDay ? 1.0 : 1.0 / 7;
+    const double periods_per_month = period == ModelPeriod::kDay ? 30 : 4.345;  // as lifetimes counts a month
+    const BgNbdParameters purchases = PurchaseModel(*model_);
+    ModelFigures m;
+    m.p_alive = ProbabilityAlive(purchases, *history);
+    m.expected_purchases_30d = ExpectedPurchases(purchases, *history, 30 * periods_per_day);
+    m.expected_purchases_90d = ExpectedPurchases(purchases, *history, 90 * periods_per_day);
+    m.expected_purchases_365d = ExpectedPurchases(purchases, *history, 365 * periods_per_day);
+    const double mean_value = MeanRepeatValue(s, *history, period);
+    for (const auto& spend : model_->spend()) {
+      if (spend.currency() != s.currency()) continue;
+      m.expected_order_value = ExpectedOrderValue({spend.p(), spend.q(), spend.v()}, history->frequency, mean_value);
+      m.has_order_value = std::isfinite(m.expected_order_value);
+    }
+    if (m.has_order_value) {
+      m.clv_if_alive = LifetimeValue(purchases, *history, m.expected_order_value, model_->clv_months(),
+                                     model_->monthly_discount_rate(), periods_per_month, true);
+      m.clv = m.p_alive * m.clv_if_alive;
+      m.value_at_risk = m.clv_if_alive - m.clv;
+      a.value_at_risk = m.value_at_risk;
+    }
+    a.model = m;
+  }
+  const bool modelled_value = a.model && a.model->has_order_value;
+  if (!modelled_value && s.purchases() > 0 && s.monetary_minor() > 0) {
     const double scale = std::pow(10.0, events::CurrencyMinorDigits(s.currency()).value_or(2));
     const double tenure_years = std::max(1.0, static_cast<double>(now - s.first_purchase_ms()) / (365.25 * day));
     a.value_at_risk = a.risk / 100.0 * static_cast<double>(s.monetary_minor()) / scale / tenure_years;
@@ -466,6 +583,86 @@ Result<std::vector<ChurnAssessment>> ChurnView::AtRisk(absl::Time as_of, size_t 
   return top;
 }
 
+Result<state::v1::ChurnModel> ChurnView::Fit(absl::Time as_of, const ChurnModelOptions& options) {
+  if (family_ == nullptr) return NoLiveState("churn");
+  std::vector<ChurnStats> customers;
+  int64_t latest = 0;
+  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
+  for (int32_t p = 0; p < partition_count_; ++p) {
+    std::string prefix = PartitionKey(p, 'c');
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      ChurnStats stats;
+      if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::InternalError("churn: stored statistics do not parse");
+      }
+      if (stats.purchases() == 0) continue;
+      latest = std::max(latest, stats.last_purchase_ms());
+      customers.push_back(std::move(stats));
+    }
+    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
+  }
+  const int64_t as_of_ms =
+      as_of == absl::InfiniteFuture() ? std::max(absl::ToUnixMillis(absl::Now()), latest) : absl::ToUnixMillis(as_of);
+
+  std::vector<PurchaseHistory> histories;
+  std::map<std::string, std::vector<RepeatSpend>> spend;  // per currency
+  int64_t later = 0;
+  for (const auto& stats : customers) {
+    bool after = false;
+    auto history = HistoryAsOf(stats, as_of_ms, options.period, after);
+    later += after;
+    if (!history) continue;
+    histories.push_back(*history);
+    const double mean = MeanRepeatValue(stats, *history, options.period);
+    if (history->frequency > 0 && mean > 0) spend[stats.currency()].push_back({history->frequency, mean});
+  }
+  if (later > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(later, " customers have purchases after ", events::FormatTime(absl::FromUnixMillis(as_of_ms)),
+                     " (the latest at ", events::FormatTime(absl::FromUnixMillis(latest)),
+                     "): the state is later than --as-of. Build the state as of that time first with `rapport replay "
+                     "--projection churn --until T --into DIR`, then fit with --data-dir DIR"));
+  }
+  if (histories.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no customer had made a purchase by ", events::FormatTime(absl::FromUnixMillis(as_of_ms))));
+  }
+
+  state::v1::ChurnModel model;
+  model.set_period(std::string(ModelPeriodName(options.period)));
+  model.set_as_of_ms(as_of_ms);
+  model.set_clv_months(options.clv_months);
+  model.set_monthly_discount_rate(options.monthly_discount_rate);
+  FitReport report;
+  ASSIGN_OR_RETURN(BgNbdParameters purchases, FitBgNbd(histories, &report));
+  auto& bg = *model.mutable_purchases();
+  bg.set_r(purchases.r);
+  bg.set_alpha(purchases.alpha);
+  bg.set_a(purchases.a);
+  bg.set_b(purchases.b);
+  bg.set_log_likelihood(report.log_likelihood);
+  bg.set_customers(static_cast<int64_t>(report.customers));
+  bg.set_iterations(report.iterations);
+  for (const auto& [currency, repeat] : spend) {
+    if (repeat.size() < options.min_spend_customers) continue;
+    auto fitted = FitGammaGamma(repeat, &report);
+    if (!fitted.ok()) continue;  // e.g. no finite optimum: the currency falls back to each customer's own mean
+    auto& gg = *model.add_spend();
+    gg.set_currency(currency);
+    gg.set_p(fitted->p);
+    gg.set_q(fitted->q);
+    gg.set_v(fitted->v);
+    gg.set_log_likelihood(report.log_likelihood);
+    gg.set_customers(static_cast<int64_t>(report.customers));
+    gg.set_iterations(report.iterations);
+  }
+  return model;
+}
+
+std::string ChurnView::ToJson(const state::v1::ChurnModel& model, events::JsonStyle style) {
+  return events::ToJsonDeterministic(model, style);
+}
+
 std::string ChurnView::ToJson(const ChurnAssessment& a, absl::Time as_of, events::JsonStyle style) {
   pb::Struct out;
   auto& f = *out.mutable_fields();
@@ -501,9 +698,27 @@ std::string ChurnView::ToJson(const ChurnAssessment& a, absl::Time as_of, events
   f["risk"].set_number_value(a.risk);
   if (s.purchases() > 0) {
     int digits = events::CurrencyMinorDigits(s.currency()).value_or(2);
-    auto& v = *f["value_at_risk"].mutable_struct_value()->mutable_fields();
-    v["currency"].set_string_value(s.currency());
-    v["amount"].set_string_value(absl::StrFormat("%.*f", digits, a.value_at_risk));
+    auto money = [&](pb::Value& into, double amount) -> google::protobuf::Map<std::string, pb::Value>& {
+      auto& fields = *into.mutable_struct_value()->mutable_fields();
+      fields["currency"].set_string_value(s.currency());
+      fields["amount"].set_string_value(absl::StrFormat("%.*f", digits, amount));
+      return fields;
+    };
+    auto round = [](double x, double unit) { return std::round(x / unit) * unit; };
+    const bool modelled_value = a.model && a.model->has_order_value;
+    money(f["value_at_risk"], a.value_at_risk)["basis"].set_string_value(modelled_value ? "model" : "rules");
+    if (a.model) {
+      const auto& m = *a.model;
+      f["p_alive"].set_number_value(round(m.p_alive, 1e-6));
+      auto& expected = *f["expected_purchases"].mutable_struct_value()->mutable_fields();
+      expected["30d"].set_number_value(round(m.expected_purchases_30d, 1e-4));
+      expected["90d"].set_number_value(round(m.expected_purchases_90d, 1e-4));
+      expected["365d"].set_number_value(round(m.expected_purchases_365d, 1e-4));
+      if (m.has_order_value) {
+        money(f["expected_order_value"], m.expected_order_value);
+        money(f["clv"], m.clv);
+      }
+    }
   }
   auto* reasons = f["reasons"].mutable_list_value();
   for (const auto& r : a.reasons) reasons->add_values()->set_string_value(r);

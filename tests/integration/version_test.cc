@@ -13,6 +13,7 @@
 
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/producers/topics.h"
+#include "rapport/projections/churn.h"
 #include "rapport/projections/registry.h"
 #include "rapport/projections/reviews.h"
 #include "rapport/testing/command.h"
@@ -24,6 +25,7 @@ namespace {
 
 using consumers::ProjectionRunner;
 using consumers::RunnerProgress;
+using projections::ChurnProjection;
 using projections::Projection;
 using projections::ProjectionStore;
 
@@ -241,7 +243,7 @@ TEST_F(Versions, ARaisedVersionIsBuiltBesideTheLiveOneAndSwappedInWithoutSending
   }
   EXPECT_EQ(Digest(live, "reviews@v2"), Digest(reference, "reviews@v1"));
   EXPECT_EQ(Digest(live, "customer_profile@v1"), Digest(reference, "customer_profile@v1"));
-  EXPECT_EQ(Digest(live, "churn@v1"), Digest(reference, "churn@v1"));
+  EXPECT_EQ(Digest(live, ChurnProjection().Family()), Digest(reference, ChurnProjection().Family()));
 
   // Every alert and dead letter exactly once, as a single fold sends them.
   auto alerts = AlertIds(prefix_ + ".alerts");
@@ -288,7 +290,7 @@ TEST_F(Versions, AProjectionNewToTheStoreIsBuiltFromHistoryOnceAndServedOnlyWhen
     EXPECT_TRUE((*store)->IsLive("reviews@v1"));
   }
   EXPECT_EQ(Digest(live, "reviews@v1"), Digest(reference, "reviews@v1"));
-  EXPECT_EQ(Digest(live, "churn@v1"), Digest(reference, "churn@v1"));
+  EXPECT_EQ(Digest(live, ChurnProjection().Family()), Digest(reference, ChurnProjection().Family()));
   // History raises no alerts from a new projection: those events were
   // answered (or not) long ago.
   EXPECT_EQ(Records(prefix_ + ".alerts"), 0);

@@ -47,6 +47,15 @@ struct RunConfig {
   int64_t dedup_window = 100000;  // event ids remembered per partition
 };
 
+// The lifetime-value models (`rapport churn fit`, and `rapport run`'s refits).
+struct ChurnConfig {
+  std::string period = "day";  // "day" or "week": the unit of frequency, recency and age
+  int64_t clv_months = 12;     // the CLV horizon
+  double monthly_discount_rate = 0.01;
+  int64_t refit_interval_s = 3600;   // `rapport run` refits this often once caught up; 0: never
+  int64_t min_spend_customers = 20;  // repeat customers a currency needs for its own spend model
+};
+
 // The HTTP API that `rapport run` serves (see api/openapi.json).
 struct ApiConfig {
   std::string listen;  // "HOST:PORT"; empty: no API (unless `run --http`)
@@ -78,6 +87,7 @@ struct Config {
   StoreConfig store;
   RunConfig run;
   ApiConfig api;
+  ChurnConfig churn;
   std::string log_level = "info";
   std::optional<std::filesystem::path> file;  // where it was read from, if anywhere
 };

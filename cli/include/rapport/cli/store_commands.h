@@ -54,4 +54,15 @@ struct QueryArgs {
 // `rapport query`: prints JSON; works on a stopped store or beside a running one.
 int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std::ostream& err);
 
+struct ChurnFitArgs {
+  std::string as_of;      // RFC 3339 time or date; empty: now, or the latest purchase if later
+  bool no_store = false;  // print the fit only (works beside a running `rapport run`)
+};
+
+// `rapport churn fit`: fits the lifetime-value models on the churn state as
+// of --as-of, with config.churn's period and CLV settings, stores them (the
+// query API and `rapport query churn` then use them) and prints them as JSON.
+// Returns 0, or 2 on an error.
+int RunChurnFit(const Config& config, const ChurnFitArgs& args, std::ostream& out, std::ostream& err);
+
 }  // namespace rapport::cli

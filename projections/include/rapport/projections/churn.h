@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "rapport/events/codec.h"
+#include "rapport/projections/lifetime_models.h"
 #include "rapport/projections/projection.h"
 #include "rapport/state/v1/churn.pb.h"
 
@@ -21,7 +22,8 @@ namespace rapport::projections {
 class ChurnProjection final : public Projection {
  public:
   std::string_view Name() const override { return "churn"; }
-  int Version() const override { return 1; }
+  // 2: purchase weeks and first-period spend for the lifetime-value models.
+  int Version() const override { return 2; }
 
   bool Reads(v1::Envelope::PayloadCase type) const override;
 
@@ -51,6 +53,18 @@ std::string_view SegmentName(Segment segment);
 std::optional<Segment> SegmentNamed(std::string_view name);
 Segment SegmentFor(int recency_score, int frequency_score, int monetary_score);
 
+// The lifetime-value models' figures for one customer as of T (see
+// lifetime_models.h and docs/churn-and-value.md).
+struct ModelFigures {
+  double p_alive = 1;  // 1 for a customer without repeat purchase, by the model's construction
+  double expected_purchases_30d = 0, expected_purchases_90d = 0, expected_purchases_365d = 0;
+  bool has_order_value = false;     // no spend model for the customer's currency otherwise
+  double expected_order_value = 0;  // per purchase period, in major units of the currency
+  double clv = 0;                   // over the model's months, discounted
+  double clv_if_alive = 0;
+  double value_at_risk = 0;  // clv_if_alive - clv = (1 - p_alive) * clv_if_alive
+};
+
 struct ChurnAssessment {
   state::v1::ChurnStats stats;
   double recency_days = 0;  // as of T, since the last purchase
@@ -60,12 +74,30 @@ struct ChurnAssessment {
   int risk = 0;                      // 0-100
   std::vector<std::string> reasons;  // why the risk is what it is
   double mean_gap_days = 0;
-  // What the business stands to lose, in the currency of `stats`: the risk
-  // (as a probability) times the customer's yearly spend so far (total spend
-  // over their tenure, at least one year). A rule-based stand-in until a
-  // fitted lifetime-value model replaces it.
+  // Set when a model is fitted and the state holds no purchase of the
+  // customer after T (the state cannot say what they looked like before it).
+  std::optional<ModelFigures> model;
+  // What the business stands to lose, in the currency of `stats`: the model's
+  // value at risk when there is one; without a fitted model, the rule-based
+  // risk (as a probability) times the customer's yearly spend so far.
   double value_at_risk = 0;
 };
+
+enum class ModelPeriod { kDay, kWeek };
+std::string_view ModelPeriodName(ModelPeriod period);
+std::optional<ModelPeriod> ModelPeriodNamed(std::string_view name);
+
+struct ChurnModelOptions {
+  ModelPeriod period = ModelPeriod::kDay;
+  int clv_months = 12;
+  double monthly_discount_rate = 0.01;
+  // A currency's spend model needs at least this many repeat customers.
+  size_t min_spend_customers = 20;
+};
+
+// The fitted models stored in `store`; nullopt before the first fit.
+Result<std::optional<state::v1::ChurnModel>> LoadChurnModel(ProjectionStore& store);
+Status StoreChurnModel(ProjectionStore& store, const state::v1::ChurnModel& model);
 
 struct ChurnPage {
   std::vector<ChurnAssessment> customers;
@@ -95,6 +127,14 @@ class ChurnView {
   // (ties by customer id). Scans every customer.
   Result<std::vector<ChurnAssessment>> AtRisk(absl::Time as_of, size_t limit);
 
+  // Fits BG/NBD over every customer with a purchase by T and a Gamma-Gamma
+  // spend model per currency over its repeat customers. `as_of` =
+  // InfiniteFuture means now, or the latest purchase in the state if later.
+  // FailedPrecondition when the state holds purchases after T: replay until
+  // T first (`rapport replay --until T`) to fit on the past.
+  Result<state::v1::ChurnModel> Fit(absl::Time as_of, const ChurnModelOptions& options);
+
+  static std::string ToJson(const state::v1::ChurnModel& model, events::JsonStyle style = events::JsonStyle::kIndented);
   static std::string ToJson(const ChurnAssessment& assessment, absl::Time as_of,
                             events::JsonStyle style = events::JsonStyle::kIndented);
   static std::string ToJson(const PopulationView& population, absl::Time as_of,
@@ -103,6 +143,7 @@ class ChurnView {
  private:
   struct Histograms;
   Status LoadHistograms();
+  Status LoadModel();
   ChurnAssessment AssessStats(const state::v1::ChurnStats& stats, absl::Time as_of) const;
 
   ProjectionStore& store_;
@@ -110,6 +151,8 @@ class ChurnView {
       family_;  // the live version: held, so a swap cannot pull it away mid-query
   int32_t partition_count_;
   std::shared_ptr<Histograms> histograms_;
+  bool model_loaded_ = false;
+  std::optional<state::v1::ChurnModel> model_;
 };
 
 }  // namespace rapport::projections

@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <ostream>
+#include <stop_token>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -129,6 +132,47 @@ int ServeReadOnly(const Config& config, std::ostream& out, std::ostream& err, co
   return 0;
 }
 
+projections::ChurnModelOptions ChurnModelOptionsOf(const ChurnConfig& churn);
+
+// Fits the churn models on the live state as of now and stores them; logs
+// what it did. A fit that cannot run (no purchases yet) is logged, not fatal.
+void RefitChurnModels(const Config& config, projections::ProjectionStore& store) {
+  auto partitions = consumers::StoredPartitionCount(store, config.topics.events);
+  if (!partitions.ok()) return;
+  const auto started = absl::Now();
+  auto model =
+      projections::ChurnView(store, *partitions).Fit(absl::InfiniteFuture(), ChurnModelOptionsOf(config.churn));
+  if (!model.ok()) {
+    spdlog::info("churn models not refitted: {}", std::string(model.status().message()));
+    return;
+  }
+  if (Status stored = projections::StoreChurnModel(store, *model); !stored.ok()) {
+    spdlog::warn("churn models not stored: {}", std::string(stored.message()));
+    return;
+  }
+  const auto& bg = model->purchases();
+  spdlog::info(
+      "churn models refitted in {:.2f} s: BG/NBD r={:.4g} alpha={:.4g} a={:.4g} b={:.4g} over {} customers, "
+      "{} spend model(s)",
+      absl::ToDoubleSeconds(absl::Now() - started), bg.r(), bg.alpha(), bg.a(), bg.b(), bg.customers(),
+      model->spend_size());
+}
+
+// `rapport run`'s refit schedule: once the runner has caught up, then every
+// [churn] refit_interval_s, until stopped.
+void RefitOnSchedule(const Config& config, projections::ProjectionStore& store,
+                     const consumers::RunnerProgress& progress, std::stop_token stop) {
+  std::mutex mutex;
+  std::condition_variable_any wake;
+  std::unique_lock lock(mutex);
+  auto pause = [&](std::chrono::seconds how_long) { wake.wait_for(lock, stop, how_long, [] { return false; }); };
+  while (!stop.stop_requested() && !(progress.started() && progress.TotalLag() == 0)) pause(std::chrono::seconds(1));
+  while (!stop.stop_requested()) {
+    RefitChurnModels(config, store);
+    pause(std::chrono::seconds(config.churn.refit_interval_s));
+  }
+}
+
 int RunProjections(const Config& config, const RunArgs& args, std::ostream& out, std::ostream& err,
                    const std::atomic<bool>& stop) {
   if (args.read_only) return ServeReadOnly(config, out, err, stop);
@@ -170,7 +214,18 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
       return 2;
     }
   }
+  std::jthread refits;
+  if (config.churn.refit_interval_s > 0 && !args.until_caught_up) {
+    refits =
+        std::jthread([&](std::stop_token token) { RefitOnSchedule(config, **store, (*runner)->progress(), token); });
+  }
   Status status = (*runner)->Run(stop);
+  if (refits.joinable()) {
+    refits.request_stop();
+    refits.join();
+  }
+  // Caught up and stopping: fit once, so queries of this store have the models' figures.
+  if (status.ok() && args.until_caught_up && config.churn.refit_interval_s > 0) RefitChurnModels(config, **store);
   if (server) server->Shutdown(std::chrono::seconds(10));  // drains requests in flight
   const auto& stats = (*runner)->stats();
   out << fmt::format("run: {} events applied, {} duplicates skipped, {} dead-lettered in {} batches{}\n", stats.applied,

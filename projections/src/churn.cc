@@ -473,9 +473,16 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
                                      model_->monthly_discount_rate(), periods_per_month, true);
       m.clv = m.p_alive * m.clv_if_alive;
       m.value_at_risk = m.clv_if_alive - m.clv;
-      a.value_at_risk = m.value_at_risk;
     }
-    a.model = m;
+    // A figure the models cannot give (parameters far outside the range they
+    // were fitted for) leaves the model out rather than print NaN.
+    const bool finite = std::isfinite(m.p_alive) && std::isfinite(m.expected_purchases_30d) &&
+                        std::isfinite(m.expected_purchases_90d) && std::isfinite(m.expected_purchases_365d) &&
+                        (!m.has_order_value || (std::isfinite(m.clv) && std::isfinite(m.value_at_risk)));
+    if (finite) {
+      a.model = m;
+      if (m.has_order_value) a.value_at_risk = m.value_at_risk;
+    }
   }
   const bool modelled_value = a.model && a.model->has_order_value;
   if (!modelled_value && s.purchases() > 0 && s.monetary_minor() > 0) {

@@ -175,8 +175,11 @@ double LogHypergeometric2F1(double a, double b, double c, double z) {
   if (z == 0) return 0;
   const double ta = c - a, tb = c - b;
   const double series = boost::math::hypergeometric_pFq({ta, tb}, {c}, z, static_cast<double*>(nullptr), QuietPolicy());
-  if (!(series > 0) || !std::isfinite(series)) return kNaN;
-  return (c - a - b) * std::log1p(-z) + std::log(series);
+  if (series > 0 && std::isfinite(series)) return (c - a - b) * std::log1p(-z) + std::log(series);
+  // The transformed series can cancel to nothing; the direct one then may still serve.
+  const double direct = boost::math::hypergeometric_pFq({a, b}, {c}, z, static_cast<double*>(nullptr), QuietPolicy());
+  if (direct > 0 && std::isfinite(direct)) return std::log(direct);
+  return kNaN;
 }
 
 double BgNbdLogLikelihood(const BgNbdParameters& params, std::span<const PurchaseHistory> customers) {
@@ -205,6 +208,11 @@ Result<BgNbdParameters> FitBgNbd(std::span<const PurchaseHistory> customers, Fit
   };
   int evaluations = 0;
   Point<4> best = Minimise<4>(objective, {0.0, 0.0, 0.0, 0.0}, evaluations);
+  if (std::any_of(best.begin(), best.end(), [](double v) { return std::abs(v) > 25; })) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the BG/NBD likelihood has no finite maximum on these ", customers.size(),
+        " customers (a parameter ran off to 0 or infinity): too few customers or too little repeat buying to fit"));
+  }
   BgNbdParameters fitted{std::exp(best[0]), std::exp(best[1]) / scale, std::exp(best[2]), std::exp(best[3])};
   const double log_likelihood = LogLikelihoodOf(fitted, customers);
   if (!std::isfinite(log_likelihood)) {
@@ -249,6 +257,10 @@ Result<GammaGammaParameters> FitGammaGamma(std::span<const RepeatSpend> customer
   };
   int evaluations = 0;
   Point<3> best = Minimise<3>(objective, {0.0, 0.0, 0.0}, evaluations);
+  if (std::any_of(best.begin(), best.end(), [](double v) { return std::abs(v) > 25; })) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the Gamma-Gamma likelihood has no finite maximum on these ", customers.size(), " customers"));
+  }
   GammaGammaParameters fitted{std::exp(best[0]), std::exp(best[1]), std::exp(best[2])};
   const double log_likelihood = SpendLogLikelihood(fitted, customers);
   if (!std::isfinite(log_likelihood)) {

@@ -71,6 +71,26 @@ TEST(Config, ApiErrorsNameTheLineAndKey) {
             "r.toml:4: api.keys.a.role: unknown key (a key has key_sha256 or key, and scopes)");
   EXPECT_EQ(error("[api]\nlistn = \"x\"\n"),
             "r.toml:2: api.listn: unknown key (see examples/rapport.toml for the keys there are)");
+  EXPECT_EQ(error("[churn]\nperiod = \"month\"\n"),
+            "r.toml:2: churn.period: \"month\" is neither \"day\" nor \"week\"");
+  EXPECT_EQ(error("[churn]\nmonthly_discount_rate = \"1%\"\n"),
+            "r.toml:2: churn.monthly_discount_rate: expected a number");
+  EXPECT_EQ(error("[churn]\nmonthly_discount_rate = 1.5\n"),
+            "r.toml:2: churn.monthly_discount_rate: 1.5 is not in [0, 1)");
+  EXPECT_EQ(error("[churn]\nrefit_interval_s = -1\n"), "r.toml:2: churn.refit_interval_s: must be 0 (never) or more");
+}
+
+TEST(Config, ChurnModelSettingsAreRead) {
+  auto config = ParseConfig(
+      "[churn]\nperiod = \"week\"\nclv_months = 24\nmonthly_discount_rate = 0\n"
+      "refit_interval_s = 0\nmin_spend_customers = 5\n",
+      "r.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->churn.period, "week");
+  EXPECT_EQ(config->churn.clv_months, 24);
+  EXPECT_EQ(config->churn.monthly_discount_rate, 0.0);  // an integer where a number goes is fine
+  EXPECT_EQ(config->churn.refit_interval_s, 0);
+  EXPECT_EQ(config->churn.min_spend_customers, 5);
 }
 
 TEST(Config, KafkaPropertiesPassThroughWithDottedOrQuotedKeys) {

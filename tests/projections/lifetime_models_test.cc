@@ -212,6 +212,16 @@ TEST(BgNbd, RejectsInconsistentHistoriesWithTheCustomerNamed) {
   EXPECT_FALSE(FitBgNbd({}).ok());
 }
 
+TEST(BgNbd, DataThatCannotIdentifyTheModelAreAnErrorNotNonsense) {
+  // Nobody ever bought again: the likelihood keeps rising as r runs to 0.
+  std::vector<PurchaseHistory> one_time_buyers;
+  for (int i = 1; i <= 50; ++i) one_time_buyers.push_back({0, 0, static_cast<double>(i)});
+  auto fitted = FitBgNbd(one_time_buyers);
+  ASSERT_FALSE(fitted.ok());
+  EXPECT_EQ(fitted.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(fitted.status().message().find("no finite maximum"), std::string::npos) << fitted.status();
+}
+
 TEST(GammaGamma, ExpectedOrderValueIsTheCredibilityWeightedMean) {
   // Hardie's note 025 CDNOW fit: p = 6.25, q = 3.74, v = 15.44.
   GammaGammaParameters cdnow{6.25, 3.74, 15.44};

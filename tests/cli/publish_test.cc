@@ -137,7 +137,7 @@ TEST(Cli, UnknownCommandOrOptionIsAUsageError) {
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_EQ(result.err,
             "rapport: unknown command or argument 'frobnicate'; commands: publish, topics ensure, tail, simulate, run, "
-            "replay, digest, query, export, api-key (see rapport --help)\n");
+            "replay, digest, query, churn fit, export, api-key (see rapport --help)\n");
   auto option = testing::RunRapport({"publish", "--dryrun"});
   EXPECT_EQ(option.exit_code, 2);
   EXPECT_NE(option.err.find("--dryrun"), std::string::npos) << option.err;

@@ -111,7 +111,8 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Fold the events topic into the projections (RocksDB), exactly once");
   run->add_option("--data-dir", data_dir, "Projection store directory (default: [store] data_dir, $RAPPORT_DATA_DIR)");
   run->add_flag("--until-caught-up", run_args.until_caught_up,
-                "Stop once the log as it was at start is applied (default: run until Ctrl-C)");
+                "Stop once the log as it was at start is applied, then fit the churn models once (default: run "
+                "until Ctrl-C, refitting every [churn] refit_interval_s)");
   run->add_flag("--read-only", run_args.read_only,
                 "Apply nothing: serve the API (--http) from --data-dir as it is, e.g. a `rapport replay` directory");
   std::string http_listen;

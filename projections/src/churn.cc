@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <functional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -359,8 +360,18 @@ ChurnView::ChurnView(ProjectionStore& store, int32_t partition_count)
 
 Status ChurnView::LoadModel() {
   if (model_loaded_) return absl::OkStatus();
-  ASSIGN_OR_RETURN(model_, LoadChurnModel(store_));
   model_loaded_ = true;
+  // State of an older churn version (served while the current one is built)
+  // lacks what the models read: no model figures until the swap.
+  if (family_ == nullptr || family_->GetName() != ChurnProjection().Family()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(model_, LoadChurnModel(store_));
+  if (model_) {
+    auto period = ModelPeriodNamed(model_->period());
+    if (!period)
+      return absl::InternalError(absl::StrCat("the stored churn model's period \"", model_->period(),
+                                              "\" is neither day nor week; the store is damaged"));
+    model_period_ = *period;
+  }
   return absl::OkStatus();
 }
 
@@ -390,7 +401,7 @@ Status ChurnView::LoadHistograms() {
   return absl::OkStatus();
 }
 
-ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) const {
+ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of, bool with_model) const {
   ChurnAssessment a;
   a.stats = s;
   const int64_t now = absl::ToUnixMillis(as_of);
@@ -449,48 +460,48 @@ ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of) co
     a.reasons.push_back("low satisfaction: " + list);
   }
   a.risk = std::min(risk, 100);
-  bool later = false;
-  auto history = model_ ? HistoryAsOf(s, now, ModelPeriodNamed(model_->period()).value_or(ModelPeriod::kDay), later)
-                        : std::nullopt;
-  if (history) {
-    const ModelPeriod period = ModelPeriodNamed(model_->period()).value_or(ModelPeriod::kDay);
-    const double periods_per_day = period == ModelPeriod::kDay ? 1.0 : 1.0 / 7;
-    const double periods_per_month = period == ModelPeriod::kDay ? 30 : 4.345;  // as lifetimes counts a month
-    const BgNbdParameters purchases = PurchaseModel(*model_);
-    ModelFigures m;
-    m.p_alive = ProbabilityAlive(purchases, *history);
-    m.expected_purchases_30d = ExpectedPurchases(purchases, *history, 30 * periods_per_day);
-    m.expected_purchases_90d = ExpectedPurchases(purchases, *history, 90 * periods_per_day);
-    m.expected_purchases_365d = ExpectedPurchases(purchases, *history, 365 * periods_per_day);
-    const double mean_value = MeanRepeatValue(s, *history, period);
-    for (const auto& spend : model_->spend()) {
-      if (spend.currency() != s.currency()) continue;
-      m.expected_order_value = ExpectedOrderValue({spend.p(), spend.q(), spend.v()}, history->frequency, mean_value);
-      m.has_order_value = std::isfinite(m.expected_order_value);
-    }
-    if (m.has_order_value) {
-      m.clv_if_alive = LifetimeValue(purchases, *history, m.expected_order_value, model_->clv_months(),
-                                     model_->monthly_discount_rate(), periods_per_month, true);
-      m.clv = m.p_alive * m.clv_if_alive;
-      m.value_at_risk = m.clv_if_alive - m.clv;
-    }
-    // A figure the models cannot give (parameters far outside the range they
-    // were fitted for) leaves the model out rather than print NaN.
-    const bool finite = std::isfinite(m.p_alive) && std::isfinite(m.expected_purchases_30d) &&
-                        std::isfinite(m.expected_purchases_90d) && std::isfinite(m.expected_purchases_365d) &&
-                        (!m.has_order_value || (std::isfinite(m.clv) && std::isfinite(m.value_at_risk)));
-    if (finite) {
-      a.model = m;
-      if (m.has_order_value) a.value_at_risk = m.value_at_risk;
-    }
-  }
-  const bool modelled_value = a.model && a.model->has_order_value;
-  if (!modelled_value && s.purchases() > 0 && s.monetary_minor() > 0) {
-    const double scale = std::pow(10.0, events::CurrencyMinorDigits(s.currency()).value_or(2));
+  if (s.purchases() > 0 && s.monetary_minor() > 0) {  // the rules' value at risk, until a model gives one
     const double tenure_years = std::max(1.0, static_cast<double>(now - s.first_purchase_ms()) / (365.25 * day));
-    a.value_at_risk = a.risk / 100.0 * static_cast<double>(s.monetary_minor()) / scale / tenure_years;
+    a.value_at_risk = a.risk / 100.0 * static_cast<double>(s.monetary_minor()) / Scale(s.currency()) / tenure_years;
   }
+  if (with_model) AddModelFigures(a, now);
   return a;
+}
+
+void ChurnView::AddModelFigures(ChurnAssessment& a, int64_t as_of_ms) const {
+  if (!model_) return;
+  const ChurnStats& s = a.stats;
+  bool later = false;
+  auto history = HistoryAsOf(s, as_of_ms, model_period_, later);
+  if (!history) return;
+  const double periods_per_day = model_period_ == ModelPeriod::kDay ? 1.0 : 1.0 / 7;
+  const double periods_per_month = model_period_ == ModelPeriod::kDay ? 30 : 4.345;  // as lifetimes counts a month
+  const BgNbdParameters purchases = PurchaseModel(*model_);
+  ModelFigures m;
+  m.p_alive = ProbabilityAlive(purchases, *history);
+  m.expected_purchases_30d = ExpectedPurchases(purchases, *history, 30 * periods_per_day);
+  m.expected_purchases_90d = ExpectedPurchases(purchases, *history, 90 * periods_per_day);
+  m.expected_purchases_365d = ExpectedPurchases(purchases, *history, 365 * periods_per_day);
+  const double mean_value = MeanRepeatValue(s, *history, model_period_);
+  for (const auto& spend : model_->spend()) {
+    if (spend.currency() != s.currency()) continue;
+    m.expected_order_value = ExpectedOrderValue({spend.p(), spend.q(), spend.v()}, history->frequency, mean_value);
+    m.has_order_value = std::isfinite(m.expected_order_value);
+  }
+  if (m.has_order_value) {
+    m.clv_if_alive = LifetimeValue(purchases, *history, m.expected_order_value, model_->clv_months(),
+                                   model_->monthly_discount_rate(), periods_per_month, true);
+    m.clv = m.p_alive * m.clv_if_alive;
+    m.value_at_risk = m.clv_if_alive - m.clv;
+  }
+  // A figure the models cannot give (parameters far outside the range they
+  // were fitted for) leaves the model out rather than print NaN.
+  const bool finite = std::isfinite(m.p_alive) && std::isfinite(m.expected_purchases_30d) &&
+                      std::isfinite(m.expected_purchases_90d) && std::isfinite(m.expected_purchases_365d) &&
+                      (!m.has_order_value || (std::isfinite(m.clv) && std::isfinite(m.value_at_risk)));
+  if (!finite) return;
+  a.model = m;
+  if (m.has_order_value) a.value_at_risk = m.value_at_risk;
 }
 
 Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, int32_t partition, absl::Time as_of) {
@@ -520,7 +531,7 @@ Result<PopulationView> ChurnView::Population(absl::Time as_of) {
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       ChurnStats stats;
       if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-      ChurnAssessment a = AssessStats(stats, as_of);
+      ChurnAssessment a = AssessStats(stats, as_of, /*with_model=*/false);
       ++view.customers_per_segment[std::string(SegmentName(a.segment))];
       ++view.customers;
       if (stats.purchases() > 0) monetary[stats.currency()].push_back(std::max<int64_t>(0, stats.monetary_minor()));
@@ -551,9 +562,12 @@ Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t l
                               if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
                                 return absl::InternalError("churn: stored statistics do not parse");
                               }
-                              ChurnAssessment a = AssessStats(stats, as_of);
+                              ChurnAssessment a = AssessStats(stats, as_of, /*with_model=*/false);
                               if (a.segment != segment) return false;
-                              if (keep) page.customers.push_back(std::move(a));
+                              if (keep) {
+                                AddModelFigures(a, absl::ToUnixMillis(as_of));  // for the page's customers only
+                                page.customers.push_back(std::move(a));
+                              }
                               return true;
                             }));
   return page;
@@ -592,21 +606,31 @@ Result<std::vector<ChurnAssessment>> ChurnView::AtRisk(absl::Time as_of, size_t 
 
 Result<state::v1::ChurnModel> ChurnView::Fit(absl::Time as_of, const ChurnModelOptions& options) {
   if (family_ == nullptr) return NoLiveState("churn");
-  std::vector<ChurnStats> customers;
-  int64_t latest = 0;
+  if (family_->GetName() != ChurnProjection().Family()) {
+    return absl::FailedPreconditionError(absl::StrCat("the live churn state is ", family_->GetName(), "; ",
+                                                      ChurnProjection().Family(),
+                                                      ", which the models read, is still being built from the log"));
+  }
+  // Scans every customer with a purchase; both scans of a fit read the one
+  // iterator, so they see the same state even while `rapport run` writes.
   std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
-  for (int32_t p = 0; p < partition_count_; ++p) {
-    std::string prefix = PartitionKey(p, 'c');
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      ChurnStats stats;
-      if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-        return absl::InternalError("churn: stored statistics do not parse");
+  auto for_each_buyer = [&](const std::function<void(const ChurnStats&)>& visit) -> Status {
+    ChurnStats stats;
+    for (int32_t p = 0; p < partition_count_; ++p) {
+      std::string prefix = PartitionKey(p, 'c');
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+        if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+          return absl::InternalError("churn: stored statistics do not parse");
+        }
+        if (stats.purchases() > 0) visit(stats);
       }
-      if (stats.purchases() == 0) continue;
-      latest = std::max(latest, stats.last_purchase_ms());
-      customers.push_back(std::move(stats));
+      RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
     }
-    RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
+    return absl::OkStatus();
+  };
+  int64_t latest = 0;
+  if (as_of == absl::InfiniteFuture()) {  // now, or the latest purchase if later (clocks differ)
+    RETURN_IF_ERROR(for_each_buyer([&](const ChurnStats& s) { latest = std::max(latest, s.last_purchase_ms()); }));
   }
   const int64_t as_of_ms =
       as_of == absl::InfiniteFuture() ? std::max(absl::ToUnixMillis(absl::Now()), latest) : absl::ToUnixMillis(as_of);
@@ -614,15 +638,16 @@ Result<state::v1::ChurnModel> ChurnView::Fit(absl::Time as_of, const ChurnModelO
   std::vector<PurchaseHistory> histories;
   std::map<std::string, std::vector<RepeatSpend>> spend;  // per currency
   int64_t later = 0;
-  for (const auto& stats : customers) {
+  RETURN_IF_ERROR(for_each_buyer([&](const ChurnStats& stats) {
+    latest = std::max(latest, stats.last_purchase_ms());
     bool after = false;
     auto history = HistoryAsOf(stats, as_of_ms, options.period, after);
     later += after;
-    if (!history) continue;
+    if (!history) return;
     histories.push_back(*history);
     const double mean = MeanRepeatValue(stats, *history, options.period);
     if (history->frequency > 0 && mean > 0) spend[stats.currency()].push_back({history->frequency, mean});
-  }
+  }));
   if (later > 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(later, " customers have purchases after ", events::FormatTime(absl::FromUnixMillis(as_of_ms)),

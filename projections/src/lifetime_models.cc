@@ -123,27 +123,50 @@ Status CheckHistories(std::span<const PurchaseHistory> customers) {
   return absl::OkStatus();
 }
 
-// The log-likelihood terms that depend on x alone, cached per distinct x for one parameter set.
-double LogLikelihoodOf(const BgNbdParameters& p, std::span<const PurchaseHistory> customers) {
-  const auto [r, alpha, a, b] = p;
-  const double shared = r * std::log(alpha) - std::lgamma(r) + std::lgamma(a + b) - std::lgamma(b);
-  std::map<double, double> by_frequency;
-  double total = 0;
-  for (const auto& c : customers) {
-    const double x = c.frequency;
-    auto [it, inserted] = by_frequency.try_emplace(x, 0.0);
-    if (inserted) it->second = std::lgamma(r + x) + std::lgamma(b + x) - std::lgamma(a + b + x);
-    const double a3 = -(r + x) * std::log(alpha + c.age);
-    double mixture = a3;
-    if (x > 0) {
-      const double a4 = std::log(a) - std::log(b + x - 1) - (r + x) * std::log(alpha + c.recency);
-      const double hi = std::max(a3, a4);
-      mixture = hi + std::log(std::exp(a3 - hi) + std::exp(a4 - hi));
+// Customers condensed into distinct (x, t_x, T) patterns with counts, as
+// Fader and Hardie fit the model: a population has far fewer patterns than
+// customers, and the terms that depend on x alone are computed once per
+// distinct x. Built once per fit; each evaluation then costs O(patterns).
+struct Patterns {
+  struct Pattern {
+    double recency, age, count;
+    size_t x;  // index into `frequencies`
+  };
+  std::vector<double> frequencies;  // distinct, ascending
+  std::vector<Pattern> patterns;
+
+  explicit Patterns(std::span<const PurchaseHistory> customers, double time_scale = 1) {
+    std::map<std::array<double, 3>, double> counts;
+    for (const auto& c : customers) counts[{c.frequency, c.recency * time_scale, c.age * time_scale}] += 1;
+    for (const auto& [key, count] : counts) {
+      if (frequencies.empty() || frequencies.back() != key[0]) frequencies.push_back(key[0]);
+      patterns.push_back({key[1], key[2], count, frequencies.size() - 1});
     }
-    total += shared + it->second + mixture;
   }
-  return total;
-}
+
+  double LogLikelihood(const BgNbdParameters& p, std::vector<double>& by_frequency) const {
+    const auto [r, alpha, a, b] = p;
+    const double shared = r * std::log(alpha) - std::lgamma(r) + std::lgamma(a + b) - std::lgamma(b);
+    by_frequency.resize(frequencies.size());
+    for (size_t i = 0; i < frequencies.size(); ++i) {
+      const double x = frequencies[i];
+      by_frequency[i] = std::lgamma(r + x) + std::lgamma(b + x) - std::lgamma(a + b + x);
+    }
+    double total = 0;
+    for (const auto& c : patterns) {
+      const double x = frequencies[c.x];
+      const double a3 = -(r + x) * std::log(alpha + c.age);
+      double mixture = a3;
+      if (x > 0) {
+        const double a4 = std::log(a) - std::log(b + x - 1) - (r + x) * std::log(alpha + c.recency);
+        const double hi = std::max(a3, a4);
+        mixture = hi + std::log(std::exp(a3 - hi) + std::exp(a4 - hi));
+      }
+      total += c.count * (shared + by_frequency[c.x] + mixture);
+    }
+    return total;
+  }
+};
 
 double SpendLogLikelihood(const GammaGammaParameters& params, std::span<const RepeatSpend> customers) {
   const auto [p, q, v] = params;
@@ -183,7 +206,8 @@ double LogHypergeometric2F1(double a, double b, double c, double z) {
 }
 
 double BgNbdLogLikelihood(const BgNbdParameters& params, std::span<const PurchaseHistory> customers) {
-  return LogLikelihoodOf(params, customers);
+  std::vector<double> scratch;
+  return Patterns(customers).LogLikelihood(params, scratch);
 }
 
 Result<BgNbdParameters> FitBgNbd(std::span<const PurchaseHistory> customers, FitReport* report) {
@@ -195,8 +219,8 @@ Result<BgNbdParameters> FitBgNbd(std::span<const PurchaseHistory> customers, Fit
   double oldest = 0;
   for (const auto& c : customers) oldest = std::max(oldest, c.age);
   const double scale = oldest > 0 ? 10 / oldest : 1;
-  std::vector<PurchaseHistory> scaled(customers.begin(), customers.end());
-  for (auto& c : scaled) c.recency *= scale, c.age *= scale;
+  const Patterns scaled(customers, scale);
+  std::vector<double> scratch;
   const double n = static_cast<double>(customers.size());
   auto objective = [&](const Point<4>& log_params) {
     for (double v : log_params) {
@@ -204,7 +228,7 @@ Result<BgNbdParameters> FitBgNbd(std::span<const PurchaseHistory> customers, Fit
     }
     BgNbdParameters p{std::exp(log_params[0]), std::exp(log_params[1]), std::exp(log_params[2]),
                       std::exp(log_params[3])};
-    return -LogLikelihoodOf(p, scaled) / n;
+    return -scaled.LogLikelihood(p, scratch) / n;
   };
   int evaluations = 0;
   Point<4> best = Minimise<4>(objective, {0.0, 0.0, 0.0, 0.0}, evaluations);
@@ -214,7 +238,7 @@ Result<BgNbdParameters> FitBgNbd(std::span<const PurchaseHistory> customers, Fit
         " customers (a parameter ran off to 0 or infinity): too few customers or too little repeat buying to fit"));
   }
   BgNbdParameters fitted{std::exp(best[0]), std::exp(best[1]) / scale, std::exp(best[2]), std::exp(best[3])};
-  const double log_likelihood = LogLikelihoodOf(fitted, customers);
+  const double log_likelihood = BgNbdLogLikelihood(fitted, customers);
   if (!std::isfinite(log_likelihood)) {
     return absl::InvalidArgumentError("the BG/NBD fit did not converge to a finite likelihood");
   }

@@ -2,9 +2,13 @@
 #include "rapport/projections/churn.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "absl/strings/str_format.h"
 #include "projection_harness.h"
+#include "rapport/projections/keys.h"
 #include "rapport/testing/status.h"
 
 namespace rapport::projections {
@@ -166,6 +170,98 @@ TEST_F(ChurnTest, BatchBoundariesDoNotChangeTheState) {
   harness_.Reset();
   Apply(events, 4);
   EXPECT_EQ(harness_.Digest(), whole);
+}
+
+TEST_F(ChurnTest, ModelStatisticsCountCalendarWeeksAndFirstPeriodSpendEvenOutOfOrder) {
+  Apply({Purchase("c-1", "2026-01-01T09:00:00Z", "10.00"),  // a Thursday: week of Mon 2025-12-29
+         Purchase("c-1", "2026-01-01T18:00:00Z", "5.00"),
+         Purchase("c-1", "2026-01-04T09:00:00Z", "20.00"),        // Sunday: still the first week
+         Purchase("c-1", "2026-01-05T09:00:00Z", "30.00"),        // Monday: the second week
+         Purchase("c-1", "2026-02-01T09:00:00Z", "1000", "JPY"),  // a third week, not in the EUR sums
+         Purchase("c-1", "2025-12-31T09:00:00Z", "7.00")});       // late: the new first day, in the first week
+  const auto s = Assess("c-1").stats;
+  EXPECT_EQ(s.purchase_days(), 5);
+  EXPECT_EQ(s.purchase_weeks(), 3);
+  EXPECT_EQ(s.purchase_minor(), 7200);
+  EXPECT_EQ(s.first_day_minor(), 700);    // 2025-12-31 alone
+  EXPECT_EQ(s.first_week_minor(), 4200);  // 7 + 10 + 5 + 20
+  EXPECT_EQ(s.monetary_minor(), 7200);
+}
+
+TEST_F(ChurnTest, AStoredModelGivesFiguresInItsPeriodAndValueAtRiskComesFromIt) {
+  Apply({Purchase("c-1", "2025-12-31T09:00:00Z", "7.00"), Purchase("c-1", "2026-01-01T09:00:00Z", "10.00"),
+         Purchase("c-1", "2026-01-05T09:00:00Z", "30.00"), Purchase("c-1", "2026-01-26T09:00:00Z", "20.00")});
+  EXPECT_FALSE(Assess("c-1").model.has_value()) << "no model stored yet";
+
+  state::v1::ChurnModel model;
+  model.set_period("week");
+  model.set_clv_months(12);
+  model.set_monthly_discount_rate(0.01);
+  auto& bg = *model.mutable_purchases();
+  bg.set_r(0.243), bg.set_alpha(4.414), bg.set_a(0.793), bg.set_b(2.426);
+  auto& gg = *model.add_spend();
+  gg.set_currency("EUR"), gg.set_p(6.25), gg.set_q(3.74), gg.set_v(15.44);
+  ASSERT_OK(StoreChurnModel(harness_.store(), model));
+
+  auto a = Assess("c-1");
+  ASSERT_TRUE(a.model.has_value());
+  // Weeks (Monday to Sunday) as of Wed 2026-04-01: first purchase week 2025-12-29,
+  // repeat weeks 2026-01-05 and 2026-01-26, so x = 2, t_x = 4, T = 13; the repeat
+  // weeks are worth 30 and 20, a mean of 25.
+  const PurchaseHistory h{2, 4, 13};
+  const BgNbdParameters params{0.243, 4.414, 0.793, 2.426};
+  EXPECT_DOUBLE_EQ(a.model->p_alive, ProbabilityAlive(params, h));
+  EXPECT_DOUBLE_EQ(a.model->expected_purchases_90d, ExpectedPurchases(params, h, 90.0 / 7));
+  const double order_value = ExpectedOrderValue({6.25, 3.74, 15.44}, 2, 25.0);
+  EXPECT_DOUBLE_EQ(a.model->expected_order_value, order_value);
+  EXPECT_DOUBLE_EQ(a.model->clv, LifetimeValue(params, h, order_value, 12, 0.01, 4.345));
+  EXPECT_NEAR(a.value_at_risk, LifetimeValue(params, h, order_value, 12, 0.01, 4.345, true) - a.model->clv, 1e-9);
+  auto json = ChurnView::ToJson(a, kAsOf);
+  EXPECT_NE(json.find("\"basis\": \"model\""), std::string::npos) << json;
+
+  // As of a time before the last purchase the state cannot say what the
+  // customer looked like then: no model figures, the rules' value at risk.
+  auto before = ChurnView(harness_.store(), 1).Assess("c-1", 0, absl::FromUnixSeconds(1768000000));  // 2026-01-09
+  ASSERT_OK(before);
+  EXPECT_FALSE(before->model.has_value());
+  EXPECT_NE(ChurnView::ToJson(*before, absl::FromUnixSeconds(1768000000)).find("\"basis\": \"rules\""),
+            std::string::npos);
+}
+
+TEST(ChurnOlderVersion, StateOfAnOlderChurnVersionGivesNoModelFiguresAndCannotBeFitted) {
+  // While a raised churn version is built, queries read the older one, whose
+  // statistics lack what the models read.
+  const auto path = std::filesystem::path(::testing::TempDir()) / ("churn-v1-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(path);
+  {
+    auto store = ProjectionStore::Open({.path = path}, {"churn@v1"});
+    ASSERT_OK(store);
+    rocksdb::WriteBatch batch;
+    state::v1::ChurnStats stats;
+    stats.set_customer_id("c-1");
+    stats.set_purchases(3);
+    stats.set_purchase_days(3);
+    stats.set_first_purchase_ms(1767225600000);
+    stats.set_last_purchase_ms(1769904000000);
+    stats.set_currency("EUR");
+    batch.Put((*store)->family("churn@v1"), PartitionKey(0, 'c', "c-1"), events::EncodeDeterministic(stats));
+    ASSERT_OK((*store)->WriteAndMakeLive(batch, {"churn@v1"}));
+    state::v1::ChurnModel model;
+    model.set_period("day");
+    model.mutable_purchases()->set_r(0.5), model.mutable_purchases()->set_alpha(20);
+    model.mutable_purchases()->set_a(0.8), model.mutable_purchases()->set_b(2.5);
+    ASSERT_OK(StoreChurnModel(**store, model));
+
+    ChurnView view(**store, 1);
+    auto a = view.Assess("c-1", 0, kAsOf);
+    ASSERT_OK(a);
+    EXPECT_FALSE(a->model.has_value());
+    auto fit = view.Fit(kAsOf, {});
+    ASSERT_FALSE(fit.ok());
+    EXPECT_EQ(fit.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(fit.status().message().find("still being built"), std::string::npos) << fit.status();
+  }
+  std::filesystem::remove_all(path);
 }
 
 }  // namespace

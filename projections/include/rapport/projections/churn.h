@@ -144,7 +144,12 @@ class ChurnView {
   struct Histograms;
   Status LoadHistograms();
   Status LoadModel();
-  ChurnAssessment AssessStats(const state::v1::ChurnStats& stats, absl::Time as_of) const;
+  // The rules' figures, and with `with_model` the fitted models' too (the
+  // costly part: about fifteen hypergeometric series per customer).
+  ChurnAssessment AssessStats(const state::v1::ChurnStats& stats, absl::Time as_of, bool with_model = true) const;
+  // Adds the models' figures and value at risk to `a`, when a model is stored
+  // and the state holds no purchase of the customer after T.
+  void AddModelFigures(ChurnAssessment& a, int64_t as_of_ms) const;
 
   ProjectionStore& store_;
   std::shared_ptr<rocksdb::ColumnFamilyHandle>
@@ -153,6 +158,7 @@ class ChurnView {
   std::shared_ptr<Histograms> histograms_;
   bool model_loaded_ = false;
   std::optional<state::v1::ChurnModel> model_;
+  ModelPeriod model_period_ = ModelPeriod::kDay;
 };
 
 }  // namespace rapport::projections

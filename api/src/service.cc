@@ -547,13 +547,25 @@ void ApiService::Impl::AddRoutes() {
     if (auto bad = ParseAsOf(request, as_of)) return *bad;
     size_t limit = 0;
     if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
+    std::string currency;
+    if (const std::string* code = request.Param("currency")) {
+      if (code->size() != 3 || !std::all_of(code->begin(), code->end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+        return ErrorResponse(400, "invalid_argument",
+                             fmt::format("currency: \"{}\" is not an ISO 4217 code such as EUR", *code), "currency");
+      }
+      currency = *code;
+    }
     if (auto wait = WaitForAfter(request)) return *wait;
     auto partitions = PartitionCount();
     if (!partitions.ok()) return StatusResponse(partitions.status());
-    auto top = ChurnView(store, *partitions).AtRisk(as_of, limit);
+    auto top = ChurnView(store, *partitions).AtRisk(as_of, limit, currency);
     if (!top.ok()) return StatusResponse(top.status());
-    const std::string items = JsonArray(*top, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
-    return Read(fmt::format("{{\"as_of\":\"{}\",\"customers\":{}}}", events::FormatTime(as_of), items), std::nullopt);
+    const std::string items =
+        JsonArray(top->customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
+    return Read(fmt::format("{{\"as_of\":\"{}\",\"currency\":{},\"customers_per_currency\":{},\"customers\":{}}}",
+                            events::FormatTime(as_of), top->currency.empty() ? "null" : Json(top->currency).dump(),
+                            Json(top->customers_per_currency).dump(), items),
+                std::nullopt);
   });
 
   Add("POST", "/v1/events", Scope::kIngest, kSlow,

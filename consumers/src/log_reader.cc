@@ -28,17 +28,14 @@ Status LogReader::ResolveRanges() {
   if (partitions.empty()) {
     for (int32_t p = 0; p < partition_count_; ++p) partitions.push_back(p);
   }
-  const int timeout = static_cast<int>(options_.kafka.timeout.count());
   for (int32_t p : partitions) {
     if (p < 0 || p >= partition_count_) {
       return absl::InvalidArgumentError(
           absl::StrCat(options_.topic, " has no partition ", p, " (it has ", partition_count_, ")"));
     }
-    int64_t low = 0, high = 0;
-    rd_kafka_resp_err_t err =
-        rd_kafka_query_watermark_offsets(consumer_.get(), options_.topic.c_str(), p, &low, &high, timeout);
-    if (err) return producers::KafkaStatus(err, absl::StrCat("reading the bounds of ", options_.topic));
-    ranges_[p] = {options_.start == StartAt::kBeginning ? low : high, high};
+    ASSIGN_OR_RETURN(producers::LogBounds bounds,
+                     producers::QueryLogBounds(consumer_.get(), options_.kafka, options_.topic, p));
+    ranges_[p] = {options_.start == StartAt::kBeginning ? bounds.low : bounds.high, bounds.high};
   }
   if (options_.from_ms) {
     ASSIGN_OR_RETURN(auto starts, producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,

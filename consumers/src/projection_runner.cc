@@ -267,10 +267,9 @@ Status ProjectionRunner::Impl::Init() {
   // offset is assigned its first offset as a number rather than the logical
   // "beginning", which spares librdkafka an offset lookup at assignment.
   for (int32_t p = 0; p < partition_count; ++p) {
-    int64_t low = 0, high = 0;
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high,
-                                                               static_cast<int>(options.kafka.timeout.count()));
-    if (err) return producers::KafkaStatus(err, absl::StrCat("reading the bounds of ", options.topic));
+    ASSIGN_OR_RETURN(producers::LogBounds bounds,
+                     producers::QueryLogBounds(consumer.get(), options.kafka, options.topic, p));
+    const int64_t low = bounds.low, high = bounds.high;
     log_start[p] = low;
     if (options.stop_when_caught_up) caught_up_at[p] = high;
     int64_t applied = lane.next_offset.count(p) ? lane.next_offset[p] : low;
@@ -360,10 +359,9 @@ Status ProjectionRunner::Impl::ResumeOutbox() {
                                                              {"enable.partition.eof", "true", "reads to the end"}}));
   ASSIGN_OR_RETURN(producers::KafkaHandle reader, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   for (const auto& [topic, partition] : targets) {
-    int64_t low = 0, high = 0;
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(reader.get(), topic.c_str(), partition, &low, &high,
-                                                               static_cast<int>(options.kafka.timeout.count()));
-    if (err) return producers::KafkaStatus(err, absl::StrCat("reading the end of ", topic));
+    ASSIGN_OR_RETURN(producers::LogBounds bounds,
+                     producers::QueryLogBounds(reader.get(), options.kafka, topic, partition));
+    const int64_t low = bounds.low, high = bounds.high;
     if (high == low) continue;
     // The tail: enough records to pass any written by other clients.
     rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(1);

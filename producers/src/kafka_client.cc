@@ -1,6 +1,9 @@
 #include "rapport/producers/kafka_client.h"
 
+#include <algorithm>
 #include <array>
+#include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "rapport/events/logging.h"
@@ -108,6 +111,27 @@ Result<std::map<int32_t, int64_t>> OffsetsForTime(rd_kafka_t* handle, const Kafk
   rd_kafka_topic_partition_list_destroy(list);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return KafkaStatus(err, absl::StrCat("finding times in ", topic));
   return out;
+}
+
+Result<LogBounds> QueryLogBounds(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic,
+                                 int32_t partition) {
+  const auto deadline = std::chrono::steady_clock::now() + settings.timeout;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    LogBounds bounds;
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(handle, topic.c_str(), partition, &bounds.low, &bounds.high,
+                                         static_cast<int>(std::max<int64_t>(left.count(), 1)));
+    if (!err) return bounds;
+    const bool transient = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                           err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                           err == RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS || err == RD_KAFKA_RESP_ERR__TRANSPORT;
+    if (!transient || std::chrono::steady_clock::now() + std::chrono::milliseconds(100) >= deadline) {
+      return KafkaStatus(err, absl::StrCat("reading the bounds of ", topic, " partition ", partition));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic) {

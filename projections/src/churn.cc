@@ -573,35 +573,52 @@ Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t l
   return page;
 }
 
-Result<std::vector<ChurnAssessment>> ChurnView::AtRisk(absl::Time as_of, size_t limit) {
+Result<AtRiskList> ChurnView::AtRisk(absl::Time as_of, size_t limit, const std::string& currency) {
   if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
   auto before = [](const ChurnAssessment& x, const ChurnAssessment& y) {
     if (x.value_at_risk != y.value_at_risk) return x.value_at_risk > y.value_at_risk;
     return x.stats.customer_id() < y.stats.customer_id();
   };
-  std::vector<ChurnAssessment> top;  // a heap whose front is the least of the best `limit`
+  // One heap per currency (its front is the least of its best `limit`), so
+  // that the most common currency can be chosen after the single scan.
+  std::map<std::string, std::vector<ChurnAssessment>> top;
+  AtRiskList list;
   std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
   for (int32_t p = 0; p < partition_count_ && limit > 0; ++p) {
     std::string prefix = PartitionKey(p, 'c');
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       ChurnStats stats;
       if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
+      if (!currency.empty() && stats.currency() != currency) {
+        if (stats.monetary_minor() > 0) ++list.customers_per_currency[stats.currency()];  // cheap: no models
+        continue;
+      }
       ChurnAssessment a = AssessStats(stats, as_of);
       if (a.value_at_risk <= 0) continue;
-      if (top.size() < limit) {
-        top.push_back(std::move(a));
-        std::push_heap(top.begin(), top.end(), before);
-      } else if (before(a, top.front())) {
-        std::pop_heap(top.begin(), top.end(), before);
-        top.back() = std::move(a);
-        std::push_heap(top.begin(), top.end(), before);
+      ++list.customers_per_currency[stats.currency()];
+      std::vector<ChurnAssessment>& heap = top[stats.currency()];
+      if (heap.size() < limit) {
+        heap.push_back(std::move(a));
+        std::push_heap(heap.begin(), heap.end(), before);
+      } else if (before(a, heap.front())) {
+        std::pop_heap(heap.begin(), heap.end(), before);
+        heap.back() = std::move(a);
+        std::push_heap(heap.begin(), heap.end(), before);
       }
     }
     RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
   }
-  std::sort(top.begin(), top.end(), before);
-  return top;
+  list.currency = currency;
+  if (list.currency.empty()) {
+    int64_t most = 0;
+    for (const auto& [code, customers] : list.customers_per_currency) {
+      if (customers > most) most = customers, list.currency = code;
+    }
+  }
+  list.customers = std::move(top[list.currency]);
+  std::sort(list.customers.begin(), list.customers.end(), before);
+  return list;
 }
 
 Result<state::v1::ChurnModel> ChurnView::Fit(absl::Time as_of, const ChurnModelOptions& options) {

@@ -145,11 +145,19 @@ TEST_F(Api, PopulationRoutesSegmentsParetoAtRiskAndTargeting) {
   auto at_risk = api_->Get("/v1/churn/at-risk?as_of=2026-12-31&limit=10");
   ASSERT_EQ(at_risk->status, 200) << at_risk->body;
   json risky = JsonOf(at_risk)["data"]["customers"];
+  const std::string ranked = JsonOf(at_risk)["data"]["currency"];
   ASSERT_GE(risky.size(), 1u);
-  for (size_t i = 1; i < risky.size(); ++i) {
+  for (size_t i = 0; i < risky.size(); ++i) {
+    EXPECT_EQ(risky[i]["value_at_risk"]["currency"], ranked);  // amounts in different currencies do not compare
+    if (i == 0) continue;
     EXPECT_GE(std::stod(risky[i - 1]["value_at_risk"]["amount"].get<std::string>()),
               std::stod(risky[i]["value_at_risk"]["amount"].get<std::string>()));
   }
+  EXPECT_GE(JsonOf(at_risk)["data"]["customers_per_currency"][ranked].get<int64_t>(), 1);
+  EXPECT_EQ(api_->Get("/v1/churn/at-risk?currency=euro")->status, 400);
+  json in_nok = JsonOf(api_->Get("/v1/churn/at-risk?as_of=2026-12-31&currency=NOK"))["data"];
+  EXPECT_EQ(in_nok["currency"], "NOK");
+  EXPECT_EQ(in_nok["customers"].size(), 0u);
 
   auto restaurants = api_->Get("/v1/customers?category=restaurants&min_spend=50&currency=EUR");
   ASSERT_EQ(restaurants->status, 200) << restaurants->body;

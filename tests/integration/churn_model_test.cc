@@ -155,16 +155,29 @@ TEST_F(ChurnModel, FitAgreesWithLifetimesAndPAliveIsCalibratedOnTheSimulatorsTru
     if (::testing::Test::HasFailure()) break;  // one customer's failure says enough
   }
   EXPECT_EQ(compared, static_cast<int>(theirs["customers"].size()));
-  auto at_risk = view.AtRisk(end, 50);
-  ASSERT_OK(at_risk);
-  ASSERT_FALSE(at_risk->empty());
-  for (size_t i = 0; i < at_risk->size(); ++i) {
-    ASSERT_TRUE((*at_risk)[i].model && (*at_risk)[i].model->has_order_value);
-    EXPECT_NEAR((*at_risk)[i].value_at_risk, (*at_risk)[i].model->value_at_risk, 1e-9);
+  auto at_risk_list = view.AtRisk(end, 50);
+  ASSERT_OK(at_risk_list);
+  // Ranked within the currency most customers pay in: amounts in JPY and
+  // EUR are not comparable.
+  ASSERT_GE(at_risk_list->customers_per_currency.size(), 2u);
+  for (const auto& [code, customers] : at_risk_list->customers_per_currency) {
+    EXPECT_LE(customers, at_risk_list->customers_per_currency.at(at_risk_list->currency)) << code;
+  }
+  const std::vector<projections::ChurnAssessment>& at_risk = at_risk_list->customers;
+  ASSERT_FALSE(at_risk.empty());
+  for (size_t i = 0; i < at_risk.size(); ++i) {
+    EXPECT_EQ(at_risk[i].stats.currency(), at_risk_list->currency);
+    ASSERT_TRUE(at_risk[i].model && at_risk[i].model->has_order_value);
+    EXPECT_NEAR(at_risk[i].value_at_risk, at_risk[i].model->value_at_risk, 1e-9);
     if (i > 0) {
-      EXPECT_GE((*at_risk)[i - 1].value_at_risk, (*at_risk)[i].value_at_risk);
+      EXPECT_GE(at_risk[i - 1].value_at_risk, at_risk[i].value_at_risk);
     }
   }
+  auto in_jpy = view.AtRisk(end, 5, "JPY");
+  ASSERT_OK(in_jpy);
+  EXPECT_EQ(in_jpy->currency, "JPY");
+  ASSERT_FALSE(in_jpy->customers.empty());
+  for (const auto& ranked : in_jpy->customers) EXPECT_EQ(ranked.stats.currency(), "JPY");
 
   // Calibration: of the customers given P(alive) in a decile, about that
   // share is alive in the simulator's truth.

@@ -34,6 +34,11 @@ class MockCluster {
   }
   std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
   void BrokerDown() { rd_kafka_mock_broker_set_down(cluster_, 1); }
+  // The next `count` requests of Kafka API `api_key` fail with `error`.
+  void FailNextRequests(int16_t api_key, size_t count, rd_kafka_resp_err_t error) {
+    std::vector<rd_kafka_resp_err_t> errors(count, error);
+    rd_kafka_mock_push_request_errors_array(cluster_, api_key, errors.size(), errors.data());
+  }
 
  private:
   rd_kafka_t* owner_ = nullptr;
@@ -141,6 +146,36 @@ TEST(EventProducer, UnknownKafkaPropertyIsNamed) {
   ASSERT_FALSE(producer.ok());
   EXPECT_EQ(std::string(producer.status().message()).rfind("kafka property \"sasl.mechanismz\" = \"PLAIN\": ", 0), 0u)
       << producer.status().message();
+}
+
+}  // namespace
+}  // namespace rapport::producers
+
+namespace rapport::producers {
+namespace {
+
+constexpr int16_t kListOffsetsApi = 2;
+
+// A just-created partition answers "not leader" for a moment (seen with a real
+// broker right after `rapport topics ensure`): reading its bounds waits it out.
+TEST(QueryLogBounds, RetriesNotLeaderUntilThePartitionAnswers) {
+  MockCluster cluster;
+  KafkaSettings settings = Options(cluster.bootstrap()).kafka;
+  auto conf = BuildKafkaConf(settings, {{"group.id", "bounds-test", "a consumer needs one"}});
+  ASSERT_OK(conf);
+  auto consumer = NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  ASSERT_OK(consumer);
+  cluster.FailNextRequests(kListOffsetsApi, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+  auto bounds = QueryLogBounds(consumer->get(), settings, kTopic, 2);
+  ASSERT_OK(bounds);
+  EXPECT_EQ(bounds->low, 0);
+  EXPECT_EQ(bounds->high, 0);
+
+  // Not transient: reported at once, naming the partition.
+  cluster.FailNextRequests(kListOffsetsApi, 2, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  auto denied = QueryLogBounds(consumer->get(), settings, kTopic, 2);
+  ASSERT_FALSE(denied.ok());
+  EXPECT_NE(denied.status().message().find("cx.events partition 2"), std::string_view::npos) << denied.status();
 }
 
 }  // namespace

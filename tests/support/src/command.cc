@@ -124,6 +124,8 @@ std::string VenvBin(const std::string& program) {
   return base + "/venv/bin/" + program;
 }
 
+std::string RapportBinary() { return RAPPORT_BINARY; }
+
 std::string SourceDir() { return RAPPORT_SOURCE_DIR; }
 
 std::string ReadFile(const std::string& path) {

@@ -59,6 +59,16 @@ Status KafkaStatus(rd_kafka_resp_err_t err, std::string_view context);
 // answers; NotFound when the topic does not exist.
 Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic);
 
+// A partition's first and next offsets (its "watermarks"). A partition that
+// has just been created, or whose leader is moving, answers "not leader" for
+// a moment: such errors are retried until settings.timeout, then reported.
+struct LogBounds {
+  int64_t low = 0;   // the first offset still in the log
+  int64_t high = 0;  // the offset the next record will get
+};
+Result<LogBounds> QueryLogBounds(rd_kafka_t* handle, const KafkaSettings& settings, const std::string& topic,
+                                 int32_t partition);
+
 // Kafka's offsets-for-times: per partition, the offset of the first record
 // stamped at or after `ms`, or -1 when no record is that late.
 Result<std::map<int32_t, int64_t>> OffsetsForTime(rd_kafka_t* handle, const KafkaSettings& settings,

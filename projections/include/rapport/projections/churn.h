@@ -104,6 +104,12 @@ struct ChurnPage {
   std::string next_cursor;  // empty on the last page
 };
 
+struct AtRiskList {
+  std::string currency;  // the currency ranked (the one asked for, or the most common)
+  std::vector<ChurnAssessment> customers;
+  std::map<std::string, int64_t> customers_per_currency;  // with value at risk, every currency
+};
+
 struct PopulationView {
   std::map<std::string, int64_t> customers_per_segment;
   std::map<std::string, double> top_20_percent_revenue_share;  // per currency
@@ -124,8 +130,10 @@ class ChurnView {
   // grows with the customers skipped over, not with the page.
   Result<ChurnPage> Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor);
   // The `limit` customers with the most value at risk as of T, most first
-  // (ties by customer id). Scans every customer.
-  Result<std::vector<ChurnAssessment>> AtRisk(absl::Time as_of, size_t limit);
+  // (ties by customer id), among the customers who pay in `currency`: values
+  // in different currencies are not comparable. An empty `currency` means the
+  // currency most customers with value at risk pay in. Scans every customer.
+  Result<AtRiskList> AtRisk(absl::Time as_of, size_t limit, const std::string& currency = "");
 
   // Fits BG/NBD over every customer with a purchase by T and a Gamma-Gamma
   // spend model per currency over its repeat customers. `as_of` =

@@ -32,6 +32,9 @@ int KillAndWait(int pid, int signal);
 // it): $RAPPORT_VENV, else $RAPPORT_CACHE/venv, else ~/.cache/rapport/venv.
 std::string VenvBin(const std::string& program);
 
+// The path of the built rapport binary (its build directory holds it in cli/).
+std::string RapportBinary();
+
 // The repository's root directory (for examples/ and ops/).
 std::string SourceDir();
 

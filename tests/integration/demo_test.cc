@@ -1,0 +1,96 @@
+// ops/demo, the README's first command, end to end against the real broker:
+// a small population instead of 50,000 customers, the binary already built,
+// topics and state of its own. Every step of the tour must work as printed,
+// and the demo must stop the `rapport run` it started.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "rapport/testing/command.h"
+#include "rapport/testing/kafka.h"
+#include "rapport/testing/status.h"
+
+namespace rapport {
+namespace {
+
+// A loopback port nothing listens on now.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t size = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+bool Answers(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  const bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  close(fd);
+  return connected;
+}
+
+TEST(Demo, RunsEveryStepOfTheTourAndStopsWhatItStarted) {
+  producers::KafkaSettings broker = testing::TestBroker();
+  ASSERT_OK(testing::CheckBrokerAnswers(broker));
+  const std::string prefix = testing::UniqueTopicName("it.demo");
+  const std::string dir = ::testing::TempDir() + prefix;
+  const std::string build = std::filesystem::path(testing::RapportBinary()).parent_path().parent_path();
+  const int port = FreePort();
+  const std::map<std::string, std::string> env = {
+      {"DEMO_SKIP_BUILD", "1"},
+      {"BUILD_DIR", build},
+      {"DEMO_DIR", dir},
+      {"DEMO_TOPICS", prefix},
+      {"API_PORT", std::to_string(port)},
+      {"KAFKA_PORT", broker.brokers.substr(broker.brokers.rfind(':') + 1)},
+  };
+
+  auto demo = testing::RunProgram({testing::SourceDir() + "/ops/demo", "--customers", "2000", "--no-wait"}, "", env);
+  ASSERT_EQ(demo.exit_code, 0) << demo.out << demo.err;
+  const std::string out = demo.out + demo.err;  // reports go to standard error
+  // The examples' invalid lines are reported, the simulation published.
+  EXPECT_NE(out.find("line 18: review_submitted.rating: expected an integer"), std::string::npos) << out;
+  EXPECT_NE(out.find("from 2000 customers over 365 days to " + prefix + ".events"), std::string::npos) << out;
+  EXPECT_NE(out.find("churn models refitted"), std::string::npos) << out;
+  // Each step of the tour answered with data.
+  EXPECT_NE(out.find("\"customer_id\": \"c-0000003\""), std::string::npos) << out;    // total view
+  EXPECT_NE(out.find("\"subject_id\": \"hotel-003\""), std::string::npos) << out;     // a hotel's reviews
+  EXPECT_NE(out.find("\"kind\":\"ALERT_KIND_"), std::string::npos) << out;            // alerts
+  EXPECT_NE(out.find("ranked in EUR"), std::string::npos) << out;                     // at risk by value
+  EXPECT_NE(out.find("  model\n"), std::string::npos) << out;                         // ... from the models
+  EXPECT_NE(out.find("\"top_20_percent_revenue_share\""), std::string::npos) << out;  // 80/20
+  EXPECT_NE(out.find("replay: "), std::string::npos) << out;                          // point in time
+  EXPECT_NE(out.find("event_id,customer_id,occurred_at"), std::string::npos) << out;  // export
+  EXPECT_NE(out.find("\"position\""), std::string::npos) << out;                      // ingest over HTTP
+  EXPECT_NE(out.find("rapport_events_applied_total"), std::string::npos) << out;      // metrics
+  EXPECT_EQ(out.find("error"), std::string::npos) << out;
+  EXPECT_FALSE(Answers(port)) << "the demo left rapport run serving on port " << port;
+
+  // Run again: idempotent, publishes nothing twice.
+  auto again = testing::RunProgram({testing::SourceDir() + "/ops/demo", "--no-wait"}, "", env);
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.out.find("not publishing them again"), std::string::npos) << again.out;
+  auto ends = testing::EndOffsets(broker, prefix + ".events");
+  ASSERT_OK(ends);
+  int64_t records = 0;
+  for (const auto& [partition, end] : *ends) records += end;
+  // The 16 valid examples and the simulation once, plus one event per run ingested over HTTP.
+  EXPECT_NE(out.find("simulate: " + std::to_string(records - 16 - 2) + " records"), std::string::npos)
+      << records << " records on the topic after two runs:\n"
+      << out;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace rapport

@@ -762,20 +762,20 @@ bool RunnerProgress::WaitApplied(int32_t partition, int64_t offset, std::chrono:
   });
 }
 
-// A batch is what rd_kafka_consumer_poll (which also serves rebalances)
-// returns until the batch is full or `wait` has passed since the poll began.
+// A batch is what rd_kafka_consumer_poll (which also serves rebalances) has
+// ready: it waits up to `wait` for the first record, then takes what is
+// already fetched, up to the batch size, without waiting for more. Under a
+// backlog batches fill up; when caught up, each record is applied as soon as
+// it arrives instead of waiting for a batch to fill (freshness).
 // (rd_kafka_consume_batch_queue was seen to stop returning after a rebalance
 // with librdkafka 2.0.2.)
 size_t ProjectionRunner::Impl::PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages,
                                          std::chrono::milliseconds wait) {
   size_t count = 0;
-  const auto deadline = Clock::now() + wait;
   while (count < messages.size()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    rd_kafka_message_t* message = rd_kafka_consumer_poll(from, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    rd_kafka_message_t* message = rd_kafka_consumer_poll(from, count == 0 ? static_cast<int>(wait.count()) : 0);
     if (message == nullptr) break;
     messages[count++] = message;
-    if (Clock::now() >= deadline) break;
   }
   return count;
 }

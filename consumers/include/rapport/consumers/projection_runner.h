@@ -33,7 +33,7 @@ struct RunnerOptions {
   std::string dead_letter_topic = "cx.events.dlq";
   std::string alerts_topic = "cx.alerts";
   size_t max_batch = 5000;                   // records per batch (one RocksDB write)
-  std::chrono::milliseconds batch_wait{50};  // how long a batch waits to fill
+  std::chrono::milliseconds batch_wait{50};  // how long a poll waits for a batch's first record
   uint32_t dedup_window = 100000;            // event ids remembered per partition
   // Stop once every partition has reached the end it had when the run
   // started (for catching up, tests and benchmarks); otherwise run until stopped.

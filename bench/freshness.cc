@@ -18,10 +18,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "rapport/events/codec.h"
@@ -81,9 +83,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string brokers = argv[1], topic = argv[2], api = argv[3];
-  const double rate = std::stod(argv[4]);
-  const double seconds = std::stod(argv[5]);
-  const uint64_t sample_every = argc > 6 ? std::stoull(argv[6]) : 100;
+  double rate = 0, seconds = 0, sample = 100;
+  for (auto [name, text, value] : {std::tuple<const char*, const char*, double*>{"RATE", argv[4], &rate},
+                                   {"SECONDS", argv[5], &seconds},
+                                   {"SAMPLE_EVERY", argc > 6 ? argv[6] : "100", &sample}}) {
+    char* end = nullptr;
+    *value = std::strtod(text, &end);
+    if (end == text || *end != '\0' || !(*value >= 1)) {
+      std::fprintf(stderr, "freshness: %s: \"%s\" is not a number of at least 1\n", name, text);
+      return 2;
+    }
+  }
+  const uint64_t sample_every = static_cast<uint64_t>(sample);
 
   ProbeQueue queue;
   std::vector<Probe> sampled;  // by ticket / sample_every; filled before sending

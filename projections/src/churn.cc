@@ -590,13 +590,11 @@ Result<AtRiskList> ChurnView::AtRisk(absl::Time as_of, size_t limit, const std::
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       ChurnStats stats;
       if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-      if (!currency.empty() && stats.currency() != currency) {
-        if (stats.monetary_minor() > 0) ++list.customers_per_currency[stats.currency()];  // cheap: no models
-        continue;
-      }
+      if (stats.purchases() == 0) continue;
+      ++list.customers_per_currency[stats.currency()];
+      if (!currency.empty() && stats.currency() != currency) continue;  // not assessed: no model figures
       ChurnAssessment a = AssessStats(stats, as_of);
       if (a.value_at_risk <= 0) continue;
-      ++list.customers_per_currency[stats.currency()];
       std::vector<ChurnAssessment>& heap = top[stats.currency()];
       if (heap.size() < limit) {
         heap.push_back(std::move(a));

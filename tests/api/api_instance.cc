@@ -17,20 +17,8 @@
 
 namespace rapport::testing {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
-ApiInstance::ApiInstance(const std::string& name, const std::string& extra_api_toml, int consistency_wait_ms)
+ApiInstance::ApiInstance(const std::string& name, const std::string& extra_api_toml, int consistency_wait_ms,
+                         int batch_wait_ms)
     : broker_(TestBroker()) {
   prefix_ = UniqueTopicName("it.api." + name);
   dir_ = ::testing::TempDir() + prefix_;
@@ -41,8 +29,8 @@ ApiInstance::ApiInstance(const std::string& name, const std::string& extra_api_t
   config_ = WriteTestConfig(
       broker_, prefix_,
       "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" + prefix_ + ".dlq\"\nalerts = \"" + prefix_ +
-          ".alerts\"\nevents_partitions = 4\n[run]\ngroup_id = \"" + prefix_ + "\"\nbatch_wait_ms = 10\n" +
-          "[store]\ndata_dir = \"" + dir_ +
+          ".alerts\"\nevents_partitions = 4\n[run]\ngroup_id = \"" + prefix_ +
+          "\"\nbatch_wait_ms = " + std::to_string(batch_wait_ms) + "\n" + "[store]\ndata_dir = \"" + dir_ +
           "\"\n[log]\nlevel = \"info\"\n[api]\nconsistency_wait_ms = " + std::to_string(consistency_wait_ms) + "\n" +
           "max_body_bytes = 65536\nmax_header_bytes = 4096\n" + extra_api_toml + "[api.keys.reader]\nkey_sha256 = \"" +
           api::Sha256Hex(ApiKeys::kRead) + "\"\nscopes = [\"read\"]\n" + "[api.keys.ingester]\nkey_sha256 = \"" +

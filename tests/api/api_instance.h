@@ -8,6 +8,7 @@
 
 #include "nlohmann/json.hpp"
 #include "rapport/producers/kafka_client.h"
+#include "rapport/testing/command.h"
 
 namespace rapport::testing {
 
@@ -20,8 +21,10 @@ struct ApiKeys {
 class ApiInstance {
  public:
   // `extra_api_toml` is appended inside [api] (e.g. "max_in_flight = 4\n");
-  // reads with ?after= wait at most `consistency_wait_ms`.
-  explicit ApiInstance(const std::string& name, const std::string& extra_api_toml = "", int consistency_wait_ms = 1500);
+  // reads with ?after= wait at most `consistency_wait_ms`; a poll of the
+  // events topic waits at most `batch_wait_ms` for a first record.
+  explicit ApiInstance(const std::string& name, const std::string& extra_api_toml = "", int consistency_wait_ms = 1500,
+                       int batch_wait_ms = 10);
   ~ApiInstance();
 
   // Creates the topics and publishes the examples; false (with a test
@@ -55,8 +58,5 @@ class ApiInstance {
 
 // The body as JSON (a test failure and null if it is not JSON).
 nlohmann::json JsonOf(const httplib::Result& result);
-
-// A TCP port free on 127.0.0.1 right now.
-int FreePort();
 
 }  // namespace rapport::testing

@@ -443,6 +443,24 @@ TEST(ApiStartup, APortInUseIsAClearErrorAndTheProcessExits) {
   EXPECT_NE(bad_address.err.find("--http: \"localhost:80800\" is not HOST:PORT"), std::string::npos) << bad_address.err;
 }
 
+// Freshness: a poll waits up to batch_wait_ms for a batch's first record
+// only; once records arrive they are applied, not held until the batch fills
+// or the wait ends. With a 2-minute batch wait, an event must still be
+// readable within the 5 s consistency wait of ?after=.
+TEST(ApiFreshness, AnEventIsAppliedWhenItArrivesNotWhenTheBatchWaitEnds) {
+  ASSERT_OK(testing::CheckBrokerAnswers(testing::TestBroker()));
+  testing::ApiInstance api("fresh", "", /*consistency_wait_ms=*/5000, /*batch_wait_ms=*/120000);
+  ASSERT_TRUE(api.Start());
+  for (int i = 0; i < 3; ++i) {
+    auto posted = api.Post("/v1/events", Purchase("c-fresh-" + std::to_string(i), "12.50", "dining"));
+    ASSERT_EQ(posted->status, 202) << posted->body;
+    auto read = api.Get("/v1/customers/c-fresh-" + std::to_string(i) +
+                        "?after=" + JsonOf(posted)["position"].get<std::string>());
+    ASSERT_EQ(read->status, 200) << read->body;
+    EXPECT_EQ(JsonOf(read)["data"]["orders"]["count"], 1);
+  }
+}
+
 TEST(ApiShutdown, SigtermAnswersRequestsInFlightThenExitsCleanly) {
   ASSERT_OK(testing::CheckBrokerAnswers(testing::TestBroker()));
   testing::ApiInstance api("shutdown");

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
@@ -16,37 +17,13 @@
 namespace rapport {
 namespace {
 
-// A loopback port nothing listens on now.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t size = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
-bool Answers(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  const bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  close(fd);
-  return connected;
-}
-
 TEST(Demo, RunsEveryStepOfTheTourAndStopsWhatItStarted) {
   producers::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string prefix = testing::UniqueTopicName("it.demo");
   const std::string dir = ::testing::TempDir() + prefix;
   const std::string build = std::filesystem::path(testing::RapportBinary()).parent_path().parent_path();
-  const int port = FreePort();
+  const int port = testing::FreePort();
   const std::map<std::string, std::string> env = {
       {"DEMO_SKIP_BUILD", "1"},
       {"BUILD_DIR", build},
@@ -75,12 +52,27 @@ TEST(Demo, RunsEveryStepOfTheTourAndStopsWhatItStarted) {
   EXPECT_NE(out.find("\"position\""), std::string::npos) << out;                      // ingest over HTTP
   EXPECT_NE(out.find("rapport_events_applied_total"), std::string::npos) << out;      // metrics
   EXPECT_EQ(out.find("error"), std::string::npos) << out;
-  EXPECT_FALSE(Answers(port)) << "the demo left rapport run serving on port " << port;
+  EXPECT_FALSE(testing::PortAnswers(port)) << "the demo left rapport run serving on port " << port;
 
-  // Run again: idempotent, publishes nothing twice.
-  auto again = testing::RunProgram({testing::SourceDir() + "/ops/demo", "--no-wait"}, "", env);
-  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
-  EXPECT_NE(again.out.find("not publishing them again"), std::string::npos) << again.out;
+  // Run again, staying up: idempotent (publishes nothing twice), serves
+  // until Ctrl-C, then stops the `rapport run` it started.
+  const std::string log = dir + ".again.log";
+  std::ofstream(log).close();  // there before the demo writes to it
+  const int again = testing::StartProgram({testing::SourceDir() + "/ops/demo"}, log, env);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  while (testing::ReadFile(log).find("Ctrl-C stops it") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline && waitpid(again, nullptr, WNOHANG) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const std::string up = testing::ReadFile(log);
+  ASSERT_NE(up.find("Ctrl-C stops it"), std::string::npos) << up;
+  EXPECT_NE(up.find("not publishing them again"), std::string::npos) << up;
+  EXPECT_TRUE(testing::PortAnswers(port)) << "the demo is up but its API is not";
+  const int status = testing::KillAndWait(again, SIGINT);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << status << "\n" << testing::ReadFile(log);
+  EXPECT_NE(testing::ReadFile(log).find("stopping rapport run"), std::string::npos) << testing::ReadFile(log);
+  EXPECT_FALSE(testing::PortAnswers(port)) << "Ctrl-C left rapport run serving on port " << port;
+
   auto ends = testing::EndOffsets(broker, prefix + ".events");
   ASSERT_OK(ends);
   int64_t records = 0;

@@ -212,6 +212,29 @@ TEST_F(RunCommand, EachPoisonRecordLandsInTheDeadLetterTopicWithItsReason) {
   EXPECT_EQ(reasons, expected);
 }
 
+// rapport prefetches more than librdkafka's default (queued.min.messages
+// 300,000): a default, not a requirement, so the config may lower it (to save
+// memory) and the result is the same; a value librdkafka refuses is named.
+TEST_F(RunCommand, TheConfigMayChangeThePrefetchDefault) {
+  const std::string examples = testing::SourceDir() + "/examples/events.jsonl";
+  const std::string plain = Config("prefetch-default");
+  ASSERT_EQ(Rapport(plain, {"publish", examples}).exit_code, 1);  // 16 sent, 5 rejected
+  ASSERT_EQ(Rapport(plain, {"run", "--until-caught-up"}).exit_code, 0);
+
+  const std::string lowered = Config("prefetch-lowered");
+  std::ofstream(lowered, std::ios::app) << "[kafka.properties]\n\"queued.min.messages\" = \"1000\"\n";
+  auto run = Rapport(lowered, {"run", "--until-caught-up"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(RunCounts(run.out), (std::array<int64_t, 3>{16, 0, 0}));
+  EXPECT_EQ(Digest(lowered), Digest(plain));
+
+  const std::string wrong = Config("prefetch-wrong");
+  std::ofstream(wrong, std::ios::app) << "[kafka.properties]\n\"queued.min.messages\" = \"lots\"\n";
+  auto refused = Rapport(wrong, {"run", "--until-caught-up"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("queued.min.messages"), std::string::npos) << refused.err;
+}
+
 TEST_F(RunCommand, DuplicateEventIdsAreAppliedOnceAndRestartsResume) {
   const std::string config = Config("dedup");
   const std::string examples = testing::SourceDir() + "/examples/events.jsonl";

@@ -1,9 +1,12 @@
 #include "rapport/testing/command.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,7 +94,8 @@ CommandResult RunRapport(const std::vector<std::string>& args, const std::string
   return RunProgram(argv, input, env);
 }
 
-int StartRapport(const std::vector<std::string>& args, const std::string& log_path) {
+int StartProgram(const std::vector<std::string>& argv, const std::string& log_path,
+                 const std::map<std::string, std::string>& env) {
   pid_t pid = fork();
   if (pid == 0) {
     int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -99,13 +103,44 @@ int StartRapport(const std::vector<std::string>& args, const std::string& log_pa
     dup2(null, 0);
     dup2(log, 1);
     dup2(log, 2);
-    std::vector<char*> argv = {const_cast<char*>(RAPPORT_BINARY)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
     _exit(127);
   }
   return pid;
+}
+
+int StartRapport(const std::vector<std::string>& args, const std::string& log_path) {
+  std::vector<std::string> argv = {RAPPORT_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return StartProgram(argv, log_path);
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+bool PortAnswers(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  const bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  close(fd);
+  return connected;
 }
 
 int KillAndWait(int pid, int signal) {

@@ -107,7 +107,7 @@ struct ChurnPage {
 struct AtRiskList {
   std::string currency;  // the currency ranked (the one asked for, or the most common)
   std::vector<ChurnAssessment> customers;
-  std::map<std::string, int64_t> customers_per_currency;  // with value at risk, every currency
+  std::map<std::string, int64_t> customers_per_currency;  // customers with purchases, by the currency they pay in
 };
 
 struct PopulationView {
@@ -132,7 +132,9 @@ class ChurnView {
   // The `limit` customers with the most value at risk as of T, most first
   // (ties by customer id), among the customers who pay in `currency`: values
   // in different currencies are not comparable. An empty `currency` means the
-  // currency most customers with value at risk pay in. Scans every customer.
+  // currency most customers pay in. Scans every customer; computes model
+  // figures only for the customers of the currency ranked, or of every
+  // currency when none is given.
   Result<AtRiskList> AtRisk(absl::Time as_of, size_t limit, const std::string& currency = "");
 
   // Fits BG/NBD over every customer with a purchase by T and a Gamma-Gamma

@@ -21,8 +21,12 @@ CommandResult RunRapport(const std::vector<std::string>& args, const std::string
 CommandResult RunProgram(const std::vector<std::string>& argv, const std::string& input = "",
                          const std::map<std::string, std::string>& env = {});
 
-// Starts the rapport binary in the background with its output appended to
-// `log_path`; returns its pid.
+// Starts a program (argv[0] searched in PATH) in the background with its
+// output appended to `log_path` and `env` added; returns its pid.
+int StartProgram(const std::vector<std::string>& argv, const std::string& log_path,
+                 const std::map<std::string, std::string>& env = {});
+
+// Starts the rapport binary the same way.
 int StartRapport(const std::vector<std::string>& args, const std::string& log_path);
 
 // Sends `signal` to `pid` and waits for it; returns its wait status.
@@ -34,6 +38,12 @@ std::string VenvBin(const std::string& program);
 
 // The path of the built rapport binary (its build directory holds it in cli/).
 std::string RapportBinary();
+
+// A TCP port free on 127.0.0.1 right now.
+int FreePort();
+
+// Whether something accepts connections on 127.0.0.1:`port`.
+bool PortAnswers(int port);
 
 // The repository's root directory (for examples/ and ops/).
 std::string SourceDir();

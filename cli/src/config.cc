@@ -62,6 +62,13 @@ class TableReader {
     return absl::OkStatus();
   }
 
+  Status ReadNonNegative(std::string_view key, int64_t& out) {
+    RETURN_IF_ERROR(Read(key, out));
+    const toml::node* node = root_.at_path(key).node();
+    if (node != nullptr && out < 0) return Error(*node, key, "must not be negative");
+    return absl::OkStatus();
+  }
+
   // Flattens a table of librdkafka properties: nested tables join with '.',
   // so `security.protocol = "SSL"` and `"security.protocol" = "SSL"` both work.
   Status ReadProperties(std::string_view key, std::map<std::string, std::string>& out) {
@@ -255,6 +262,8 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("run.max_batch", c.run.max_batch));
   RETURN_IF_ERROR(r.ReadPositive("run.batch_wait_ms", c.run.batch_wait_ms));
   RETURN_IF_ERROR(r.ReadPositive("run.dedup_window", c.run.dedup_window));
+  RETURN_IF_ERROR(r.ReadPositive("run.apply_threads", c.run.apply_threads));
+  RETURN_IF_ERROR(r.ReadNonNegative("run.state_cache_bytes", c.run.state_cache_bytes));
   RETURN_IF_ERROR(r.Read("log.level", c.log_level));
 
   RETURN_IF_ERROR(r.Read("churn.period", c.churn.period));

@@ -194,6 +194,8 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
       .max_batch = static_cast<size_t>(config.run.max_batch),
       .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
       .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
+      .apply_threads = static_cast<unsigned>(config.run.apply_threads),
+      .state_cache_bytes = static_cast<size_t>(config.run.state_cache_bytes),
       .stop_when_caught_up = args.until_caught_up,
       .metrics = serve ? &metrics : nullptr,
       .replay = std::nullopt,
@@ -324,6 +326,8 @@ int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, s
   options.max_batch = static_cast<size_t>(config.run.max_batch);
   options.batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms);
   options.dedup_window = static_cast<uint32_t>(config.run.dedup_window);
+  options.apply_threads = static_cast<unsigned>(config.run.apply_threads);
+  options.state_cache_bytes = static_cast<size_t>(config.run.state_cache_bytes);
   options.replay = consumers::RunnerOptions::Replay{from_ms, until_ms};
   std::map<int32_t, int64_t> first;  // each partition's applied offset when this run started
   std::unique_ptr<Progress> progress;

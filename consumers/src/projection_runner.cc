@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -158,7 +160,9 @@ void ProjectionRunner::Impl::SetProjections(Lane& reading, const std::vector<pro
   reading.projections = chosen;
   reading.families.clear();
   reading.applied.clear();
+  reading.caches.clear();  // gives their bytes back to the budget
   for (auto* projection : chosen) {
+    reading.caches.push_back(std::make_unique<projections::StateCache>(partition_count, cache_budget));
     auto live = store.ServingFamily(projection->Family());
     reading.families.push_back(reading.live && live ? store.family(live->GetName())
                                                     : store.family(projection->Family()));
@@ -181,6 +185,10 @@ Status ProjectionRunner::Impl::Init() {
   }
   runner_family = store.family(kFamily);
   if (runner_family == nullptr) return absl::InternalError("the store was opened without the runner family");
+  cache_budget->store(static_cast<int64_t>(options.state_cache_bytes));
+  const unsigned apply_threads =
+      options.apply_threads > 0 ? options.apply_threads : std::max(1u, std::thread::hardware_concurrency());
+  if (apply_threads > 1) pool = std::make_unique<ApplyPool>(apply_threads);
 
   // The relay: idempotent, and it never gives up on a record (a broker
   // outage is waited out; the outbox keeps the record meanwhile).
@@ -536,26 +544,33 @@ void ProjectionRunner::Impl::CommitAdvisory() {
   rd_kafka_topic_partition_list_destroy(offsets);
 }
 
-Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** messages, size_t count) {
-  const auto started = Clock::now();
-  std::vector<StateBatch> states;
-  for (auto* family : reading.families) states.emplace_back(store, family);
-  StateBatch runner_state(store, runner_family);
-  std::vector<projections::OutboxRecord> produced;
-  std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> outbox;
-  std::map<int32_t, int64_t> advanced;
-  v1::Envelope event;
+// One thread's share of a batch: the records of some of its partitions, in
+// log order per partition, applied into state staged apart from the other
+// shards'. State keys start with the partition, so shards never touch the
+// same key, and the batch's one write is the same whichever thread applied
+// which partition.
+struct ProjectionRunner::Impl::Shard {
+  std::vector<std::pair<PartitionWindow*, std::vector<const rd_kafka_message_t*>>> partitions;
+  size_t records = 0;
+  std::vector<StateBatch> states;  // one per projection of the lane
+  std::optional<StateBatch> runner_state;
+  std::vector<state::v1::OutboxEntry> outbox;  // numbered once every shard is done
+  uint64_t applied = 0, duplicates = 0, dead_lettered = 0;
+  Status status;
+};
 
+void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
   // A replay sends nothing, and neither does a rebuild: the live lane
   // already sent what these events caused.
   const bool sends = reading.live && !options.replay;
+  StateBatch& runner_state = *shard.runner_state;
   auto dead_letter = [&](const rd_kafka_message_t* m, const std::string& stage, const std::string& reason) {
     if (!reading.live) return;  // the rebuild skips what the live lane dead-lettered
-    ++stats.dead_lettered;
+    ++shard.dead_lettered;
     if (meters) meters->dead_lettered->Add();
     log->warn("dead-lettered {}/{}/{}: {}", options.topic, m->partition, m->offset, reason);
     if (!sends) return;
-    state::v1::OutboxEntry entry;
+    state::v1::OutboxEntry& entry = shard.outbox.emplace_back();
     std::string origin = absl::StrCat(options.topic, "/", m->partition, "/", m->offset);
     entry.set_topic(options.dead_letter_topic);
     entry.set_key(m->key_len > 0 ? std::string(static_cast<const char*>(m->key), m->key_len) : origin);
@@ -579,9 +594,93 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
       h->set_name(name);
       h->set_value(value);
     }
-    outbox.emplace_back(next_outbox_seq++, std::move(entry));
   };
 
+  v1::Envelope event;
+  std::vector<projections::OutboxRecord> produced;
+  for (auto& [window_of_partition, records] : shard.partitions) {
+    PartitionWindow& window = *window_of_partition;
+    for (const rd_kafka_message_t* m : records) {
+      std::string_view value(static_cast<const char*>(m->payload), m->len);
+      if (auto violation = events::DecodeEvent(value, event)) {
+        dead_letter(m, "decode", violation->ToString());
+        continue;
+      }
+      std::string_view key(static_cast<const char*>(m->key), m->key_len);
+      if (key.empty()) {
+        dead_letter(m, "key", "the record has no key; the key must be the customer_id");
+        continue;
+      }
+      if (key != event.customer_id()) {
+        dead_letter(m, "key",
+                    absl::StrCat("the record key \"", std::string(key), "\" differs from customer_id \"",
+                                 event.customer_id(), "\""));
+        continue;
+      }
+      // Judged against the record's own time, never the wall clock, so a
+      // replay judges it alike: recorded_at, or the Kafka timestamp when a
+      // client left recorded_at out (that is then the one violation reported).
+      absl::Time recorded = event.has_recorded_at() ? absl::FromUnixMillis(Millis(event.recorded_at()))
+                                                    : absl::FromUnixMillis(rd_kafka_message_timestamp(m, nullptr));
+      events::Violations violations = events::Validate(event, {.reference_time = recorded});
+      if (!violations.empty()) {
+        std::string reason = violations.front().ToString();
+        for (size_t v = 1; v < violations.size(); ++v) absl::StrAppend(&reason, "; ", violations[v].ToString());
+        dead_letter(m, "validate", reason);
+        continue;
+      }
+
+      // De-duplication over the last `dedup_window` ids of this partition:
+      // the window is in memory; its changes go into this batch's write.
+      EventIdBytes id = IdBytes(event.event_id());
+      if (window.ids.contains(id)) {
+        ++shard.duplicates;
+        if (meters) meters->duplicates->Add();
+        continue;
+      }
+      const uint64_t seq = window.next_seq++;
+      window.ids.insert(id);
+      window.order.push_back(id);
+      runner_state.Put(DedupKey(reading.prefix, m->partition, 's') + U64(seq), std::string(id.data(), id.size()));
+      if (window.order.size() > options.dedup_window) {
+        window.ids.erase(window.order.front());
+        window.order.pop_front();
+        runner_state.Delete(DedupKey(reading.prefix, m->partition, 's') + U64(seq - options.dedup_window));
+      }
+
+      projections::LogPosition position{m->partition, m->offset};
+      for (size_t p = 0; p < reading.projections.size(); ++p) {
+        produced.clear();
+        shard.status = reading.projections[p]->Apply(event, position, shard.states[p], produced);
+        if (!shard.status.ok()) return;
+        if (meters && reading.projections[p]->Reads(event.payload_case())) reading.applied[p]->Add();
+        if (!sends) continue;
+        for (auto& record : produced) {
+          state::v1::OutboxEntry& entry = shard.outbox.emplace_back();
+          entry.set_topic(record.topic == "alerts" ? options.alerts_topic : record.topic);
+          if (meters && record.topic == "alerts") meters->alerts->Add();
+          entry.set_key(record.key);
+          entry.set_value(record.value);
+          entry.set_timestamp_ms(Millis(event.occurred_at()));
+          for (const auto& h : record.headers) {
+            auto* header = entry.add_headers();
+            header->set_name(h.name);
+            header->set_value(h.value);
+          }
+        }
+      }
+      ++shard.applied;
+    }
+  }
+}
+
+Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** messages, size_t count) {
+  const auto started = Clock::now();
+  std::map<int32_t, int64_t> advanced;
+
+  // Which records to apply, grouped by partition: not those applied before
+  // (a late seek) or past the stop (--until, or the live lane's position).
+  std::map<int32_t, std::vector<const rd_kafka_message_t*>> by_partition;
   for (size_t i = 0; i < count; ++i) {
     const rd_kafka_message_t* m = messages[i];
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
@@ -590,89 +689,64 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
       continue;
     }
     auto known = reading.next_offset.find(m->partition);
-    if (known != reading.next_offset.end() && m->offset < known->second) continue;  // applied before (a late seek)
+    if (known != reading.next_offset.end() && m->offset < known->second) continue;
     auto stop = reading.stop.find(m->partition);
-    if (stop != reading.stop.end() && m->offset >= stop->second) continue;  // past --until, or past the live lane
+    if (stop != reading.stop.end() && m->offset >= stop->second) continue;
     advanced[m->partition] = m->offset + 1;
     reading.next_offset[m->partition] = m->offset + 1;
+    by_partition[m->partition].push_back(m);
+  }
 
-    std::string_view value(static_cast<const char*>(m->payload), m->len);
-    if (auto violation = events::DecodeEvent(value, event)) {
-      dead_letter(m, "decode", violation->ToString());
-      continue;
+  // Partitions to shards, the largest first to the least loaded; a small
+  // batch is not worth waking another thread for.
+  constexpr size_t kRecordsPerExtraShard = 256;
+  size_t applying = 0;
+  for (const auto& [partition, records] : by_partition) applying += records.size();
+  const size_t shard_count = std::max<size_t>(
+      1, std::min({pool ? pool->threads() : 1, by_partition.size(), applying / kRecordsPerExtraShard}));
+  std::vector<Shard> shards(shard_count);
+  std::vector<std::pair<size_t, int32_t>> sizes;
+  for (const auto& [partition, records] : by_partition) sizes.emplace_back(records.size(), partition);
+  std::sort(sizes.begin(), sizes.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [size, partition] : sizes) {
+    Shard& least = *std::min_element(shards.begin(), shards.end(),
+                                     [](const Shard& a, const Shard& b) { return a.records < b.records; });
+    least.partitions.emplace_back(&reading.windows[partition], std::move(by_partition[partition]));
+    least.records += size;
+  }
+  for (Shard& shard : shards) {
+    for (size_t p = 0; p < reading.families.size(); ++p) {
+      shard.states.emplace_back(store, reading.families[p], reading.caches[p].get());
     }
-    std::string_view key(static_cast<const char*>(m->key), m->key_len);
-    if (key.empty()) {
-      dead_letter(m, "key", "the record has no key; the key must be the customer_id");
-      continue;
-    }
-    if (key != event.customer_id()) {
-      dead_letter(m, "key",
-                  absl::StrCat("the record key \"", std::string(key), "\" differs from customer_id \"",
-                               event.customer_id(), "\""));
-      continue;
-    }
-    // Judged against the record's own time, never the wall clock, so a
-    // replay judges it alike: recorded_at, or the Kafka timestamp when a
-    // client left recorded_at out (that is then the one violation reported).
-    absl::Time recorded = event.has_recorded_at() ? absl::FromUnixMillis(Millis(event.recorded_at()))
-                                                  : absl::FromUnixMillis(rd_kafka_message_timestamp(m, nullptr));
-    events::Violations violations = events::Validate(event, {.reference_time = recorded});
-    if (!violations.empty()) {
-      std::string reason = violations.front().ToString();
-      for (size_t v = 1; v < violations.size(); ++v) absl::StrAppend(&reason, "; ", violations[v].ToString());
-      dead_letter(m, "validate", reason);
-      continue;
-    }
+    shard.runner_state.emplace(store, runner_family);
+  }
+  if (applying > 0) {
+    log->debug("applying {} records of {} partitions on {} threads", applying, by_partition.size(), shard_count);
+  }
+  if (shard_count == 1) {
+    ApplyShard(reading, shards[0]);
+  } else {
+    std::vector<std::function<void()>> tasks;
+    for (Shard& shard : shards) tasks.emplace_back([this, &reading, &shard] { ApplyShard(reading, shard); });
+    pool->RunAll(tasks);
+  }
 
-    // De-duplication over the last `dedup_window` ids of this partition: the
-    // window is in memory; its changes go into this batch's write.
-    PartitionWindow& window = reading.windows[m->partition];
-    EventIdBytes id = IdBytes(event.event_id());
-    if (window.ids.contains(id)) {
-      ++stats.duplicates;
-      if (meters) meters->duplicates->Add();
-      continue;
-    }
-    const uint64_t seq = window.next_seq++;
-    window.ids.insert(id);
-    window.order.push_back(id);
-    runner_state.Put(DedupKey(reading.prefix, m->partition, 's') + U64(seq), std::string(id.data(), id.size()));
-    if (window.order.size() > options.dedup_window) {
-      window.ids.erase(window.order.front());
-      window.order.pop_front();
-      runner_state.Delete(DedupKey(reading.prefix, m->partition, 's') + U64(seq - options.dedup_window));
-    }
-
-    projections::LogPosition position{m->partition, m->offset};
-    for (size_t p = 0; p < reading.projections.size(); ++p) {
-      produced.clear();
-      RETURN_IF_ERROR(reading.projections[p]->Apply(event, position, states[p], produced));
-      if (meters && reading.projections[p]->Reads(event.payload_case())) reading.applied[p]->Add();
-      if (!sends) continue;
-      for (auto& record : produced) {
-        state::v1::OutboxEntry entry;
-        entry.set_topic(record.topic == "alerts" ? options.alerts_topic : record.topic);
-        if (meters && record.topic == "alerts") meters->alerts->Add();
-        entry.set_key(record.key);
-        entry.set_value(record.value);
-        entry.set_timestamp_ms(Millis(event.occurred_at()));
-        for (const auto& h : record.headers) {
-          auto* header = entry.add_headers();
-          header->set_name(h.name);
-          header->set_value(h.value);
-        }
-        outbox.emplace_back(next_outbox_seq++, std::move(entry));
-      }
-    }
-    ++(reading.live ? stats.applied : stats.rebuilt);
+  std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> outbox;
+  for (Shard& shard : shards) {
+    RETURN_IF_ERROR(shard.status);
+    (reading.live ? stats.applied : stats.rebuilt) += shard.applied;
+    stats.duplicates += shard.duplicates;
+    stats.dead_lettered += shard.dead_lettered;
+    for (auto& entry : shard.outbox) outbox.emplace_back(next_outbox_seq++, std::move(entry));
   }
 
   // One atomic write: projection state, offsets, the de-duplication window,
   // new outbox entries, and the removal of entries already delivered.
   rocksdb::WriteBatch batch;
-  for (auto& state : states) state.CommitTo(batch);
-  runner_state.CommitTo(batch);
+  for (Shard& shard : shards) {
+    for (auto& state : shard.states) state.CommitTo(batch);
+    shard.runner_state->CommitTo(batch);
+  }
   for (const auto& [partition, offset] : advanced) {
     batch.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition), U64(static_cast<uint64_t>(offset)))
         .PermitUncheckedError();
@@ -683,7 +757,12 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   if (!outbox.empty()) batch.Put(runner_family, kOutboxNextKey, U64(next_outbox_seq)).PermitUncheckedError();
   for (uint64_t seq : delivered) batch.Delete(runner_family, OutboxKey(seq)).PermitUncheckedError();
   delivered.clear();
-  if (batch.Count() > 0) RETURN_IF_ERROR(store.Write(batch));
+  if (batch.Count() > 0) {
+    if (Status written = store.Write(batch); !written.ok()) {
+      for (auto& cache : reading.caches) cache->Clear();  // they hold what was not written
+      return written;
+    }
+  }
   ++stats.batches;
   if (meters && count > 0) {
     meters->batches->Add();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "apply_pool.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/logging.h"
 #include "rapport/projections/keys.h"
@@ -81,7 +82,8 @@ struct Lane {
   std::vector<projections::Projection*> projections;
   std::vector<rocksdb::ColumnFamilyHandle*> families;  // one per projection: the live lane's are the live versions
   std::vector<Counter*> applied;                       // one per projection, when metrics are kept
-  std::map<int32_t, int64_t> next_offset;              // mirrors what is stored
+  std::vector<std::unique_ptr<projections::StateCache>> caches;  // one per projection: its state across batches
+  std::map<int32_t, int64_t> next_offset;                        // mirrors what is stored
   std::map<int32_t, int64_t> stop;  // replay and rebuild: the first offset not to apply; empty: no end
   std::map<int32_t, PartitionWindow> windows;
   std::set<int32_t> paused;  // partitions paused at their stop
@@ -119,6 +121,9 @@ struct ProjectionRunner::Impl {
   RunnerStats stats;
   RunnerProgress progress;
   std::map<int32_t, int64_t> log_end;  // the highest log end seen per partition
+  std::unique_ptr<ApplyPool> pool;     // with more than one apply thread
+  // What the lanes' state caches may still take (RunnerOptions::state_cache_bytes).
+  std::shared_ptr<std::atomic<int64_t>> cache_budget = std::make_shared<std::atomic<int64_t>>(0);
 
   // Metrics, when a registry was given.
   struct Meters {
@@ -151,7 +156,9 @@ struct ProjectionRunner::Impl {
   Result<int32_t> TargetPartitions(const std::string& topic);
   Status Relay(uint64_t seq, const state::v1::OutboxEntry& entry);
   size_t PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages, std::chrono::milliseconds wait);
+  struct Shard;
   Status ProcessBatch(Lane& lane, rd_kafka_message_t** messages, size_t count);
+  void ApplyShard(Lane& lane, Shard& shard);  // on any apply thread: touches only the shard's partitions
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   bool CaughtUp() const;
   void WatchForStall();

@@ -128,6 +128,11 @@ TEST(Config, ErrorsNameTheFileLineAndKey) {
             "rapport.toml:2: topics.evnts: unknown key (see examples/rapport.toml for the keys there are)");
   EXPECT_EQ(ParseConfig("[publish]\ndelivery_timeout_ms = 0\n", "rapport.toml").status().message(),
             "rapport.toml:2: publish.delivery_timeout_ms: must be greater than zero");
+  EXPECT_EQ(ParseConfig("[run]\napply_threads = 0\n", "rapport.toml").status().message(),
+            "rapport.toml:2: run.apply_threads: must be greater than zero");
+  EXPECT_EQ(ParseConfig("[run]\nstate_cache_bytes = -1\n", "rapport.toml").status().message(),
+            "rapport.toml:2: run.state_cache_bytes: must not be negative");
+  EXPECT_OK(ParseConfig("[run]\nstate_cache_bytes = 0\n", "rapport.toml"));
   EXPECT_EQ(ParseConfig("[kafka]\nbrokers = [\n", "rapport.toml").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(std::string(ParseConfig("[kafka\n", "rapport.toml").status().message())
                 .rfind("rapport.toml:1: invalid TOML: ", 0),

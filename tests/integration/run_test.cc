@@ -27,15 +27,16 @@ class RunCommand : public ::testing::Test {
   void TearDown() override {
     for (const auto& dir : dirs_) std::filesystem::remove_all(dir);
   }
-  // A config for one store (and consumer group) of its own.
-  std::string Config(const std::string& name) {
+  // A config for one store (and consumer group) of its own; `run` adds
+  // lines to its [run] table.
+  std::string Config(const std::string& name, const std::string& run = "") {
     std::string dir = ::testing::TempDir() + prefix_ + "." + name;
     dirs_.push_back(dir);
     return testing::WriteTestConfig(broker_, prefix_ + "." + name,
                                     "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" + prefix_ +
                                         ".dlq\"\nalerts = \"" + prefix_ + ".alerts\"\nevents_partitions = 6\n" +
-                                        "[run]\ngroup_id = \"" + prefix_ + "." + name + "\"\n[store]\ndata_dir = \"" +
-                                        dir + "\"\n[log]\nlevel = \"warn\"\n");
+                                        "[run]\ngroup_id = \"" + prefix_ + "." + name + "\"\n" + run +
+                                        "[store]\ndata_dir = \"" + dir + "\"\n[log]\nlevel = \"warn\"\n");
   }
   testing::CommandResult Rapport(const std::string& config, std::vector<std::string> args) {
     args.insert(args.begin(), {"--config", config});
@@ -233,6 +234,41 @@ TEST_F(RunCommand, TheConfigMayChangeThePrefetchDefault) {
   auto refused = Rapport(wrong, {"run", "--until-caught-up"});
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.err.find("queued.min.messages"), std::string::npos) << refused.err;
+}
+
+// A batch's partitions are applied on several threads: the state, the
+// counts, the alerts and the dead letters are those of one thread.
+TEST_F(RunCommand, ApplyingOnSeveralThreadsGivesWhatOneThreadGives) {
+  const std::string one = Config("threads-1", "apply_threads = 1\n");
+  auto simulated = Rapport(
+      one, {"simulate", "--customers", "600", "--days", "120", "--seed", "32", "--invalid-rate", "0.02", "--publish"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  auto serial = Rapport(one, {"--log-level", "debug", "run", "--until-caught-up"});
+  ASSERT_EQ(serial.exit_code, 0) << serial.err;
+  EXPECT_EQ(serial.err.find("on 2 threads"), std::string::npos) << "apply_threads = 1 keeps to one thread";
+  auto alerts = testing::ReadTopicToEnd(broker_, prefix_ + ".alerts");
+  ASSERT_OK(alerts);
+  ASSERT_GT(alerts->size(), 0u) << "the simulation raises alerts";
+
+  const std::string four = Config("threads-4", "apply_threads = 4\n");
+  auto parallel = Rapport(four, {"--log-level", "debug", "run", "--until-caught-up"});
+  ASSERT_EQ(parallel.exit_code, 0) << parallel.err;
+  EXPECT_TRUE(std::regex_search(parallel.err, std::regex(R"(records of \d+ partitions on [234] threads)")))
+      << "some batch was applied on several threads";
+  EXPECT_EQ(RunCounts(parallel.out), RunCounts(serial.out));
+  EXPECT_EQ(Digest(four), Digest(one));
+
+  // Both runs sent to the same topics: every alert and dead letter twice.
+  auto twice = [&](const std::string& topic, size_t once) {
+    auto records = testing::ReadTopicToEnd(broker_, topic);
+    ASSERT_OK(records);
+    std::map<std::string, int> copies;
+    for (const auto& r : *records) ++copies[r.key + "\n" + r.value];
+    EXPECT_EQ(records->size(), 2 * once) << topic;
+    for (const auto& [record, n] : copies) EXPECT_EQ(n, 2) << topic << ": " << record;
+  };
+  twice(prefix_ + ".alerts", alerts->size());
+  twice(prefix_ + ".dlq", static_cast<size_t>(RunCounts(serial.out)[2]));
 }
 
 TEST_F(RunCommand, DuplicateEventIdsAreAppliedOnceAndRestartsResume) {

@@ -44,7 +44,9 @@ struct RunConfig {
   std::string instance_id;
   int64_t max_batch = 5000;
   int64_t batch_wait_ms = 50;
-  int64_t dedup_window = 100000;  // event ids remembered per partition
+  int64_t dedup_window = 100000;            // event ids remembered per partition
+  int64_t apply_threads = 0;                // threads applying a batch, by partition; 0 (unset): one per core
+  int64_t state_cache_bytes = 256ll << 20;  // projection state kept in memory across batches
 };
 
 // The lifetime-value models (`rapport churn fit`, and `rapport run`'s refits).

@@ -35,6 +35,12 @@ struct RunnerOptions {
   size_t max_batch = 5000;                   // records per batch (one RocksDB write)
   std::chrono::milliseconds batch_wait{50};  // how long a poll waits for a batch's first record
   uint32_t dedup_window = 100000;            // event ids remembered per partition
+  // Threads that apply a batch, each a share of its partitions (state keys
+  // start with the partition, so they never meet); 0: one per core.
+  unsigned apply_threads = 0;
+  // Projection state kept in memory across batches (parsed by no one: the
+  // stored bytes), so that most reads skip RocksDB; 0: none.
+  size_t state_cache_bytes = 256ull << 20;
   // Stop once every partition has reached the end it had when the run
   // started (for catching up, tests and benchmarks); otherwise run until stopped.
   bool stop_when_caught_up = false;
@@ -120,7 +126,9 @@ struct RunnerStats {
 // their own recorded_at, so a replay judges them the same way) go to the
 // dead-letter topic with the reason and origin in headers; the run goes on.
 //
-// Threading: Run is called from one thread; projections are applied there.
+// Threading: Run is called from one thread; projections are applied there and
+// on the runner's apply threads (RunnerOptions::apply_threads), each with the
+// records of its own partitions, before Run writes the batch.
 class ProjectionRunner {
  public:
   static Result<std::unique_ptr<ProjectionRunner>> Create(RunnerOptions options, projections::ProjectionStore& store,

@@ -2,12 +2,15 @@
 
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "rapport/events/cloudevents.h"
 #include "rapport/events/status.h"
 #include "rapport/projections/store.h"
@@ -21,13 +24,48 @@ struct LogPosition {
   int64_t offset = -1;
 };
 
+// Values of one projection family that recent batches read or wrote, kept
+// across batches so that a customer's next event finds its state without a
+// RocksDB read (a third of the fold's time before). Exact because the runner
+// is the family's only writer and every write passes through
+// StateBatch::CommitTo, which updates it. Split into parts by the partition
+// at the start of each key (keys.h), so threads applying different
+// partitions never share a part. All the caches of a reading share one
+// budget of bytes; a part that is written to while the budget is spent is
+// emptied, which is cheap and keeps the parts in use.
+class StateCache {
+ public:
+  StateCache(int32_t partitions, std::shared_ptr<std::atomic<int64_t>> budget_left);
+  ~StateCache();
+  StateCache(const StateCache&) = delete;
+  StateCache& operator=(const StateCache&) = delete;
+
+  // Null when `key` is not cached; else its value (nullopt: it has none).
+  const std::optional<std::string>* Find(std::string_view key) const;
+  void Store(std::string_view key, std::optional<std::string> value);
+  void Clear();
+
+ private:
+  struct Part {
+    absl::flat_hash_map<std::string, std::optional<std::string>> values;
+    int64_t bytes = 0;
+  };
+  Part* PartOf(std::string_view key);
+  const Part* PartOf(std::string_view key) const;
+  std::vector<Part> parts_;
+  std::shared_ptr<std::atomic<int64_t>> budget_left_;
+};
+
 // One projection's state during one batch. Reads see the batch's own earlier
 // writes; every changed key is staged once, in key order, when the batch
 // commits, so a hot key (a busy store's review totals) costs one write per
 // batch, not one per event. Used by one thread.
 class StateBatch {
  public:
-  StateBatch(ProjectionStore& store, rocksdb::ColumnFamilyHandle* family) : store_(store), family_(family) {}
+  // With `cache`, reads look there before the store, and CommitTo keeps
+  // what the batch wrote in it.
+  StateBatch(ProjectionStore& store, rocksdb::ColumnFamilyHandle* family, StateCache* cache = nullptr)
+      : store_(store), family_(family), shared_(cache) {}
 
   // The key's value, or nullptr when it has none. Store errors are returned.
   Result<const std::string*> Find(std::string_view key);
@@ -44,6 +82,7 @@ class StateBatch {
   };
   ProjectionStore& store_;
   rocksdb::ColumnFamilyHandle* family_;
+  StateCache* shared_;
   std::map<std::string, Entry, std::less<>> cache_;
 };
 
@@ -61,8 +100,11 @@ struct OutboxRecord {
 // numbers or unordered iteration. Applying the same log always gives the same
 // state and so the same digest.
 //
-// Threading: the runner calls Apply from one thread; queries read the store
-// through their own read-only classes, never through a Projection.
+// Threading: the runner calls Apply from several threads at once, for events
+// of different partitions, each thread with its own StateBatch: DoApply
+// changes no member and touches only keys of `position.partition` (keys.h).
+// Queries read the store through their own read-only classes, never through
+// a Projection.
 class Projection {
  public:
   virtual ~Projection() = default;

@@ -325,23 +325,29 @@ Status ProjectionRunner::Impl::LoadWindows(Lane& reading) {
     const std::string prefix = DedupKey(reading.prefix, p, 's');
     std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), runner_family));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      if (it->value().size() != 16) {
+      const size_t bytes = it->value().size();
+      if (bytes == 0 || bytes % 16 != 0 || it->key().size() != prefix.size() + 8) {
         return absl::InternalError(absl::StrCat(
-            "the de-duplication window of partition ", p, " holds an entry of ", it->value().size(),
-            " bytes, not 16: the store is damaged or was written by a development build of rapport; build it again "
-            "from the log into a new data directory"));
+            "the de-duplication window of partition ", p, " holds an entry of ", bytes,
+            " bytes, not a multiple of 16: the store is damaged or was written by a development build of rapport; "
+            "build it again from the log into a new data directory"));
       }
-      EventIdBytes id;
-      std::copy_n(it->value().data(), 16, id.begin());
-      window.ids.insert(id);
-      window.order.push_back(id);
-      window.next_seq = ReadU64(std::string_view(it->key().data() + prefix.size(), 8)) + 1;
+      const uint64_t first = ReadU64(std::string_view(it->key().data() + prefix.size(), 8));
+      for (size_t at = 0; at < bytes; at += 16) {
+        EventIdBytes id;
+        std::copy_n(it->value().data() + at, 16, id.begin());
+        window.ids.insert(id);
+        window.order.push_back(id);
+      }
+      window.chunks.emplace_back(first, bytes / 16);
+      window.next_seq = first + bytes / 16;
     }
     while (window.order.size() > options.dedup_window) {
       window.ids.erase(window.order.front());
       window.order.pop_front();
-      trim.Delete(runner_family, prefix + U64(window.next_seq - window.order.size() - 1)).PermitUncheckedError();
     }
+    ForgetExpiredChunks(reading, p, window,
+                        [&](const std::string& key) { trim.Delete(runner_family, key).PermitUncheckedError(); });
   }
   if (trim.Count() > 0) RETURN_IF_ERROR(store.Write(trim));
   return absl::OkStatus();
@@ -559,6 +565,15 @@ struct ProjectionRunner::Impl::Shard {
   Status status;
 };
 
+void ProjectionRunner::Impl::ForgetExpiredChunks(const Lane& reading, int32_t partition, PartitionWindow& window,
+                                                 const std::function<void(const std::string&)>& remove) {
+  const uint64_t oldest_kept = window.next_seq - window.order.size();
+  while (!window.chunks.empty() && window.chunks.front().first + window.chunks.front().second <= oldest_kept) {
+    remove(DedupKey(reading.prefix, partition, 's') + U64(window.chunks.front().first));
+    window.chunks.pop_front();
+  }
+}
+
 void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
   // A replay sends nothing, and neither does a rebuild: the live lane
   // already sent what these events caused.
@@ -600,6 +615,8 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
   std::vector<projections::OutboxRecord> produced;
   for (auto& [window_of_partition, records] : shard.partitions) {
     PartitionWindow& window = *window_of_partition;
+    const uint64_t chunk_start = window.next_seq;
+    std::string chunk;  // the ids this batch adds to the window, stored as one entry
     for (const rd_kafka_message_t* m : records) {
       std::string_view value(static_cast<const char*>(m->payload), m->len);
       if (auto violation = events::DecodeEvent(value, event)) {
@@ -638,14 +655,13 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
         if (meters) meters->duplicates->Add();
         continue;
       }
-      const uint64_t seq = window.next_seq++;
+      window.next_seq++;
       window.ids.insert(id);
       window.order.push_back(id);
-      runner_state.Put(DedupKey(reading.prefix, m->partition, 's') + U64(seq), std::string(id.data(), id.size()));
+      chunk.append(id.data(), id.size());
       if (window.order.size() > options.dedup_window) {
         window.ids.erase(window.order.front());
         window.order.pop_front();
-        runner_state.Delete(DedupKey(reading.prefix, m->partition, 's') + U64(seq - options.dedup_window));
       }
 
       projections::LogPosition position{m->partition, m->offset};
@@ -671,6 +687,11 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
       }
       ++shard.applied;
     }
+    if (chunk.empty()) continue;
+    const int32_t partition = records.front()->partition;
+    runner_state.Put(DedupKey(reading.prefix, partition, 's') + U64(chunk_start), std::move(chunk));
+    window.chunks.emplace_back(chunk_start, window.next_seq - chunk_start);
+    ForgetExpiredChunks(reading, partition, window, [&](const std::string& key) { runner_state.Delete(key); });
   }
 }
 

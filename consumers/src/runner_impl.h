@@ -7,6 +7,7 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,11 +65,16 @@ inline const std::string kRebuildFamiliesKey = "bf";
 using EventIdBytes = std::array<char, 16>;
 
 // The de-duplication window of one partition: the ids of its last
-// `dedup_window` events, and their order for eviction.
+// `dedup_window` events, and their order for eviction. Stored as chunks, one
+// per batch that applied events of the partition: key DedupKey + the first
+// id's sequence number, value the ids (16 bytes each) in order. A chunk is
+// deleted once all its ids have left the window. (One key per batch, not two
+// per event: memtable inserts were a quarter of a small batch's time.)
 struct PartitionWindow {
   absl::flat_hash_set<EventIdBytes> ids;
   std::deque<EventIdBytes> order;
   uint64_t next_seq = 0;
+  std::deque<std::pair<uint64_t, uint64_t>> chunks;  // stored: first sequence number, ids
 };
 
 // One reading of the log into a set of projections, at its own position,
@@ -158,7 +164,12 @@ struct ProjectionRunner::Impl {
   size_t PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages, std::chrono::milliseconds wait);
   struct Shard;
   Status ProcessBatch(Lane& lane, rd_kafka_message_t** messages, size_t count);
-  void ApplyShard(Lane& lane, Shard& shard);  // on any apply thread: touches only the shard's partitions
+  void ApplyShard(Lane& lane, Shard& shard);
+  // Removes (by `remove`) the stored chunks of `window` whose ids have all
+  // left it.
+  static void ForgetExpiredChunks(const Lane& lane, int32_t partition, PartitionWindow& window,
+                                  const std::function<void(const std::string&)>&
+                                      remove);  // on any apply thread: touches only the shard's partitions
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   bool CaughtUp() const;
   void WatchForStall();

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "absl/strings/str_format.h"
+#include "rapport/consumers/projection_runner.h"
 #include "rapport/events/codec.h"
 #include "rapport/producers/topics.h"
 #include "rapport/testing/command.h"
@@ -317,16 +318,26 @@ TEST_F(RunCommand, TheDeduplicationWindowForgetsTheOldestIdsAndSurvivesARestart)
     return events::EncodeEvent(e);
   };
   for (int n = 1; n <= 4; ++n) ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", event(n)));
-  std::string config = Config("window");
-  {  // a window of two ids per partition
-    std::ofstream(config, std::ios::app) << "";
-    std::string text = testing::ReadFile(config);
-    text.replace(text.find("[run]\n"), 6, "[run]\ndedup_window = 2\n");
-    std::ofstream(config, std::ios::trunc) << text;
-  }
+  // A window of two ids per partition; a batch per record, so that each id
+  // is stored in an entry of its own and the older ones must be deleted.
+  std::string config = Config("window", "dedup_window = 2\nmax_batch = 1\n");
+  const std::string dir = dirs_.back();
+  // The ids the store keeps for the window, in its runner family.
+  auto stored_ids = [&] {
+    auto store =
+        projections::ProjectionStore::Open({.path = dir, .read_only = true}, {consumers::ProjectionRunner::kFamily});
+    EXPECT_OK(store);
+    if (!store.ok()) return size_t{0};
+    std::unique_ptr<rocksdb::Iterator> it(
+        (*store)->db()->NewIterator(rocksdb::ReadOptions(), (*store)->family(consumers::ProjectionRunner::kFamily)));
+    size_t ids = 0;
+    for (it->Seek("d"); it->Valid() && it->key().starts_with("d"); it->Next()) ids += it->value().size() / 16;
+    return ids;
+  };
   auto first = Rapport(config, {"run", "--until-caught-up"});
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_EQ(RunCounts(first.out), (std::array<int64_t, 3>{4, 0, 0}));
+  EXPECT_EQ(stored_ids(), 2u) << "ids that left the window are deleted from the store";
 
   // After a restart: event 1 left the window long ago, event 4 is still in it.
   ASSERT_OK(testing::ProduceRaw(broker_, topic, "c-1", event(1)));
@@ -334,6 +345,7 @@ TEST_F(RunCommand, TheDeduplicationWindowForgetsTheOldestIdsAndSurvivesARestart)
   auto second = Rapport(config, {"run", "--until-caught-up"});
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_EQ(RunCounts(second.out), (std::array<int64_t, 3>{1, 1, 0}));
+  EXPECT_EQ(stored_ids(), 2u);
 }
 
 }  // namespace

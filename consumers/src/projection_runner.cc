@@ -744,17 +744,40 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   if (applying > 0) {
     log->debug("applying {} records of {} partitions on {} threads", applying, by_partition.size(), shard_count);
   }
+  // A replay stages nothing to send, so each shard may write its own
+  // partitions' state, offsets and window in a write of its own, all at once
+  // (RocksDB inserts concurrent writes into its memtables in parallel): each
+  // partition's state still moves with its offset in one atomic write. `run`
+  // writes the batch once, with the outbox whose sequence numbers it orders.
+  const bool write_per_shard = options.replay.has_value() && shard_count > 1;
+  auto apply = [this, &reading, &advanced, write_per_shard](Shard& shard) {
+    ApplyShard(reading, shard);
+    if (!write_per_shard || !shard.status.ok()) return;
+    rocksdb::WriteBatch own;
+    for (auto& state : shard.states) state.CommitTo(own);
+    shard.runner_state->CommitTo(own);
+    for (const auto& [window, records] : shard.partitions) {
+      const int32_t partition = records.front()->partition;
+      own.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition),
+              U64(static_cast<uint64_t>(advanced.at(partition))))
+          .PermitUncheckedError();
+    }
+    shard.status = store.Write(own);
+  };
   if (shard_count == 1) {
-    ApplyShard(reading, shards[0]);
+    apply(shards[0]);
   } else {
     std::vector<std::function<void()>> tasks;
-    for (Shard& shard : shards) tasks.emplace_back([this, &reading, &shard] { ApplyShard(reading, shard); });
+    for (Shard& shard : shards) tasks.emplace_back([&apply, &shard] { apply(shard); });
     pool->RunAll(tasks);
   }
 
   std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> outbox;
   for (Shard& shard : shards) {
-    RETURN_IF_ERROR(shard.status);
+    if (!shard.status.ok()) {
+      for (auto& cache : reading.caches) cache->Clear();  // they may hold what was not written
+      return shard.status;
+    }
     (reading.live ? stats.applied : stats.rebuilt) += shard.applied;
     stats.duplicates += shard.duplicates;
     stats.dead_lettered += shard.dead_lettered;
@@ -768,7 +791,7 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
     for (auto& state : shard.states) state.CommitTo(batch);
     shard.runner_state->CommitTo(batch);
   }
-  for (const auto& [partition, offset] : advanced) {
+  for (const auto& [partition, offset] : write_per_shard ? std::map<int32_t, int64_t>() : advanced) {
     batch.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition), U64(static_cast<uint64_t>(offset)))
         .PermitUncheckedError();
   }

@@ -744,32 +744,38 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   if (applying > 0) {
     log->debug("applying {} records of {} partitions on {} threads", applying, by_partition.size(), shard_count);
   }
-  // A replay stages nothing to send, so each shard may write its own
-  // partitions' state, offsets and window in a write of its own, all at once
-  // (RocksDB inserts concurrent writes into its memtables in parallel): each
-  // partition's state still moves with its offset in one atomic write. `run`
-  // writes the batch once, with the outbox whose sequence numbers it orders.
-  const bool write_per_shard = options.replay.has_value() && shard_count > 1;
-  auto apply = [this, &reading, &advanced, write_per_shard](Shard& shard) {
-    ApplyShard(reading, shard);
-    if (!write_per_shard || !shard.status.ok()) return;
-    rocksdb::WriteBatch own;
-    for (auto& state : shard.states) state.CommitTo(own);
-    shard.runner_state->CommitTo(own);
-    for (const auto& [window, records] : shard.partitions) {
-      const int32_t partition = records.front()->partition;
-      own.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition),
-              U64(static_cast<uint64_t>(advanced.at(partition))))
-          .PermitUncheckedError();
-    }
-    shard.status = store.Write(own);
-  };
-  if (shard_count == 1) {
-    apply(shards[0]);
-  } else {
+  auto on_every_shard = [&](const std::function<void(Shard&)>& work) {
+    if (shard_count == 1) return work(shards[0]);
     std::vector<std::function<void()>> tasks;
-    for (Shard& shard : shards) tasks.emplace_back([&apply, &shard] { apply(shard); });
+    for (Shard& shard : shards) tasks.emplace_back([&work, &shard] { work(shard); });
     pool->RunAll(tasks);
+  };
+  on_every_shard([&](Shard& shard) { ApplyShard(reading, shard); });
+  for (const Shard& shard : shards) RETURN_IF_ERROR(shard.status);
+
+  // A batch with nothing to send (no alert, no dead letter, no delivery to
+  // forget: most of them, and every batch of a replay or a rebuild) is
+  // written by its shards, each its own partitions' state, offsets and
+  // window in a write of its own, at once: RocksDB inserts concurrent writes
+  // into its memtables in parallel, and each partition's state still moves
+  // with its offset in one atomic write. Otherwise one write takes it all,
+  // with the outbox in sequence order.
+  const bool write_per_shard =
+      shard_count > 1 && delivered.empty() &&
+      std::all_of(shards.begin(), shards.end(), [](const Shard& shard) { return shard.outbox.empty(); });
+  if (write_per_shard) {
+    on_every_shard([&](Shard& shard) {
+      rocksdb::WriteBatch own;
+      for (auto& state : shard.states) state.CommitTo(own);
+      shard.runner_state->CommitTo(own);
+      for (const auto& [window, records] : shard.partitions) {
+        const int32_t partition = records.front()->partition;
+        own.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition),
+                U64(static_cast<uint64_t>(advanced.at(partition))))
+            .PermitUncheckedError();
+      }
+      shard.status = store.Write(own);
+    });
   }
 
   std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> outbox;

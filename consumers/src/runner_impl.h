@@ -128,6 +128,8 @@ struct ProjectionRunner::Impl {
   RunnerProgress progress;
   std::map<int32_t, int64_t> log_end;  // the highest log end seen per partition
   std::unique_ptr<ApplyPool> pool;     // with more than one apply thread
+  std::chrono::steady_clock::time_point next_advisory_commit;
+  bool advisory_commit_due = false;  // positions moved since the last advisory commit
   // What the lanes' state caches may still take (RunnerOptions::state_cache_bytes).
   std::shared_ptr<std::atomic<int64_t>> cache_budget = std::make_shared<std::atomic<int64_t>>(0);
 
@@ -173,7 +175,9 @@ struct ProjectionRunner::Impl {
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   bool CaughtUp() const;
   void WatchForStall();
-  void CommitAdvisory();
+  // Commits the live lane's positions to Kafka for lag tools: at most once
+  // per kAdvisoryCommitInterval, and when the run ends (`now`, waiting).
+  void CommitAdvisory(bool now = false);
   void InitMetrics();
   Status AssignForReplay();
   Status Subscribe();

@@ -55,10 +55,11 @@ class TableReader {
     }
   }
 
-  Status ReadPositive(std::string_view key, int64_t& out) {
+  Status ReadPositive(std::string_view key, int64_t& out, int64_t at_most = INT64_MAX) {
     RETURN_IF_ERROR(Read(key, out));
     const toml::node* node = root_.at_path(key).node();
     if (node != nullptr && out <= 0) return Error(*node, key, "must be greater than zero");
+    if (node != nullptr && out > at_most) return Error(*node, key, fmt::format("must be at most {}", at_most));
     return absl::OkStatus();
   }
 
@@ -262,7 +263,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("run.max_batch", c.run.max_batch));
   RETURN_IF_ERROR(r.ReadPositive("run.batch_wait_ms", c.run.batch_wait_ms));
   RETURN_IF_ERROR(r.ReadPositive("run.dedup_window", c.run.dedup_window));
-  RETURN_IF_ERROR(r.ReadPositive("run.apply_threads", c.run.apply_threads));
+  RETURN_IF_ERROR(r.ReadPositive("run.apply_threads", c.run.apply_threads, /*at_most=*/256));
   RETURN_IF_ERROR(r.ReadNonNegative("run.state_cache_bytes", c.run.state_cache_bytes));
   RETURN_IF_ERROR(r.Read("log.level", c.log_level));
 

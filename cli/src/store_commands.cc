@@ -103,6 +103,19 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
   return absl::OkStatus();
 }
 
+// --as-of TEXT for `command`, or `otherwise` when it is not given; nullopt
+// (after saying why on `err`) when TEXT is not a date or time.
+std::optional<absl::Time> AsOf(const std::string& text, absl::Time otherwise, std::string_view command,
+                               std::ostream& err) {
+  if (text.empty()) return otherwise;
+  auto parsed = ParseStartTime(text);
+  if (!parsed.ok()) {
+    err << command << ": --as-of: \"" << text << "\" is not a date such as 2026-01-31 or an RFC 3339 time\n";
+    return std::nullopt;
+  }
+  return *parsed;
+}
+
 }  // namespace
 
 // `run --read-only`: serves a store nobody applies to (a replay's directory)
@@ -398,15 +411,9 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
     err << "query: " << partitions.status().message() << "\n";
     return 2;
   }
-  absl::Time as_of = absl::Now();
-  if (!args.as_of.empty()) {
-    auto parsed = ParseStartTime(args.as_of);
-    if (!parsed.ok()) {
-      err << "query: --as-of: \"" << args.as_of << "\" is not a date such as 2026-01-31 or an RFC 3339 time\n";
-      return 2;
-    }
-    as_of = *parsed;
-  }
+  const std::optional<absl::Time> maybe_as_of = AsOf(args.as_of, absl::Now(), "query", err);
+  if (!maybe_as_of) return 2;
+  const absl::Time as_of = *maybe_as_of;
   if (args.what == "churn" || args.what == "segments") {
     projections::ChurnView churn(**store, *partitions);
     if (args.what == "segments") {
@@ -498,15 +505,9 @@ projections::ChurnModelOptions ChurnModelOptionsOf(const ChurnConfig& churn) {
 }
 
 int RunChurnFit(const Config& config, const ChurnFitArgs& args, std::ostream& out, std::ostream& err) {
-  absl::Time as_of = absl::InfiniteFuture();
-  if (!args.as_of.empty()) {
-    auto parsed = ParseStartTime(args.as_of);
-    if (!parsed.ok()) {
-      err << "churn fit: --as-of: \"" << args.as_of << "\" is not a date such as 2026-01-31 or an RFC 3339 time\n";
-      return 2;
-    }
-    as_of = *parsed;
-  }
+  const std::optional<absl::Time> maybe_as_of = AsOf(args.as_of, absl::InfiniteFuture(), "churn fit", err);
+  if (!maybe_as_of) return 2;
+  const absl::Time as_of = *maybe_as_of;
   projections::ProjectionRegistry registry;
   auto store = OpenStore(config, registry, args.no_store ? Access::kReadOnly : Access::kReadWrite);
   if (!store.ok()) {

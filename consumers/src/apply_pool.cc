@@ -1,5 +1,7 @@
 #include "apply_pool.h"
 
+#include <algorithm>
+
 namespace rapport::consumers {
 
 ApplyPool::ApplyPool(size_t threads) {
@@ -17,19 +19,19 @@ ApplyPool::~ApplyPool() {
 
 void ApplyPool::RunAll(const std::vector<std::function<void()>>& tasks) {
   if (tasks.empty()) return;
-  if (tasks.size() > 1) {
+  if (tasks.size() == 1) return tasks[0]();
+  {
     std::lock_guard lock(mutex_);
     tasks_ = &tasks;
-    pending_ = tasks.size() - 1;
+    pending_ = std::min(tasks.size(), threads()) - 1;
     ++generation_;
   }
-  if (tasks.size() > 1) work_.notify_all();
+  work_.notify_all();
   tasks[0]();
-  if (tasks.size() > 1) {
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
-    tasks_ = nullptr;
-  }
+  for (size_t i = threads(); i < tasks.size(); ++i) tasks[i]();  // more tasks than helpers: the caller's
+  std::unique_lock lock(mutex_);
+  done_.wait(lock, [&] { return pending_ == 0; });
+  tasks_ = nullptr;
 }
 
 // Helper `index` runs task `index` of each generation that has one.

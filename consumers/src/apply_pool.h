@@ -20,7 +20,8 @@ class ApplyPool {
   ApplyPool& operator=(const ApplyPool&) = delete;
 
   size_t threads() const { return helpers_.size() + 1; }
-  // Runs every task, at most threads() of them, and returns when all are done.
+  // Runs every task and returns when all are done: task i > 0 on helper i,
+  // the first (and any beyond the helpers) on the calling thread.
   void RunAll(const std::vector<std::function<void()>>& tasks);
 
  private:

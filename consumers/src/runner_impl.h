@@ -175,8 +175,9 @@ struct ProjectionRunner::Impl {
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   bool CaughtUp() const;
   void WatchForStall();
-  // Commits the live lane's positions to Kafka for lag tools: at most once
-  // per kAdvisoryCommitInterval, and when the run ends (`now`, waiting).
+  // Commits the live lane's positions to Kafka for lag tools (asynchronously):
+  // at most once per kAdvisoryCommitInterval, or at once with `now` (when the
+  // run ends; closing the consumer sends it).
   void CommitAdvisory(bool now = false);
   void InitMetrics();
   Status AssignForReplay();

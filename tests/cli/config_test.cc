@@ -130,6 +130,8 @@ TEST(Config, ErrorsNameTheFileLineAndKey) {
             "rapport.toml:2: publish.delivery_timeout_ms: must be greater than zero");
   EXPECT_EQ(ParseConfig("[run]\napply_threads = 0\n", "rapport.toml").status().message(),
             "rapport.toml:2: run.apply_threads: must be greater than zero");
+  EXPECT_EQ(ParseConfig("[run]\napply_threads = 100000\n", "rapport.toml").status().message(),
+            "rapport.toml:2: run.apply_threads: must be at most 256");
   EXPECT_EQ(ParseConfig("[run]\nstate_cache_bytes = -1\n", "rapport.toml").status().message(),
             "rapport.toml:2: run.state_cache_bytes: must not be negative");
   EXPECT_OK(ParseConfig("[run]\nstate_cache_bytes = 0\n", "rapport.toml"));

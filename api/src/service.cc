@@ -117,6 +117,11 @@ std::optional<HttpResponse> ParseAsOf(const HttpRequest& request, absl::Time& as
 // The text of each event in a POST body: one object, or an array of them.
 std::optional<HttpResponse> SplitEvents(const std::string& body, size_t max_events, std::vector<std::string>& out,
                                         bool& batch) {
+  // nlohmann's parser recurses per level: a body of 200,000 '[' would
+  // overflow the stack, so depth is checked first, without recursion.
+  if (auto too_deep = events::CheckJsonNesting(body)) {
+    return ErrorResponse(400, "malformed_json", fmt::format("the body is {}", too_deep->reason));
+  }
   Json parsed;
   try {
     parsed = Json::parse(body);
@@ -289,8 +294,19 @@ struct ApiService::Impl {
     if (progress == nullptr) {
       return ErrorResponse(503, "not_yet_applied", "after: this server does not apply events, so it cannot wait");
     }
+    if (auto count = PartitionCount(); count.ok()) {
+      for (const auto& [partition, offset] : positions) {
+        if (partition >= *count) {
+          return ErrorResponse(400, "invalid_argument",
+                               fmt::format("after: partition {} does not exist; {} has {} partitions (0 to {})",
+                                           partition, options.events_topic, *count, *count - 1),
+                               "after");
+        }
+      }
+    }
     const auto deadline = Clock::now() + options.consistency_wait;
     for (const auto& [partition, offset] : positions) {
+      if (auto never = PastTheEnd(partition, offset, deadline)) return *never;
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (!progress->WaitApplied(partition, offset, std::max(left, std::chrono::milliseconds(0)))) {
         auto state = progress->Snapshot();
@@ -308,6 +324,30 @@ struct ApiService::Impl {
       }
     }
     return std::nullopt;
+  }
+
+  // A position past the end of its partition's log was not returned by
+  // POST /v1/events (or not yet seen by this server's consumer, whose view
+  // of the log's end trails the broker by a fetch): after a short grace in
+  // which the end does not reach it, a 400 at once rather than holding a
+  // worker for consistency_wait_ms.
+  std::optional<HttpResponse> PastTheEnd(int32_t partition, int64_t offset, Clock::time_point deadline) {
+    const auto grace = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000), options.consistency_wait);
+    const auto grace_end = Clock::now() + grace;
+    for (;;) {
+      auto state = progress->Snapshot();
+      auto it = state.find(partition);
+      if (it == state.end() || offset < it->second.end || it->second.applied > offset) return std::nullopt;
+      if (Clock::now() >= deadline) return std::nullopt;  // the caller answers 503 as for any wait
+      if (Clock::now() >= grace_end) {
+        return ErrorResponse(400, "invalid_argument",
+                             fmt::format("after: position {}:{} is past the end of partition {}, which ends at offset "
+                                         "{}; use a position POST /v1/events returned",
+                                         partition, offset, partition, it->second.end),
+                             "after");
+      }
+      progress->WaitApplied(partition, offset, std::chrono::milliseconds(50));
+    }
   }
 
   void AddRoutes();

@@ -98,8 +98,10 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
       return 2;
     }
   }
-  std::optional<absl::Time> since, until;
-  for (auto [text, flag, target] : {std::tuple{&args.since, "--since", &since}, {&args.until, "--until", &until}}) {
+  std::optional<absl::Time> since, until, known_at;
+  for (auto [text, flag, target] : {std::tuple{&args.since, "--since", &since},
+                                    {&args.until, "--until", &until},
+                                    {&args.known_at, "--known-at", &known_at}}) {
     if (text->empty()) continue;
     *target = events::ParseDateOrTime(*text);
     if (!*target) {
@@ -115,8 +117,10 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
   consumers::LogReaderOptions options;
   options.kafka = config.kafka;
   options.topic = config.topics.events;
+  // --since starts each partition at offsets-for-times (exact: see
+  // LogReaderOptions::from_ms); --until and --known-at are filters over the
+  // rest of the log, which is not in time order.
   if (since) options.from_ms = absl::ToUnixMillis(*since);
-  if (until) options.until_ms = absl::ToUnixMillis(*until);
   if (!args.customer.empty()) {
     // Only the customer's partition holds their events.
     auto probe = consumers::LogReader::Open({.kafka = config.kafka,
@@ -124,8 +128,7 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
                                              .start = consumers::StartAt::kEnd,
                                              .at_end = consumers::AtEnd::kStop,
                                              .partitions = {0},
-                                             .from_ms = std::nullopt,
-                                             .until_ms = std::nullopt});
+                                             .from_ms = std::nullopt});
     if (!probe.ok()) {
       err << "export: " << probe.status().message() << "\n";
       return 2;
@@ -160,6 +163,7 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
   const std::set<std::string> types(args.types.begin(), args.types.end());
   const int64_t since_ms = since ? absl::ToUnixMillis(*since) : INT64_MIN;
   const int64_t until_ms = until ? absl::ToUnixMillis(*until) : INT64_MAX;
+  const int64_t known_at_ms = known_at ? absl::ToUnixMillis(*known_at) : INT64_MAX;
   uint64_t exported = 0, not_events = 0;
   v1::Envelope event;
   const auto started = std::chrono::steady_clock::now();
@@ -172,6 +176,12 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
         }
         const int64_t at = event.occurred_at().seconds() * 1000 + event.occurred_at().nanos() / 1'000'000;
         if (at < since_ms || at >= until_ms) return true;
+        if (known_at) {
+          const int64_t recorded = event.has_recorded_at()
+                                       ? event.recorded_at().seconds() * 1000 + event.recorded_at().nanos() / 1'000'000
+                                       : record.timestamp_ms;
+          if (recorded >= known_at_ms) return true;
+        }
         if (!args.customer.empty() && event.customer_id() != args.customer) return true;
         const std::string_view type = events::EventTypeName(event);
         if (!types.empty() && !types.contains(std::string(type))) return true;

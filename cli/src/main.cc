@@ -127,7 +127,10 @@ int main(int argc, char** argv) {
   export_command->add_option("--customer", export_args.customer, "Only this customer's events");
   export_command->add_option("--since", export_args.since,
                              "Events that occurred at or after this date or RFC 3339 time (seeks, no scan)");
-  export_command->add_option("--until", export_args.until, "Events that occurred before this date or time");
+  export_command->add_option("--until", export_args.until,
+                             "Events that occurred before this date or time (wherever they sit in the log)");
+  export_command->add_option("--known-at", export_args.known_at,
+                             "Events the log held at this date or time: recorded (recorded_at) before it");
   export_command->add_option("--format", export_args.format, "jsonl or csv")
       ->capture_default_str()
       ->check(CLI::IsMember({"jsonl", "csv"}));
@@ -159,9 +162,13 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str();
   replay->add_option("--into", replay_args.into, "The directory to build (query it with --data-dir)")->required();
-  replay->add_option("--from-time", replay_args.from_time, "Start at records stamped at or after this date or time");
+  replay->add_option("--from-time", replay_args.from_time,
+                     "Only events that occurred at or after this date or time (seeks, then filters)");
   replay->add_option("--until", replay_args.until,
-                     "The state as it was at this date or time: stop before the first record stamped at or after it");
+                     "The state as of this date or time: every event that occurred before it, wherever it sits in "
+                     "the log (imports and late tills included)");
+  replay->add_option("--known-at", replay_args.known_at,
+                     "The state as the log knew it at this date or time: every event recorded (recorded_at) before it");
   replay->footer(
       "Joins no consumer group and sends nothing (no alerts, no dead letters). Ctrl-C leaves a consistent\n"
       "directory; the same command resumes it. A progress bar shows on a terminal.");

@@ -261,9 +261,10 @@ int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, s
     err << "replay: --into DIR is required (a directory of its own, never the live store)\n";
     return 2;
   }
-  std::optional<int64_t> from_ms, until_ms;
-  for (auto [text, flag, target] :
-       {std::tuple{&args.from_time, "--from-time", &from_ms}, {&args.until, "--until", &until_ms}}) {
+  std::optional<int64_t> from_ms, until_ms, known_at_ms;
+  for (auto [text, flag, target] : {std::tuple{&args.from_time, "--from-time", &from_ms},
+                                    {&args.until, "--until", &until_ms},
+                                    {&args.known_at, "--known-at", &known_at_ms}}) {
     if (text->empty()) continue;
     auto parsed = events::ParseDateOrTime(*text);
     if (!parsed) {
@@ -304,9 +305,11 @@ int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, s
     }
   }
   // A directory holds one replay: resuming with other arguments would mix two.
+  // (Replays before the window became a filter stored "until=": they differ.)
+  auto shown = [](const std::optional<int64_t>& ms) { return ms ? std::to_string(*ms) : std::string("-"); };
   const std::string what =
-      fmt::format("topic={} projections={} from={} until={}", config.topics.events, names,
-                  from_ms ? std::to_string(*from_ms) : "-", until_ms ? std::to_string(*until_ms) : "-");
+      fmt::format("topic={} projections={} occurred-from={} occurred-before={} known-before={}", config.topics.events,
+                  names, shown(from_ms), shown(until_ms), shown(known_at_ms));
   auto* runner_family = (*store)->family(consumers::ProjectionRunner::kFamily);
   auto previous = (*store)->Get(runner_family, "replay");
   if (previous.ok() && *previous != what) {
@@ -341,7 +344,7 @@ int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, s
   options.dedup_window = static_cast<uint32_t>(config.run.dedup_window);
   options.apply_threads = static_cast<unsigned>(config.run.apply_threads);
   options.state_cache_bytes = static_cast<size_t>(config.run.state_cache_bytes);
-  options.replay = consumers::RunnerOptions::Replay{from_ms, until_ms};
+  options.replay = consumers::RunnerOptions::Replay{from_ms, until_ms, known_at_ms};
   std::map<int32_t, int64_t> first;  // each partition's applied offset when this run started
   std::unique_ptr<Progress> progress;
   options.on_batch = [&](const consumers::RunnerProgress& state) {
@@ -372,11 +375,15 @@ int RunReplay(const Config& config, const ReplayArgs& args, std::ostream& out, s
     return 2;
   }
   const int64_t left = (*runner)->progress().TotalLag();
-  out << fmt::format("replay: {} events applied ({} duplicates skipped, {} invalid) into {} [{}]{}{}\n", stats.applied,
-                     stats.duplicates, stats.dead_lettered, args.into, names,
-                     until_ms ? " as of " + args.until : std::string(),
-                     left > 0 ? fmt::format("; interrupted with {} records to go: run the same command to resume", left)
-                              : "; query it with `rapport query --data-dir " + args.into + "`");
+  std::string window;
+  if (until_ms) window += " as of " + args.until;
+  if (known_at_ms) window += " as known at " + args.known_at;
+  out << fmt::format(
+      "replay: {} events applied ({} duplicates skipped, {} invalid, {} outside the window) into {} "
+      "[{}]{}{}\n",
+      stats.applied, stats.duplicates, stats.dead_lettered, stats.outside_window, args.into, names, window,
+      left > 0 ? fmt::format("; interrupted with {} records to go: run the same command to resume", left)
+               : "; query it with `rapport query --data-dir " + args.into + "`");
   return left > 0 ? 130 : 0;
 }
 

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "rapport/events/validation.h"
 
 namespace rapport::consumers {
 Result<std::unique_ptr<LogReader>> LogReader::Open(LogReaderOptions options) {
@@ -37,19 +38,14 @@ Status LogReader::ResolveRanges() {
                      producers::QueryLogBounds(consumer_.get(), options_.kafka, options_.topic, p));
     ranges_[p] = {options_.start == StartAt::kBeginning ? bounds.low : bounds.high, bounds.high};
   }
+  // Reading to the end means to the end as it was now, so that a log that
+  // keeps growing still ends the read.
+  fixed_stop_ = options_.at_end == AtEnd::kStop;
   if (options_.from_ms) {
-    ASSIGN_OR_RETURN(auto starts, producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
-                                                            *options_.from_ms));
+    ASSIGN_OR_RETURN(auto starts,
+                     producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
+                                               *options_.from_ms - absl::ToInt64Milliseconds(events::kMaxStampLead)));
     for (auto& [p, range] : ranges_) range.start = starts[p] < 0 ? range.stop : starts[p];
-  }
-  if (options_.until_ms) {
-    ASSIGN_OR_RETURN(auto stops, producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
-                                                           *options_.until_ms));
-    for (auto& [p, range] : ranges_) {
-      if (stops[p] >= 0) range.stop = stops[p];
-      range.start = std::min(range.start, range.stop);
-    }
-    fixed_stop_ = true;
   }
   return absl::OkStatus();
 }

@@ -4,13 +4,16 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "rapport/events/codec.h"
 #include "rapport/events/logging.h"
+#include "rapport/events/time_text.h"
 #include "rapport/events/validation.h"
 #include "rapport/producers/partitioner.h"
 #include "rapport/projections/keys.h"
@@ -52,6 +55,26 @@ EventIdBytes IdBytes(std::string_view uuid) {
   return bytes;
 }
 
+// Errors that sending the same record again can never cure: the record, not
+// the cluster, is at fault. (The relay never times out, so transient errors
+// are retried by librdkafka and never reach the delivery report.)
+bool RefusedForGood(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
+const int64_t kMaxStampLeadMs = absl::ToInt64Milliseconds(events::kMaxStampLead);
+
 int64_t Millis(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 
 }  // namespace
@@ -69,6 +92,8 @@ void ProjectionRunner::Impl::InitMetrics() {
   meters_in.dead_lettered =
       &m->counter("rapport_events_dead_lettered_total", "Records sent to the dead-letter topic, with the reason.");
   meters_in.alerts = &m->counter("rapport_alerts_emitted_total", "Alerts staged for the alerts topic.");
+  meters_in.parked = &m->counter("rapport_outbox_parked_total",
+                                 "Outbox records (alerts, dead letters) Kafka refused for good, set aside.");
   meters_in.batches = &m->counter("rapport_batches_total", "Batches written to the store (one WriteBatch each).");
   meters_in.batch_seconds =
       &m->histogram("rapport_batch_apply_seconds", "Time to apply a batch to every projection and write it.", {});
@@ -105,20 +130,23 @@ void ProjectionRunner::Impl::UpdateProgress() {
 Status ProjectionRunner::Impl::AssignForReplay() {
   std::vector<int32_t> all;
   for (int32_t p = 0; p < partition_count; ++p) all.push_back(p);
+  // Applied events are stamped no earlier than kMaxStampLeadMs before they
+  // occurred (ApplyShard), so every record before the first one stamped at
+  // or after (from - lead) occurred before `from`.
   auto offsets_for = [&](int64_t ms) {
-    return producers::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, ms);
+    return producers::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, ms - kMaxStampLeadMs);
   };
-  std::map<int32_t, int64_t> from, until;
+  // Offsets-for-times only where it is exact: as the start of a window
+  // (every record before the offset it gives is stamped earlier), never as
+  // its end (a record stamped earlier may follow one stamped later).
+  std::map<int32_t, int64_t> from;
   if (options.replay->from_ms) {
     ASSIGN_OR_RETURN(from, offsets_for(*options.replay->from_ms));
-  }
-  if (options.replay->until_ms) {
-    ASSIGN_OR_RETURN(until, offsets_for(*options.replay->until_ms));
   }
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count);
   for (int32_t p = 0; p < partition_count; ++p) {
     const int64_t end = log_end[p];  // the high watermark now (Init)
-    int64_t stop = until.count(p) && until[p] >= 0 ? until[p] : end;
+    const int64_t stop = end;
     int64_t start = log_start[p];
     if (from.count(p)) start = from[p] >= 0 ? from[p] : end;
     if (!lane.next_offset.count(p)) lane.next_offset[p] = std::min(start, stop);  // "applied" for a new store
@@ -203,6 +231,11 @@ Status ProjectionRunner::Impl::Init() {
     uint64_t seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(m->_private));
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       self->delivered.push_back(seq);
+    } else if ((m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || m->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE) &&
+               !self->sent_alone.contains(seq)) {
+      self->retry_alone.push_back(seq);
+    } else if (RefusedForGood(m->err)) {
+      self->Park(seq, rd_kafka_topic_name(m->rkt), m->err);
     } else {
       ++self->relay_failures;  // stays in the outbox; resent on the next start
       self->log->error("outbox record {} to {} not delivered: {}", seq, rd_kafka_topic_name(m->rkt),
@@ -449,10 +482,55 @@ Status ProjectionRunner::Impl::Relay(uint64_t seq, const state::v1::OutboxEntry&
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_headers_destroy(headers);
+      if (RefusedForGood(err)) {
+        Park(seq, entry.topic(), err);
+        return absl::OkStatus();
+      }
       return producers::KafkaStatus(err, absl::StrCat("relaying to ", entry.topic()));
     }
     rd_kafka_poll(relay.get(), 100);
   }
+}
+
+void ProjectionRunner::Impl::Park(uint64_t seq, const std::string& topic, rd_kafka_resp_err_t err) {
+  to_park.push_back(seq);
+  if (meters) meters->parked->Add();
+  log->error(
+      "outbox record {} to {} refused by Kafka for good ({}); set aside under the runner family's parked "
+      "keys, the pipeline goes on",
+      seq, topic, rd_kafka_err2str(err));
+}
+
+Status ProjectionRunner::Impl::RetryAlone() {
+  while (!retry_alone.empty()) {
+    rd_kafka_flush(relay.get(), 30000);  // nothing else in flight (its reports may add to retry_alone)
+    std::vector<uint64_t> seqs = std::exchange(retry_alone, {});
+    for (uint64_t seq : seqs) {
+      auto stored = store.Get(runner_family, OutboxKey(seq));
+      if (!stored.ok()) {
+        if (stored.status().code() == absl::StatusCode::kNotFound) continue;
+        return stored.status();
+      }
+      state::v1::OutboxEntry entry;
+      if (!entry.ParseFromString(*stored))
+        return absl::InternalError("an outbox entry does not parse; the store is damaged");
+      sent_alone.insert(seq);
+      RETURN_IF_ERROR(Relay(seq, entry));
+      rd_kafka_flush(relay.get(), 30000);
+    }
+  }
+  return absl::OkStatus();
+}
+
+Status ProjectionRunner::Impl::StageParked(rocksdb::WriteBatch& batch) {
+  for (uint64_t seq : to_park) {
+    auto entry = store.Get(runner_family, OutboxKey(seq));
+    if (!entry.ok() && entry.status().code() != absl::StatusCode::kNotFound) return entry.status();
+    if (entry.ok()) batch.Put(runner_family, runner_keys::ParkedKey(seq), *entry).PermitUncheckedError();
+    batch.Delete(runner_family, OutboxKey(seq)).PermitUncheckedError();
+  }
+  to_park.clear();
+  return absl::OkStatus();
 }
 
 void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
@@ -570,9 +648,22 @@ struct ProjectionRunner::Impl::Shard {
   std::vector<StateBatch> states;  // one per projection of the lane
   std::optional<StateBatch> runner_state;
   std::vector<state::v1::OutboxEntry> outbox;  // numbered once every shard is done
-  uint64_t applied = 0, duplicates = 0, dead_lettered = 0;
+  uint64_t applied = 0, duplicates = 0, dead_lettered = 0, outside_window = 0;
   Status status;
 };
+
+bool ProjectionRunner::Impl::InReplayWindow(const v1::Envelope& event, const rd_kafka_message_t* m) const {
+  const RunnerOptions::Replay& window = *options.replay;
+  const int64_t occurred = Millis(event.occurred_at());
+  if (window.from_ms && occurred < *window.from_ms) return false;
+  if (window.until_ms && occurred >= *window.until_ms) return false;
+  if (window.known_at_ms) {
+    const int64_t known =
+        event.has_recorded_at() ? Millis(event.recorded_at()) : rd_kafka_message_timestamp(m, nullptr);
+    if (known >= *window.known_at_ms) return false;
+  }
+  return true;
+}
 
 void ProjectionRunner::Impl::ForgetExpiredChunks(const Lane& reading, int32_t partition, PartitionWindow& window,
                                                  const std::function<void(const std::string&)>& remove) {
@@ -581,6 +672,63 @@ void ProjectionRunner::Impl::ForgetExpiredChunks(const Lane& reading, int32_t pa
     remove(DedupKey(reading.prefix, partition, 's') + U64(window.chunks.front().first));
     window.chunks.pop_front();
   }
+}
+
+state::v1::OutboxEntry ProjectionRunner::Impl::BuildDeadLetter(const rd_kafka_message_t* m, const std::string& stage,
+                                                               const std::string& reason) const {
+  state::v1::OutboxEntry entry;
+  const std::string origin = absl::StrCat(options.topic, "/", m->partition, "/", m->offset);
+  std::string cut;  // what was left out, for the rapport-dlq-truncated header
+  auto note_cut = [&cut](const std::string& what) { absl::StrAppend(&cut, cut.empty() ? "" : "; ", what); };
+  entry.set_topic(options.dead_letter_topic);
+  if (m->key_len == 0) {
+    entry.set_key(origin);
+  } else {
+    entry.set_key(std::string(static_cast<const char*>(m->key), std::min(m->key_len, kDeadLetterMaxKeyBytes)));
+    if (m->key_len > kDeadLetterMaxKeyBytes) {
+      note_cut(absl::StrCat("key: ", m->key_len, " bytes, the first ", kDeadLetterMaxKeyBytes, " kept"));
+    }
+  }
+  entry.set_value(std::string(static_cast<const char*>(m->payload), std::min(m->len, kDeadLetterMaxValueBytes)));
+  if (m->len > kDeadLetterMaxValueBytes) {
+    note_cut(absl::StrCat("value: ", m->len, " bytes, the first ", kDeadLetterMaxValueBytes, " kept"));
+  }
+  entry.set_timestamp_ms(rd_kafka_message_timestamp(m, nullptr));
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == 0) {
+    const char* name;
+    const void* value;
+    size_t size;
+    size_t copied = 0, left_out = 0;
+    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i) {
+      const size_t name_size = std::strlen(name);
+      if (copied + name_size + size > kDeadLetterMaxHeaderBytes) {
+        ++left_out;
+        continue;
+      }
+      copied += name_size + size;
+      auto* h = entry.add_headers();
+      h->set_name(name, name_size);  // bytes: a header name need not be UTF-8
+      h->set_value(std::string(static_cast<const char*>(value), size));
+    }
+    if (left_out > 0) {
+      note_cut(absl::StrCat("headers: ", left_out, " left out past ", kDeadLetterMaxHeaderBytes, " bytes"));
+    }
+  }
+  std::string short_reason = reason;
+  if (short_reason.size() > kDeadLetterMaxReasonBytes) {
+    short_reason.resize(kDeadLetterMaxReasonBytes);
+    absl::StrAppend(&short_reason, "... (", reason.size(), " bytes in all)");
+  }
+  std::vector<std::pair<std::string, std::string>> ours = {
+      {"rapport-dlq-reason", short_reason}, {"rapport-dlq-stage", stage}, {"rapport-dlq-origin", origin}};
+  if (!cut.empty()) ours.emplace_back("rapport-dlq-truncated", cut + "; the whole record stays at the origin");
+  for (const auto& [name, value] : ours) {
+    auto* h = entry.add_headers();
+    h->set_name(name);
+    h->set_value(value);
+  }
+  return entry;
 }
 
 void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
@@ -594,30 +742,7 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
     if (meters) meters->dead_lettered->Add();
     log->warn("dead-lettered {}/{}/{}: {}", options.topic, m->partition, m->offset, reason);
     if (!sends) return;
-    state::v1::OutboxEntry& entry = shard.outbox.emplace_back();
-    std::string origin = absl::StrCat(options.topic, "/", m->partition, "/", m->offset);
-    entry.set_topic(options.dead_letter_topic);
-    entry.set_key(m->key_len > 0 ? std::string(static_cast<const char*>(m->key), m->key_len) : origin);
-    entry.set_value(std::string(static_cast<const char*>(m->payload), m->len));
-    entry.set_timestamp_ms(rd_kafka_message_timestamp(m, nullptr));
-    rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_message_headers(m, &headers) == 0) {
-      const char* name;
-      const void* value;
-      size_t size;
-      for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i) {
-        auto* h = entry.add_headers();
-        h->set_name(name);
-        h->set_value(std::string(static_cast<const char*>(value), size));
-      }
-    }
-    for (const auto& [name, value] : {std::pair<std::string, std::string>{"rapport-dlq-reason", reason},
-                                      {"rapport-dlq-stage", stage},
-                                      {"rapport-dlq-origin", origin}}) {
-      auto* h = entry.add_headers();
-      h->set_name(name);
-      h->set_value(value);
-    }
+    shard.outbox.push_back(BuildDeadLetter(m, stage, reason));
   };
 
   v1::Envelope event;
@@ -643,6 +768,17 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
                                  event.customer_id(), "\""));
         continue;
       }
+      // A customer's events must share a partition: one elsewhere (a client
+      // with another partitioner) would fold into a shadow copy of the
+      // customer, and queries, which find the partition by murmur2, would
+      // never see it.
+      if (const int32_t home = producers::PartitionForKey(key, partition_count); home != m->partition) {
+        dead_letter(m, "key",
+                    absl::StrCat("the record is on partition ", m->partition, ", but its key \"", std::string(key),
+                                 "\" belongs on partition ", home,
+                                 " (murmur2); produce with librdkafka's murmur2_random partitioner or Java's default"));
+        continue;
+      }
       // Judged against the record's own time, never the wall clock, so a
       // replay judges it alike: recorded_at, or the Kafka timestamp when a
       // client left recorded_at out (that is then the one violation reported).
@@ -653,6 +789,23 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
         std::string reason = violations.front().ToString();
         for (size_t v = 1; v < violations.size(); ++v) absl::StrAppend(&reason, "; ", violations[v].ToString());
         dead_letter(m, "validate", reason);
+        continue;
+      }
+
+      // A record stamped well before it occurred is refused
+      // (events::kMaxStampLead): that is what lets a replay --from-time
+      // start at offsets-for-times exactly.
+      const int64_t stamped = rd_kafka_message_timestamp(m, nullptr);
+      if (stamped >= 0 && Millis(event.occurred_at()) > stamped + kMaxStampLeadMs) {
+        dead_letter(
+            m, "validate",
+            absl::StrCat("occurred_at: ", events::FormatTime(absl::FromUnixMillis(Millis(event.occurred_at()))),
+                         " is more than an hour after the record's Kafka timestamp ",
+                         events::FormatTime(absl::FromUnixMillis(stamped)), "; stamp a record with its occurred_at"));
+        continue;
+      }
+      if (options.replay && !InReplayWindow(event, m)) {
+        ++shard.outside_window;
         continue;
       }
 
@@ -770,7 +923,7 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   // with its offset in one atomic write. Otherwise one write takes it all,
   // with the outbox in sequence order.
   const bool write_per_shard =
-      shard_count > 1 && delivered.empty() &&
+      shard_count > 1 && delivered.empty() && to_park.empty() &&
       std::all_of(shards.begin(), shards.end(), [](const Shard& shard) { return shard.outbox.empty(); });
   if (write_per_shard) {
     on_every_shard([&](Shard& shard) {
@@ -796,6 +949,7 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
     (reading.live ? stats.applied : stats.rebuilt) += shard.applied;
     stats.duplicates += shard.duplicates;
     stats.dead_lettered += shard.dead_lettered;
+    stats.outside_window += shard.outside_window;
     for (auto& entry : shard.outbox) outbox.emplace_back(next_outbox_seq++, std::move(entry));
   }
 
@@ -816,6 +970,7 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   if (!outbox.empty()) batch.Put(runner_family, kOutboxNextKey, U64(next_outbox_seq)).PermitUncheckedError();
   for (uint64_t seq : delivered) batch.Delete(runner_family, OutboxKey(seq)).PermitUncheckedError();
   delivered.clear();
+  RETURN_IF_ERROR(StageParked(batch));
   if (batch.Count() > 0) {
     if (Status written = store.Write(batch); !written.ok()) {
       for (auto& cache : reading.caches) cache->Clear();  // they hold what was not written
@@ -832,6 +987,7 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
 
   for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
   if (relay) rd_kafka_poll(relay.get(), 0);
+  if (relay) RETURN_IF_ERROR(RetryAlone());
   if (!reading.stop.empty()) PauseAtStop(reading);
   if (reading.live && !options.replay && !advanced.empty()) {
     advisory_commit_due = true;
@@ -978,15 +1134,19 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   if (r.joined) r.CommitAdvisory(/*now=*/true);
   rd_kafka_consumer_close(r.consumer.get());
   r.consumer_closed = true;
+  if (r.relay && rd_kafka_flush(r.relay.get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR && result.ok()) {
+    result = r.RetryAlone();
+  }
   if (r.relay && rd_kafka_flush(r.relay.get(), 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     r.log->warn("{} outbox records still in flight at exit; they are sent on the next start",
                 rd_kafka_outq_len(r.relay.get()));
   }
-  if (!r.delivered.empty()) {
+  if (!r.delivered.empty() || !r.to_park.empty()) {
     rocksdb::WriteBatch batch;
     for (uint64_t seq : r.delivered) batch.Delete(r.runner_family, OutboxKey(seq)).PermitUncheckedError();
     r.delivered.clear();
-    Status written = r.store.Write(batch);
+    Status written = r.StageParked(batch);
+    if (written.ok()) written = r.store.Write(batch);
     if (result.ok()) result = written;
   }
   r.log->info("stopped: {} batches, {} events applied, {} duplicates, {} dead-lettered", r.stats.batches,

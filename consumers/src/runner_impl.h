@@ -50,6 +50,11 @@ inline std::string U64(uint64_t value) {
   projections::AppendU64(out, value);
   return out;
 }
+inline std::string ParkedKey(uint64_t seq) {
+  std::string key = "p";
+  projections::AppendU64(key, seq);
+  return key;
+}
 inline const std::string kOutboxNextKey = "n";
 inline const std::string kStoreIdKey = "s";
 inline std::string PartitionCountKey(const std::string& topic) { return "c" + topic; }
@@ -60,6 +65,13 @@ inline const std::string kRebuildEnd = "c";  // just past every "b" key
 inline const std::string kRebuildFamiliesKey = "bf";
 
 }  // namespace runner_keys
+
+// What a dead letter copies of the record at most: the relay's and the
+// broker's size limits (about 1 MB) must never refuse a dead letter.
+inline constexpr size_t kDeadLetterMaxValueBytes = 64 << 10;
+inline constexpr size_t kDeadLetterMaxKeyBytes = 1024;
+inline constexpr size_t kDeadLetterMaxHeaderBytes = 16 << 10;
+inline constexpr size_t kDeadLetterMaxReasonBytes = 2048;
 
 // An event id (a validated UUID, either case) as its 16 bytes.
 using EventIdBytes = std::array<char, 16>;
@@ -139,6 +151,7 @@ struct ProjectionRunner::Impl {
     Counter* duplicates;
     Counter* dead_lettered;
     Counter* alerts;
+    Counter* parked;
     Counter* batches;
     Histogram* batch_seconds;
     Gauge* rebuild_behind;
@@ -155,6 +168,16 @@ struct ProjectionRunner::Impl {
   // and before the relay sends them, the moment a random kill rarely hits.
   bool exit_after_outbox_write = false;
   std::vector<uint64_t> delivered;  // outbox entries the broker acknowledged; deleted in the next write
+  // Outbox entries the broker can never take (too large, a timestamp it
+  // refuses, ...): moved from the outbox to the parked keys in the next
+  // write, so that they neither stop the pipeline nor its restart.
+  std::vector<uint64_t> to_park;
+  // Refused as too large, possibly only for the company it had: Kafka
+  // checks the size of a whole batch of records, so a small record batched
+  // with a too-large one is refused with it. Each is sent again alone; one
+  // still refused alone is parked.
+  std::vector<uint64_t> retry_alone;
+  std::set<uint64_t> sent_alone;
   uint64_t relay_failures = 0;
 
   // projection_runner.cc
@@ -163,10 +186,23 @@ struct ProjectionRunner::Impl {
   Status LoadWindows(Lane& lane);
   Result<int32_t> TargetPartitions(const std::string& topic);
   Status Relay(uint64_t seq, const state::v1::OutboxEntry& entry);
+  // Sets an entry the broker refused for good aside (metric, log line).
+  void Park(uint64_t seq, const std::string& topic, rd_kafka_resp_err_t err);
+  // Sends each of `retry_alone` with nothing else in flight.
+  Status RetryAlone();
+  // Stages the move of `to_park`'s entries from the outbox to the parked keys.
+  Status StageParked(rocksdb::WriteBatch& batch);
+  // A dead letter for record `m`, bounded whatever the record holds: the
+  // value, key and headers are cut to fixed sizes (the whole record stays at
+  // its origin in the log) and a rapport-dlq-truncated header says what was cut.
+  state::v1::OutboxEntry BuildDeadLetter(const rd_kafka_message_t* m, const std::string& stage,
+                                         const std::string& reason) const;
   size_t PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages, std::chrono::milliseconds wait);
   struct Shard;
   Status ProcessBatch(Lane& lane, rd_kafka_message_t** messages, size_t count);
   void ApplyShard(Lane& lane, Shard& shard);
+  // Replay: whether a valid event lies inside RunnerOptions::Replay's window.
+  bool InReplayWindow(const v1::Envelope& event, const rd_kafka_message_t* m) const;
   // Removes (by `remove`) the stored chunks of `window` whose ids have all
   // left it.
   static void ForgetExpiredChunks(const Lane& lane, int32_t partition, PartitionWindow& window,

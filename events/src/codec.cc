@@ -97,8 +97,36 @@ Violation TranslateParseError(std::string_view json, const pb::util::Status& sta
 
 }  // namespace
 
+std::optional<Violation> CheckJsonNesting(std::string_view json, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character, whatever it is
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) {
+        return Violation{"", absl::StrCat("JSON nested more than ", max_depth, " levels deep (at byte ", i,
+                                          "); an event nests a few levels")};
+      }
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<Violation> ParseEventJson(std::string_view json, v1::Envelope& event) {
   event.Clear();
+  if (auto too_deep = CheckJsonNesting(json)) return too_deep;
   pb::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   pb::util::Status status = pb::util::JsonStringToMessage(std::string(json), &event, options);

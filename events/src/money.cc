@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -120,6 +121,18 @@ void CheckMoney(const v1::Money& money, std::string_view field, AmountSign sign,
   } else if (sign == AmountSign::kNonNegative && decimal->negative && !zero) {
     violations.push_back({amount_field, absl::StrCat("must not be negative, got \"", money.amount(), "\"")});
   }
+}
+
+int64_t SaturatingAdd(int64_t a, int64_t b) {
+  int64_t sum = 0;
+  if (!__builtin_add_overflow(a, b, &sum)) return sum;
+  return b > 0 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+}
+
+int64_t SaturatingMultiply(int64_t a, int64_t b) {
+  int64_t product = 0;
+  if (!__builtin_mul_overflow(a, b, &product)) return product;
+  return (a < 0) != (b < 0) ? std::numeric_limits<int64_t>::min() : std::numeric_limits<int64_t>::max();
 }
 
 Result<int64_t> ToMinorUnits(const v1::Money& money) {

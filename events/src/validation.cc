@@ -22,6 +22,7 @@ constexpr size_t kMaxTextLength = 10000;
 constexpr size_t kMaxTraitKeyLength = 64;
 constexpr size_t kMaxTraitValueLength = 512;
 constexpr size_t kMaxLineItems = 1000;
+constexpr int64_t kMaxQuantity = 1'000'000;  // of one line item
 constexpr int64_t kMaxLoyaltyPoints = 1'000'000'000;
 const absl::Duration kMaxInteractionTime = absl::Hours(24);
 
@@ -286,18 +287,25 @@ void CheckPayload(const v1::Envelope& e, Checker& c) {
       if (!p.has_total()) {
         c.Add("purchase_completed.total", "required");
       } else {
-        CheckMoney(p.total(), "purchase_completed.total", AmountSign::kPositive, money);
+        // Zero is a real purchase (a 100% voucher, a free promotional item):
+        // it counts for frequency and recency.
+        CheckMoney(p.total(), "purchase_completed.total", AmountSign::kNonNegative, money);
       }
-      if (static_cast<size_t>(p.items_size()) > kMaxLineItems) {
+      // Too many items: that one violation, not one per item (300,000 empty
+      // items would otherwise render a million).
+      const bool too_many_items = static_cast<size_t>(p.items_size()) > kMaxLineItems;
+      if (too_many_items) {
         c.Add("purchase_completed.items", absl::StrCat("has ", p.items_size(), " items; at most ", kMaxLineItems));
       }
-      for (int i = 0; i < p.items_size(); ++i) {
+      for (int i = 0; i < p.items_size() && !too_many_items; ++i) {
         const auto& item = p.items(i);
         const std::string field = absl::StrCat("purchase_completed.items[", i, "]");
         c.Id(field + ".sku", item.sku(), kOptional);
         c.Text(field + ".name", item.name(), kMaxTitleLength);
         c.Slug(field + ".category", item.category(), kRequired, "groceries");
-        if (item.quantity() < 1) c.Add(field + ".quantity", absl::StrCat("must be at least 1, got ", item.quantity()));
+        if (item.quantity() < 1 || item.quantity() > kMaxQuantity) {
+          c.Add(field + ".quantity", absl::StrCat("must be from 1 to ", kMaxQuantity, ", got ", item.quantity()));
+        }
         if (!item.has_unit_price()) {
           c.Add(field + ".unit_price", "required");
           continue;

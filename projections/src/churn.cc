@@ -195,22 +195,22 @@ Status ChurnProjection::DoApply(const v1::Envelope& e, const LogPosition& positi
         // The spend model leaves out the first purchase day (or week); an
         // earlier purchase arriving late becomes the new first.
         const int32_t first_day = Day(s.first_purchase_ms());
-        s.set_purchase_minor(s.purchase_minor() + minor);
+        s.set_purchase_minor(events::SaturatingAdd(s.purchase_minor(), minor));
         if (first || day < first_day) {
           s.set_first_day_minor(minor);
         } else if (day == first_day) {
-          s.set_first_day_minor(s.first_day_minor() + minor);
+          s.set_first_day_minor(events::SaturatingAdd(s.first_day_minor(), minor));
         }
         if (first || Week(day) < Week(first_day)) {
           s.set_first_week_minor(minor);
         } else if (Week(day) == Week(first_day)) {
-          s.set_first_week_minor(s.first_week_minor() + minor);
+          s.set_first_week_minor(events::SaturatingAdd(s.first_week_minor(), minor));
         }
       }
       s.set_first_purchase_ms(std::min(s.first_purchase_ms(), at));
       s.set_last_purchase_ms(std::max(s.last_purchase_ms(), at));
       if (total.currency() == s.currency()) {
-        s.set_monetary_minor(s.monetary_minor() + minor);
+        s.set_monetary_minor(events::SaturatingAdd(s.monetary_minor(), minor));
         s.set_monetary_purchases(s.monetary_purchases() + 1);
       }
       // Move the customer in the population histograms.
@@ -235,7 +235,7 @@ Status ChurnProjection::DoApply(const v1::Envelope& e, const LogPosition& positi
       const auto& amount = e.refund_issued().amount();
       if (s.purchases() == 0 || amount.currency() != s.currency()) break;
       ASSIGN_OR_RETURN(int64_t minor, events::ToMinorUnits(amount));
-      s.set_monetary_minor(s.monetary_minor() - minor);
+      s.set_monetary_minor(events::SaturatingAdd(s.monetary_minor(), -minor));
       if (MonetaryBucket(old_monetary) != MonetaryBucket(s.monetary_minor())) {
         RETURN_IF_ERROR(Count(state, MonetaryKey(p, s.currency(), MonetaryBucket(old_monetary)), -1));
         RETURN_IF_ERROR(Count(state, MonetaryKey(p, s.currency(), MonetaryBucket(s.monetary_minor())), +1));

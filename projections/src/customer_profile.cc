@@ -65,7 +65,7 @@ void AddAmount(google::protobuf::RepeatedPtrField<state::v1::CurrencyAmount>& am
     for (int i = amounts.size() - 1; i > index; --i) amounts.SwapElements(i, i - 1);
     it = amounts.begin() + index;
   }
-  it->set_minor_units(it->minor_units() + minor);
+  it->set_minor_units(events::SaturatingAdd(it->minor_units(), minor));
 }
 
 void AddCategorySpend(CustomerProfile& p, const std::string& category, const std::string& currency, int64_t minor) {
@@ -83,7 +83,7 @@ void AddCategorySpend(CustomerProfile& p, const std::string& category, const std
     for (int i = spends.size() - 1; i > index; --i) spends.SwapElements(i, i - 1);
     it = spends.begin() + index;
   }
-  it->set_minor_units(it->minor_units() + minor);
+  it->set_minor_units(events::SaturatingAdd(it->minor_units(), minor));
 }
 
 void TouchChannel(CustomerProfile& p, v1::Channel channel, int64_t at) {
@@ -195,7 +195,8 @@ Status CustomerProfileProjection::DoApply(const v1::Envelope& e, const LogPositi
       p.set_last_order_ms(std::max(p.last_order_ms(), at));
       for (const auto& item : o.items()) {
         ASSIGN_OR_RETURN(int64_t unit, events::ToMinorUnits(item.unit_price()));
-        AddCategorySpend(p, item.category(), item.unit_price().currency(), unit * item.quantity());
+        AddCategorySpend(p, item.category(), item.unit_price().currency(),
+                         events::SaturatingMultiply(unit, item.quantity()));
       }
       break;
     }
@@ -391,7 +392,11 @@ std::string CustomerProfileView::ToJson(const state::v1::CustomerProfile& p, eve
     if (digits == 0) return absl::StrCat(minor);
     int64_t scale = 1;
     for (int i = 0; i < digits; ++i) scale *= 10;
-    return absl::StrFormat("%s%d.%0*d", minor < 0 ? "-" : "", std::abs(minor) / scale, digits, std::abs(minor) % scale);
+    // Unsigned, so that the clamped INT64_MIN has a magnitude too.
+    const uint64_t magnitude = minor < 0 ? 0 - static_cast<uint64_t>(minor) : static_cast<uint64_t>(minor);
+    const auto unsigned_scale = static_cast<uint64_t>(scale);
+    return absl::StrFormat("%s%d.%0*d", minor < 0 ? "-" : "", magnitude / unsigned_scale, digits,
+                           magnitude % unsigned_scale);
   };
   Json f = Json::object();
   f["customer_id"] = p.customer_id();

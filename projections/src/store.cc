@@ -22,11 +22,17 @@ Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle
   if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || after.size() < 5 || after[4] != kind)) {
     return absl::InvalidArgumentError("cursor: not a cursor this API returned");
   }
+  const int64_t first = after.empty() ? 0 : static_cast<int64_t>(ReadU32(after));
+  // A cursor names the partition it resumes in; one this store does not have
+  // (a crafted cursor naming partition 2^31) would scan for ever.
+  if (first >= partition_count) {
+    return absl::InvalidArgumentError(absl::StrCat("cursor: names partition ", first, ", but the store has ",
+                                                   partition_count, "; not a cursor this API returned"));
+  }
   std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), family));
-  const int32_t first = after.empty() ? 0 : static_cast<int32_t>(ReadU32(after));
   size_t kept = 0;
   std::string last;
-  for (int32_t p = first; p < partition_count; ++p) {
+  for (auto p = static_cast<int32_t>(first); p < partition_count; ++p) {
     const std::string prefix = PartitionKey(p, kind);
     const bool resume = p == first && !after.empty();
     it->Seek(resume ? after : prefix);

@@ -232,11 +232,15 @@ TEST_F(Api, PostedEventsAreReadableAfterTheirPosition) {
   }
   EXPECT_EQ(targeted, (std::set<std::string>{"c-tgt-1", "c-tgt-2", "c-tgt-3", "c-tgt-4", "c-tgt-5"}));
 
-  // A position the projections cannot reach: 503 after the bounded wait, saying so.
+  // A position past the end of the log, which POST /v1/events never
+  // returned: 400 after a short grace (the consumer's view of the end may
+  // trail the broker's), not a worker held for the whole wait.
   auto unreachable = api_->Get("/v1/customers/c-ryw-1?after=0:999999999");
-  ASSERT_EQ(unreachable->status, 503) << unreachable->body;
-  EXPECT_EQ(JsonOf(unreachable)["error"]["code"], "not_yet_applied");
-  EXPECT_EQ(unreachable->get_header_value("Retry-After"), "1");
+  ASSERT_EQ(unreachable->status, 400) << unreachable->body;
+  EXPECT_EQ(JsonOf(unreachable)["error"]["code"], "invalid_argument");
+  EXPECT_NE(JsonOf(unreachable)["error"]["message"].get<std::string>().find("past the end of partition 0"),
+            std::string::npos)
+      << unreachable->body;
   auto bad = api_->Get("/v1/customers/c-ryw-1?after=zero");
   EXPECT_EQ(bad->status, 400);
   EXPECT_EQ(JsonOf(bad)["error"]["field"], "after");
@@ -325,6 +329,56 @@ TEST_F(Api, BadInputGetsASpecificClientError) {
   EXPECT_EQ(api_->Get("/healthz")->status, 200);
 }
 
+TEST_F(Api, HostileRequestsAreAnsweredAtOnceAndTheServerStaysUp) {
+  // Each of these once crashed the process or held a worker: a client that
+  // gives up after a few seconds sees the difference.
+  httplib::Client client = api_->Client();
+  client.set_read_timeout(5, 0);
+  httplib::Headers read{{"Authorization", std::string("Bearer ") + ApiKeys::kRead}};
+  httplib::Headers ingest{{"Authorization", std::string("Bearer ") + ApiKeys::kIngest}};
+  auto error_of = [](const httplib::Result& r) -> json {
+    if (!r) return json{{"status", "no answer"}};
+    return json{{"status", r->status}, {"error", JsonOf(r)["error"]}};
+  };
+
+  // A body nested 30,000 levels deep (within the body limit): the recursive
+  // JSON parser would overflow its stack and take the consumer down with it.
+  auto deep = error_of(
+      client.Post("/v1/events", ingest, std::string(30000, '[') + std::string(30000, ']'), "application/json"));
+  EXPECT_EQ(deep["status"], 400) << deep;
+  EXPECT_EQ(deep["error"]["code"], "malformed_json") << deep;
+  EXPECT_NE(deep["error"]["message"].get<std::string>().find("nested more than 64 levels"), std::string::npos) << deep;
+
+  // A cursor naming partition 2^31 (base64url of 80 00 00 00 'c'): it once
+  // made the scan walk two billion partitions.
+  auto cursor = error_of(client.Get("/v1/customers?category=restaurants&cursor=gAAAAGM", read));
+  EXPECT_EQ(cursor["status"], 400) << cursor;
+  EXPECT_EQ(cursor["error"]["field"], "cursor") << cursor;
+
+  // Positions that can never be reached: no such partition, or far past the
+  // end of the log (they held a worker for consistency_wait_ms).
+  auto partition = error_of(client.Get("/v1/customers/c-1001?after=2147483647:0", read));
+  EXPECT_EQ(partition["status"], 400) << partition;
+  EXPECT_NE(partition["error"]["message"].get<std::string>().find("does not exist"), std::string::npos) << partition;
+  auto past_end = error_of(client.Get("/v1/customers/c-1001?after=0:9000000000000000000", read));
+  EXPECT_EQ(past_end["status"], 400) << past_end;
+  EXPECT_NE(past_end["error"]["message"].get<std::string>().find("past the end"), std::string::npos) << past_end;
+  for (const char* bad : {"-1:0", "0:-5", "99999999999:0", "0:99999999999999999999"}) {
+    auto r = error_of(client.Get(std::string("/v1/customers/c-1001?after=") + bad, read));
+    EXPECT_EQ(r["status"], 400) << bad << " " << r;
+  }
+
+  // Still serving, and still applying what is posted.
+  EXPECT_EQ(api_->Get("/healthz")->status, 200);
+  auto posted = api_->Post("/v1/events", Purchase("c-hostile", "0.00", "promo"));
+  ASSERT_TRUE(posted);
+  ASSERT_EQ(posted->status, 202) << posted->body;
+  auto read_back = api_->Get("/v1/customers/c-hostile?after=" + JsonOf(posted)["position"].get<std::string>());
+  ASSERT_TRUE(read_back);
+  EXPECT_EQ(read_back->status, 200) << read_back->body;
+  EXPECT_EQ(JsonOf(read_back)["data"]["orders"]["count"], 1) << "a free purchase counts as an order";
+}
+
 TEST_F(Api, MetricsCountEventsRequestsLagAndStore) {
   ASSERT_EQ(api_->Get("/v1/customers/c-1001")->status, 200);
   auto scraped = api_->Get("/metrics", ApiKeys::kAdmin);
@@ -405,8 +459,9 @@ TEST_F(Api, KeepAliveServesManyRequestsOnOneConnection) {
 }
 
 TEST_F(Api, RequestsBeyondTheInFlightLimitAre429) {
-  // max_in_flight = 4: four reads waiting on an unreachable position hold the
-  // slots for consistency_wait_ms; a fifth request is turned away at once.
+  // max_in_flight = 4: four reads waiting on a position past the end hold
+  // the slots for the grace (a second) before their 400;
+  // a fifth request meanwhile is turned away at once.
   std::vector<std::future<int>> waiting;
   for (int i = 0; i < 4; ++i) {
     waiting.push_back(std::async(std::launch::async, [] {
@@ -419,7 +474,7 @@ TEST_F(Api, RequestsBeyondTheInFlightLimitAre429) {
   ASSERT_TRUE(turned_away);
   EXPECT_EQ(turned_away->status, 429) << turned_away->body;
   EXPECT_EQ(JsonOf(turned_away)["error"]["code"], "too_many_requests");
-  for (auto& w : waiting) EXPECT_EQ(w.get(), 503);
+  for (auto& w : waiting) EXPECT_EQ(w.get(), 400);
   EXPECT_EQ(api_->Get("/v1/customers/c-1001")->status, 200);  // slots free again
 }
 
@@ -465,13 +520,13 @@ TEST(ApiShutdown, SigtermAnswersRequestsInFlightThenExitsCleanly) {
   ASSERT_OK(testing::CheckBrokerAnswers(testing::TestBroker()));
   testing::ApiInstance api("shutdown");
   ASSERT_TRUE(api.Start());
-  // A read waiting (1.5 s) on a position not yet applied is in flight when SIGTERM comes.
+  // A read waiting (a second's grace) on a position past the end is in flight when SIGTERM comes.
   auto in_flight = std::async(std::launch::async, [&] { return api.Get("/v1/customers/c-1001?after=0:999999999"); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   int status = api.Stop();
   auto answered = in_flight.get();
   ASSERT_TRUE(answered) << "the request in flight got no answer: " << httplib::to_string(answered.error());
-  EXPECT_EQ(answered->status, 503);
+  EXPECT_EQ(answered->status, 400) << answered->body;
   EXPECT_EQ(answered->get_header_value("Connection"), "close");
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << testing::ReadFile(api.log_path());
   EXPECT_FALSE(api.Client().Get("/healthz")) << "still serving after shutdown";

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace rapport::events {
 namespace {
 
@@ -51,6 +53,26 @@ TEST(Money, CheckNamesTheFieldAndTheRule) {
   CheckMoney(M("EUR", "-0.00"), "items[1].unit_price", AmountSign::kNonNegative, v);
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].ToString(), "refund_issued.amount.amount: must be greater than zero, got \"0\"");
+}
+
+}  // namespace
+}  // namespace rapport::events
+
+namespace rapport::events {
+namespace {
+
+TEST(Money, SumsAndProductsClampAtTheRangeInsteadOfOverflowing) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kLargestAmount = 99'999'999'999'999'9999;  // 13 integer digits at 4 minor digits
+  int64_t sum = 0;
+  for (int i = 0; i < 100; ++i) sum = SaturatingAdd(sum, kLargestAmount);
+  EXPECT_EQ(sum, kMax);
+  EXPECT_EQ(SaturatingAdd(kMin, -1), kMin);
+  EXPECT_EQ(SaturatingAdd(40, 2), 42);
+  EXPECT_EQ(SaturatingMultiply(kLargestAmount, 1'000'000), kMax);
+  EXPECT_EQ(SaturatingMultiply(-kLargestAmount, 1'000'000), kMin);
+  EXPECT_EQ(SaturatingMultiply(1250, 3), 3750);
 }
 
 }  // namespace

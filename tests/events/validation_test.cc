@@ -61,6 +61,53 @@ TEST(Validation, NpsScoreZeroIsAValidAnswer) {
   EXPECT_TRUE(result.accepted()) << result.violations.front().ToString();
 }
 
+TEST(Validation, AFreePurchaseIsAPurchase) {
+  // A 100% voucher or a free promotional item: it counts for frequency and
+  // recency, so a zero total is accepted; a negative one is not.
+  EventAdmission admission;
+  auto purchase = [&](const std::string& amount) {
+    return admission.AdmitJson(
+        R"({"customer_id":"c-1","occurred_at":"2026-04-21T10:00:00Z","source":"pos","channel":"CHANNEL_STORE",)"
+        R"("purchase_completed":{"order_id":"o-1","total":{"currency":"EUR","amount":")" +
+            amount + R"("},"items":[{"category":"promo","quantity":1,"unit_price":{"currency":"EUR","amount":")" +
+            amount + R"("}}]}})",
+        kNow);
+  };
+  Admission free = purchase("0.00");
+  EXPECT_TRUE(free.accepted()) << free.violations.front().ToString();
+  Admission negative = purchase("-0.01");
+  ASSERT_FALSE(negative.accepted());
+  EXPECT_EQ(negative.violations.front().ToString(),
+            "purchase_completed.total.amount: must not be negative, got \"-0.01\"");
+}
+
+TEST(Validation, TooManyLineItemsIsOneViolationNotOnePerItem) {
+  std::string items;
+  for (int i = 0; i < 300'000; ++i) items += i == 0 ? "{}" : ",{}";
+  EventAdmission admission({.max_json_bytes = 8 << 20});
+  Admission result = admission.AdmitJson(
+      R"({"customer_id":"c-1","occurred_at":"2026-04-21T10:00:00Z","source":"pos","channel":"CHANNEL_STORE",)"
+      R"("purchase_completed":{"order_id":"o-1","total":{"currency":"EUR","amount":"1.00"},"items":[)" +
+          items + "]}}",
+      kNow);
+  ASSERT_EQ(result.violations.size(), 1u);
+  EXPECT_EQ(result.violations.front().ToString(), "purchase_completed.items: has 300000 items; at most 1000");
+}
+
+TEST(Validation, JsonNestedDeeperThanTheLimitIsRejectedBeforeParsing) {
+  // 200,000 levels would overflow the stack of a recursive parser.
+  EventAdmission admission;
+  Admission deep = admission.AdmitJson(std::string(200'000, '[') + std::string(200'000, ']'), kNow);
+  ASSERT_EQ(deep.violations.size(), 1u);
+  EXPECT_EQ(deep.violations.front().ToString(),
+            "JSON nested more than 64 levels deep (at byte 64); an event nests a few levels");
+  // Brackets inside strings do not count; 64 levels are still parsed.
+  EXPECT_FALSE(
+      CheckJsonNesting(R"({"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"["})", 1));
+  EXPECT_FALSE(CheckJsonNesting(std::string(64, '[') + std::string(64, ']')));
+  EXPECT_TRUE(CheckJsonNesting(std::string(65, '[') + std::string(65, ']')));
+}
+
 TEST(Validation, ValidFormsOfFormattedFieldsAreAccepted) {
   EventAdmission admission;
   auto accepted = [&](const std::string& details, const std::string& language) {

@@ -61,15 +61,27 @@ Status CreateTopic(const producers::KafkaSettings& broker, const std::string& to
 }
 
 Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& topic, const std::string& key,
-                  const std::string& value, const std::vector<events::Header>& headers, int64_t timestamp_ms) {
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
+                  const std::string& value, const std::vector<events::Header>& headers, int64_t timestamp_ms,
+                  int32_t partition) {
+  // Kafka's default partitioner (Java's, and librdkafka's murmur2_random),
+  // and a request size that lets a test send records near the broker's
+  // 1 MiB limit.
+  ASSIGN_OR_RETURN(producers::KafkaConf conf,
+                   producers::BuildKafkaConf(broker, {{"partitioner", "murmur2_random", "as Kafka's Java client"},
+                                                      {"message.max.bytes", "1040000", "records near 1 MiB"}}));
+  static rd_kafka_resp_err_t delivery;  // one producer at a time per call; read after the flush
+  delivery = RD_KAFKA_RESP_ERR_NO_ERROR;
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+    if (m->err) delivery = m->err;
+  });
   ASSIGN_OR_RETURN(producers::KafkaHandle producer, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
   rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
   for (const auto& h : headers) rd_kafka_header_add(hdrs, h.name.data(), -1, h.value.data(), h.value.size());
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wold-style-cast"
   rd_kafka_resp_err_t err = rd_kafka_producev(
-      producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+      producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+      RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
       RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
 #pragma GCC diagnostic pop
@@ -80,6 +92,7 @@ Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& top
   if (rd_kafka_flush(producer.get(), 15000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return absl::DeadlineExceededError("raw record not acknowledged within 15 s");
   }
+  if (delivery != RD_KAFKA_RESP_ERR_NO_ERROR) return producers::KafkaStatus(delivery, "delivering a raw record");
   return absl::OkStatus();
 }
 

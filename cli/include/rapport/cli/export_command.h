@@ -14,6 +14,7 @@ struct ExportArgs {
   std::string customer;            // only this customer (reads only their partition)
   std::string since;               // occurred_at at or after (date or RFC 3339)
   std::string until;               // occurred_at before
+  std::string known_at;            // recorded_at (what the log held) before
   std::string format = "jsonl";    // jsonl or csv
   std::string out = "-";           // a file, or - for standard output
   bool progress = false;           // draw a progress bar (stderr is a terminal)

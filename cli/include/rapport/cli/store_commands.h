@@ -26,14 +26,16 @@ int RunDigest(const Config& config, std::ostream& out, std::ostream& err);
 struct ReplayArgs {
   std::vector<std::string> projections = {"all"};  // names, or "all"
   std::string into;                                // the directory to build
-  std::string from_time;                           // start at records stamped at or after (date or RFC 3339)
-  std::string until;                               // stop before records stamped at or after
+  std::string from_time;                           // only events that occurred at or after (date or RFC 3339)
+  std::string until;                               // only events that occurred before ("as of")
+  std::string known_at;                            // only events the log held before (by recorded_at)
   bool progress = false;                           // draw a bar (stderr is a terminal)
 };
 
 // `rapport replay`: builds projection state from the events topic's history
-// into a directory of its own, as it was at --until (the log up to the first
-// record stamped at or after it, in each partition), without joining the
+// into a directory of its own: as of --until (every event that occurred
+// before it, wherever it sits in the log), as known at --known-at (every
+// event recorded before it), or both; without joining the
 // live consumer group and without sending anything. Interrupted, it leaves a
 // consistent directory; the same command resumes it. Returns 0 when done,
 // 130 when interrupted, 2 on an error.

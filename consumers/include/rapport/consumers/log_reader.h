@@ -37,15 +37,14 @@ struct LogReaderOptions {
   AtEnd at_end = AtEnd::kStop;
   // Only these partitions; empty: every partition.
   std::vector<int32_t> partitions;
-  // A window of record timestamps, found with Kafka's offsets-for-times
-  // rather than by scanning: start at each partition's first record stamped
-  // at or after `from_ms` (instead of `start`), and stop before its first
-  // record stamped at or after `until_ms` (instead of at its end). Records
-  // inside are delivered as they are; a late record (stamped earlier than one
-  // before it) can sit on either side of a bound, so callers that need exact
-  // times filter on them too.
+  // A start found with Kafka's offsets-for-times rather than by scanning:
+  // each partition's first record stamped at or after (from_ms -
+  // events::kMaxStampLead), instead of `start`. Every valid event before it
+  // occurred before from_ms; the records from there on are delivered as they
+  // are, in log order, which is not time order: callers filter on
+  // occurred_at. (There is no such end: a record that occurred earlier may
+  // follow one that occurred later anywhere in a partition.)
   std::optional<int64_t> from_ms;
-  std::optional<int64_t> until_ms;
 };
 
 // Where a read starts and stops, per partition (RD_KAFKA_OFFSET_END as a

@@ -48,14 +48,22 @@ struct RunnerOptions {
   Metrics* metrics = nullptr;
 
   // Replay (`rapport replay`): read every partition directly, with no group,
-  // from the stored offsets (for a new store: from the first record stamped
-  // at or after from_ms, else the start) up to the first record stamped at or
-  // after until_ms (else the log's end when the run started), then stop.
+  // from the stored offsets up to the log's end when the run started, then
+  // stop. A partition is not in time order (imports, re-sends, late tills),
+  // so the window is a filter on each event, never a stop at an offset:
+  //   from_ms:     only events that occurred at or after it; a new store
+  //                starts each partition at its first record stamped at or
+  //                after it (every record before is stamped earlier, and a
+  //                record's Kafka timestamp is its occurred_at);
+  //   until_ms:    only events that occurred before it ("as of");
+  //   known_at_ms: only events the log held before it ("known at"): by
+  //                recorded_at, or the record's Kafka timestamp without one.
   // Nothing is sent: alerts and dead letters were the live runner's to send,
   // so a replay never repeats them.
   struct Replay {
     std::optional<int64_t> from_ms;
     std::optional<int64_t> until_ms;
+    std::optional<int64_t> known_at_ms;
   };
   std::optional<Replay> replay;
   // Called on the Run thread after each batch is written (progress bars).
@@ -103,10 +111,11 @@ class RunnerProgress {
 
 struct RunnerStats {
   uint64_t batches = 0;
-  uint64_t applied = 0;        // events folded into the projections
-  uint64_t duplicates = 0;     // events skipped because their id was seen in the window
-  uint64_t dead_lettered = 0;  // records sent to the dead-letter topic
-  uint64_t rebuilt = 0;        // events folded into projection versions being built
+  uint64_t applied = 0;         // events folded into the projections
+  uint64_t duplicates = 0;      // events skipped because their id was seen in the window
+  uint64_t dead_lettered = 0;   // records sent to the dead-letter topic
+  uint64_t rebuilt = 0;         // events folded into projection versions being built
+  uint64_t outside_window = 0;  // replay: valid events outside its time window, not applied
 };
 
 // Folds cx.events into projections, exactly once.

@@ -15,6 +15,15 @@ struct ValidationContext {
   absl::Duration max_future_skew = absl::Hours(1);
 };
 
+// How much earlier than its occurred_at a Kafka record may be stamped. A
+// record is stamped with its occurred_at (rapport's producers, and the
+// contract for other clients) or later (a client that leaves the timestamp
+// to its library stamps the send time); the runner dead-letters one stamped
+// earlier than this before it occurred. So every applied event occurred
+// before (its record's timestamp + kMaxStampLead), which makes Kafka's
+// offsets-for-times an exact start for a window of occurred_at.
+inline const absl::Duration kMaxStampLead = absl::Hours(1);
+
 // The earliest occurred_at accepted: older timestamps are taken for mistakes
 // (a zero or a mis-scaled epoch), not history.
 inline const absl::Time kEarliestEventTime = absl::FromUnixSeconds(631152000);  // 1990-01-01

@@ -31,9 +31,12 @@ std::string WriteTestConfig(const producers::KafkaSettings& broker, const std::s
 Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions);
 
 // Writes one record as any Kafka client could (no rapport encoding), waiting
-// for the broker's acknowledgement. A timestamp of 0 means now.
+// for the broker's acknowledgement. A timestamp of 0 means now; a partition
+// of RD_KAFKA_PARTITION_UA (-1) means Kafka's default partitioner (murmur2
+// of the key).
 Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& topic, const std::string& key,
-                  const std::string& value, const std::vector<events::Header>& headers = {}, int64_t timestamp_ms = 0);
+                  const std::string& value, const std::vector<events::Header>& headers = {}, int64_t timestamp_ms = 0,
+                  int32_t partition = -1);
 
 struct ConsumedRecord {
   int32_t partition = -1;

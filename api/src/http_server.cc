@@ -86,6 +86,36 @@ HttpRequest ToRequest(const http::request<http::string_body>& in, bool loopback,
   return out;
 }
 
+// The answer to a read that failed with `ec`, or nullopt when there is no
+// one to answer (the peer left, timed out, or shutdown cancelled the read).
+std::optional<HttpResponse> ReadErrorResponse(beast::error_code ec, const ServerOptions& options) {
+  if (ec == http::error::body_limit) {
+    return ErrorResponse(413, "payload_too_large",
+                         fmt::format("the body is larger than {} bytes", options.max_body_bytes));
+  }
+  if (ec == http::error::header_limit) {
+    return ErrorResponse(431, "headers_too_large",
+                         fmt::format("the request line and headers exceed {} bytes", options.max_header_bytes));
+  }
+  if (ec.category() == beast::error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
+      ec != http::error::partial_message) {
+    return ErrorResponse(400, "malformed_request", "not a valid HTTP/1.1 request: " + ec.message());
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> TooLargeBody(const http::request_parser<http::string_body>& parser,
+                                         const ServerOptions& options) {
+  if (auto length = parser.content_length(); length && *length > options.max_body_bytes) {
+    return ErrorResponse(413, "payload_too_large",
+                         fmt::format("the body is {} bytes; at most {} are accepted", *length, options.max_body_bytes));
+  }
+  return std::nullopt;
+}
+
+const HttpResponse kMalformedTarget =
+    ErrorResponse(400, "malformed_request", "the URL's path must start with '/' and its %-escapes be valid");
+
 template <class Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
@@ -132,12 +162,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
-    if (auto length = parser_->content_length(); length && *length > core_.options.max_body_bytes) {
-      return Reply(ErrorResponse(413, "payload_too_large",
-                                 fmt::format("the body is {} bytes; at most {} are accepted", *length,
-                                             core_.options.max_body_bytes)),
-                   false);
-    }
+    if (auto too_large = TooLargeBody(*parser_, core_.options)) return Reply(std::move(*too_large), false);
     if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       auto proceed = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
       http::async_write(stream_, *proceed, [self = this->shared_from_this(), proceed](beast::error_code e, size_t) {
@@ -155,21 +180,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void OnReadError(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      return Reply(ErrorResponse(413, "payload_too_large",
-                                 fmt::format("the body is larger than {} bytes", core_.options.max_body_bytes)),
-                   false);
-    }
-    if (ec == http::error::header_limit) {
-      return Reply(
-          ErrorResponse(431, "headers_too_large",
-                        fmt::format("the request line and headers exceed {} bytes", core_.options.max_header_bytes)),
-          false);
-    }
-    if (ec.category() == beast::error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
-        ec != http::error::partial_message) {
-      return Reply(ErrorResponse(400, "malformed_request", "not a valid HTTP/1.1 request: " + ec.message()), false);
-    }
+    if (auto answer = ReadErrorResponse(ec, core_.options)) return Reply(std::move(*answer), false);
     Close();  // the peer left, timed out, or shutdown cancelled an idle read
   }
 
@@ -179,10 +190,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     bool ok = true;
     HttpRequest converted = ToRequest(request, loopback_, ok);
     const bool keep_alive = request.keep_alive();
-    if (!ok)
-      return Reply(
-          ErrorResponse(400, "malformed_request", "the URL's path must start with '/' and its %-escapes be valid"),
-          keep_alive);
+    if (!ok) return Reply(kMalformedTarget, keep_alive);
     if (core_.in_flight.fetch_add(1) >= core_.options.max_in_flight) {
       core_.in_flight.fetch_sub(1);
       return Reply(
@@ -255,6 +263,49 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 };
 
 }  // namespace
+
+std::variant<HttpRequest, HttpResponse> ParseHttpRequest(std::string_view bytes, const ServerOptions& options,
+                                                         bool loopback) {
+  http::request_parser<http::string_body> parser;
+  parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
+  parser.body_limit(options.max_body_bytes);
+  parser.eager(true);
+  beast::error_code ec;
+  bool header_checked = false;
+  // The bytes ending inside a request: as if the peer closed the connection
+  // there (put_eof asserts that something came).
+  auto end_of_bytes = [&] {
+    if (parser.got_some()) parser.put_eof(ec);
+    if (!ec && !parser.is_done()) ec = http::error::partial_message;
+  };
+  while (!ec && !parser.is_done()) {
+    if (bytes.empty()) {
+      end_of_bytes();
+      break;
+    }
+    const size_t used = parser.put(asio::buffer(bytes.data(), bytes.size()), ec);
+    bytes.remove_prefix(used);
+    if (ec == http::error::need_more) {
+      ec = {};
+      if (used == 0) {
+        end_of_bytes();
+        break;
+      }
+    }
+    if (!ec && parser.is_header_done() && !header_checked) {
+      header_checked = true;
+      if (auto too_large = TooLargeBody(parser, options)) return std::move(*too_large);
+    }
+  }
+  if (ec) {
+    if (auto answer = ReadErrorResponse(ec, options)) return std::move(*answer);
+    return ErrorResponse(400, "malformed_request", "not a whole HTTP/1.1 request: " + ec.message());
+  }
+  bool ok = true;
+  HttpRequest request = ToRequest(parser.get(), loopback, ok);
+  if (!ok) return kMalformedTarget;
+  return request;
+}
 
 std::string HttpRequest::Header(const std::string& name) const {
   auto it = headers.find(name);

@@ -906,10 +906,22 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   if (applying > 0) {
     log->debug("applying {} records of {} partitions on {} threads", applying, by_partition.size(), shard_count);
   }
+  // Exceptions never cross a thread: one thrown while applying (a bug, or
+  // memory running out) becomes the shard's status, and the run stops with
+  // it, nothing of the batch written, instead of terminating the process.
+  auto guarded = [](const std::function<void(Shard&)>& work, Shard& shard) {
+    try {
+      work(shard);
+    } catch (const std::exception& e) {
+      shard.status = absl::InternalError(absl::StrCat("applying a batch: ", e.what()));
+    } catch (...) {
+      shard.status = absl::InternalError("applying a batch: an unknown exception");
+    }
+  };
   auto on_every_shard = [&](const std::function<void(Shard&)>& work) {
-    if (shard_count == 1) return work(shards[0]);
+    if (shard_count == 1) return guarded(work, shards[0]);
     std::vector<std::function<void()>> tasks;
-    for (Shard& shard : shards) tasks.emplace_back([&work, &shard] { work(shard); });
+    for (Shard& shard : shards) tasks.emplace_back([&work, &shard, &guarded] { guarded(work, shard); });
     pool->RunAll(tasks);
   };
   on_every_shard([&](Shard& shard) { ApplyShard(reading, shard); });

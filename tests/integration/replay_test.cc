@@ -9,8 +9,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
+#include "nlohmann/json.hpp"
+#include "rapport/events/time_text.h"
 #include "rapport/producers/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
@@ -191,6 +194,95 @@ TEST_F(Replay, UntilAndFromTimeGiveTheStateOfExactlyTheEventsInTheirWindow) {
   auto into_live = Rapport(early, {"replay", "--into", Dir("early")});
   EXPECT_EQ(into_live.exit_code, 2);
   EXPECT_NE(into_live.err.find("is the store of `rapport run`, not a replay"), std::string::npos) << into_live.err;
+}
+
+// A partition is not in time order: an order-history import is sorted by
+// customer, a producer re-sends a batch, an offline till syncs late. "As of
+// T" (--until) is every event that occurred before T and "known at T"
+// (--known-at) every event recorded before T, wherever they sit in the log;
+// each equals a fold of a log holding only those events, in the same order.
+TEST_F(Replay, UntilKnownAtAndFromTimeAreExactOnACustomerOrderedLogSentTwice) {
+  const std::string file = ::testing::TempDir() + prefix_ + ".shuffled.jsonl";
+  const std::string all = Config(prefix_ + ".all", "all");
+  ASSERT_EQ(Rapport(all, {"simulate", "--customers", "300", "--days", "120", "--seed", "13", "--out", file}).exit_code,
+            0);
+  const absl::Time t = absl::FromUnixSeconds(1740787200);  // 2025-03-01
+  struct Line {
+    std::string customer, json;
+    absl::Time occurred, recorded;
+  };
+  std::vector<Line> lines;
+  for (const auto& text : testing::Lines(testing::ReadFile(file))) {
+    nlohmann::json event = nlohmann::json::parse(text);
+    Line line{event["customer_id"], "", *events::ParseDateOrTime(event["occurred_at"].get<std::string>()), {}};
+    // Every other customer's events reached the log 45 days late (an import).
+    line.recorded = line.occurred + absl::Hours(line.customer.back() % 2 == 1 ? 45 * 24 : 0) + absl::Seconds(2);
+    event["recorded_at"] = events::FormatTime(line.recorded);
+    line.json = event.dump();
+    lines.push_back(std::move(line));
+  }
+  std::filesystem::remove(file);
+  std::stable_sort(lines.begin(), lines.end(), [](const Line& a, const Line& b) { return a.customer < b.customer; });
+  auto log_of = [&](const std::function<bool(const Line&)>& keep) {
+    std::string text;
+    for (int copy = 0; copy < 2; ++copy) {  // the whole import, sent twice
+      for (const auto& line : lines) {
+        if (keep(line)) text += line.json + "\n";
+      }
+    }
+    return text;
+  };
+  auto count = [&](const std::function<bool(const Line&)>& keep) {
+    return static_cast<size_t>(std::count_if(lines.begin(), lines.end(), keep));
+  };
+  auto occurred_before = [&](const Line& l) { return l.occurred < t; };
+  auto recorded_before = [&](const Line& l) { return l.recorded < t; };
+  auto occurred_from = [&](const Line& l) { return l.occurred >= t; };
+  ASSERT_GT(count(occurred_before), 1000u);
+  ASSERT_LT(count(recorded_before), count(occurred_before));
+  ASSERT_GT(count(occurred_from), 1000u);
+
+  ASSERT_EQ(testing::RunRapport({"--config", all, "publish", "-"}, log_of([](const Line&) { return true; })).exit_code,
+            0);
+  // The digest of a replay of only the events `keep` selects.
+  auto reference = [&](const std::string& name, const std::function<bool(const Line&)>& keep) {
+    const std::string config = Config(prefix_ + "." + name, name);
+    EXPECT_EQ(testing::RunRapport({"--config", config, "publish", "-"}, log_of(keep)).exit_code, 0);
+    const std::string into = Dir(name + ".replayed");
+    auto replayed = Rapport(config, {"replay", "--into", into});
+    EXPECT_EQ(replayed.exit_code, 0) << replayed.err;
+    return Digest(config, into);
+  };
+  auto replay = [&](const std::string& name, const std::vector<std::string>& window, size_t applied) {
+    const std::string into = Dir(name);
+    std::vector<std::string> args = {"replay", "--into", into};
+    args.insert(args.end(), window.begin(), window.end());
+    auto replayed = Rapport(all, args);
+    EXPECT_EQ(replayed.exit_code, 0) << replayed.err;
+    EXPECT_NE(replayed.out.find(std::to_string(applied) + " events applied (" + std::to_string(applied) +
+                                " duplicates skipped"),
+              std::string::npos)
+        << replayed.out;
+    return Digest(all, into);
+  };
+  EXPECT_EQ(replay("until", {"--until", "2025-03-01"}, count(occurred_before)),
+            reference("occurred-before", occurred_before));
+  EXPECT_EQ(replay("known", {"--known-at", "2025-03-01"}, count(recorded_before)),
+            reference("recorded-before", recorded_before));
+  EXPECT_EQ(replay("from", {"--from-time", "2025-03-01"}, count(occurred_from)),
+            reference("occurred-from", occurred_from));
+
+  // export: the same windows over the same log (it does not de-duplicate).
+  auto exported = [&](const std::vector<std::string>& window) {
+    std::vector<std::string> args = {"export"};
+    args.insert(args.end(), window.begin(), window.end());
+    auto result = Rapport(all, args);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return testing::Lines(result.out).size();
+  };
+  EXPECT_EQ(exported({"--until", "2025-03-01"}), 2 * count(occurred_before));
+  EXPECT_EQ(exported({"--known-at", "2025-03-01"}), 2 * count(recorded_before));
+  EXPECT_EQ(exported({"--since", "2025-03-01"}), 2 * count(occurred_from));
 }
 
 TEST_F(Replay, AnInterruptedOrKilledReplayResumesToTheSameState) {

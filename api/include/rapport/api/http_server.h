@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "rapport/events/status.h"
@@ -67,6 +68,12 @@ struct Handler {
   std::function<HttpResponse(const HttpRequest&)> handle;
   std::function<bool(const HttpRequest&)> quick;
 };
+
+// Reads one request from `bytes` as a connection of the server does (its
+// header and body limits, the URL's percent-decoding): the request, or the
+// error the server answers instead (400, 413, 431). For the fuzzer and tests.
+std::variant<HttpRequest, HttpResponse> ParseHttpRequest(std::string_view bytes, const ServerOptions& options,
+                                                         bool loopback);
 
 // An HTTP/1.1 server (Boost.Beast, asynchronous): keep-alive, request size,
 // header size and time limits enforced before a handler runs, JSON errors for

@@ -12,6 +12,7 @@
 #include "rapport/events/codec.h"
 #include "rapport/events/event_type.h"
 #include "rapport/events/time_text.h"
+#include "rapport/events/validation.h"
 #include "rapport/producers/partitioner.h"
 
 namespace rapport::cli {
@@ -174,14 +175,9 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
           ++not_events;
           return true;
         }
-        const int64_t at = event.occurred_at().seconds() * 1000 + event.occurred_at().nanos() / 1'000'000;
+        const int64_t at = events::ToUnixMillis(event.occurred_at());
         if (at < since_ms || at >= until_ms) return true;
-        if (known_at) {
-          const int64_t recorded = event.has_recorded_at()
-                                       ? event.recorded_at().seconds() * 1000 + event.recorded_at().nanos() / 1'000'000
-                                       : record.timestamp_ms;
-          if (recorded >= known_at_ms) return true;
-        }
+        if (known_at && events::KnownAtMillis(event, record.timestamp_ms) >= known_at_ms) return true;
         if (!args.customer.empty() && event.customer_id() != args.customer) return true;
         const std::string_view type = events::EventTypeName(event);
         if (!types.empty() && !types.contains(std::string(type))) return true;

@@ -42,9 +42,8 @@ Status LogReader::ResolveRanges() {
   // keeps growing still ends the read.
   fixed_stop_ = options_.at_end == AtEnd::kStop;
   if (options_.from_ms) {
-    ASSIGN_OR_RETURN(auto starts,
-                     producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
-                                               *options_.from_ms - absl::ToInt64Milliseconds(events::kMaxStampLead)));
+    ASSIGN_OR_RETURN(auto starts, producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
+                                                            events::EarliestStampOf(*options_.from_ms)));
     for (auto& [p, range] : ranges_) range.start = starts[p] < 0 ? range.stop : starts[p];
   }
   return absl::OkStatus();

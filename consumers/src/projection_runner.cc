@@ -73,10 +73,6 @@ bool RefusedForGood(rd_kafka_resp_err_t err) {
   }
 }
 
-const int64_t kMaxStampLeadMs = absl::ToInt64Milliseconds(events::kMaxStampLead);
-
-int64_t Millis(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
-
 }  // namespace
 
 void ProjectionRunner::Impl::InitMetrics() {
@@ -130,11 +126,11 @@ void ProjectionRunner::Impl::UpdateProgress() {
 Status ProjectionRunner::Impl::AssignForReplay() {
   std::vector<int32_t> all;
   for (int32_t p = 0; p < partition_count; ++p) all.push_back(p);
-  // Applied events are stamped no earlier than kMaxStampLeadMs before they
-  // occurred (ApplyShard), so every record before the first one stamped at
-  // or after (from - lead) occurred before `from`.
+  // Applied events are stamped no earlier than events::kMaxStampLead
+  // before they occurred (ApplyShard), so every record before the first one
+  // stamped at or after EarliestStampOf(from) occurred before `from`.
   auto offsets_for = [&](int64_t ms) {
-    return producers::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, ms - kMaxStampLeadMs);
+    return producers::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, events::EarliestStampOf(ms));
   };
   // Offsets-for-times only where it is exact: as the start of a window
   // (every record before the offset it gives is stamped earlier), never as
@@ -231,6 +227,7 @@ Status ProjectionRunner::Impl::Init() {
     uint64_t seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(m->_private));
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       self->delivered.push_back(seq);
+      if (!self->sent_alone.empty()) self->sent_alone.erase(seq);
     } else if ((m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || m->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE) &&
                !self->sent_alone.contains(seq)) {
       self->retry_alone.push_back(seq);
@@ -494,6 +491,7 @@ Status ProjectionRunner::Impl::Relay(uint64_t seq, const state::v1::OutboxEntry&
 
 void ProjectionRunner::Impl::Park(uint64_t seq, const std::string& topic, rd_kafka_resp_err_t err) {
   to_park.push_back(seq);
+  sent_alone.erase(seq);
   if (meters) meters->parked->Add();
   log->error(
       "outbox record {} to {} refused by Kafka for good ({}); set aside under the runner family's parked "
@@ -654,15 +652,11 @@ struct ProjectionRunner::Impl::Shard {
 
 bool ProjectionRunner::Impl::InReplayWindow(const v1::Envelope& event, const rd_kafka_message_t* m) const {
   const RunnerOptions::Replay& window = *options.replay;
-  const int64_t occurred = Millis(event.occurred_at());
+  const int64_t occurred = events::ToUnixMillis(event.occurred_at());
   if (window.from_ms && occurred < *window.from_ms) return false;
   if (window.until_ms && occurred >= *window.until_ms) return false;
-  if (window.known_at_ms) {
-    const int64_t known =
-        event.has_recorded_at() ? Millis(event.recorded_at()) : rd_kafka_message_timestamp(m, nullptr);
-    if (known >= *window.known_at_ms) return false;
-  }
-  return true;
+  return !window.known_at_ms ||
+         events::KnownAtMillis(event, rd_kafka_message_timestamp(m, nullptr)) < *window.known_at_ms;
 }
 
 void ProjectionRunner::Impl::ForgetExpiredChunks(const Lane& reading, int32_t partition, PartitionWindow& window,
@@ -701,12 +695,14 @@ state::v1::OutboxEntry ProjectionRunner::Impl::BuildDeadLetter(const rd_kafka_me
     size_t size;
     size_t copied = 0, left_out = 0;
     for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i) {
-      const size_t name_size = std::strlen(name);
-      if (copied + name_size + size > kDeadLetterMaxHeaderBytes) {
+      // Each header costs its bytes and some framing, so that a record of
+      // 100,000 empty headers is bounded too.
+      const size_t name_size = std::strlen(name), cost = name_size + size + kDeadLetterHeaderOverheadBytes;
+      if (copied + cost > kDeadLetterMaxHeaderBytes) {
         ++left_out;
         continue;
       }
-      copied += name_size + size;
+      copied += cost;
       auto* h = entry.add_headers();
       h->set_name(name, name_size);  // bytes: a header name need not be UTF-8
       h->set_value(std::string(static_cast<const char*>(value), size));
@@ -715,13 +711,8 @@ state::v1::OutboxEntry ProjectionRunner::Impl::BuildDeadLetter(const rd_kafka_me
       note_cut(absl::StrCat("headers: ", left_out, " left out past ", kDeadLetterMaxHeaderBytes, " bytes"));
     }
   }
-  std::string short_reason = reason;
-  if (short_reason.size() > kDeadLetterMaxReasonBytes) {
-    short_reason.resize(kDeadLetterMaxReasonBytes);
-    absl::StrAppend(&short_reason, "... (", reason.size(), " bytes in all)");
-  }
   std::vector<std::pair<std::string, std::string>> ours = {
-      {"rapport-dlq-reason", short_reason}, {"rapport-dlq-stage", stage}, {"rapport-dlq-origin", origin}};
+      {"rapport-dlq-reason", reason}, {"rapport-dlq-stage", stage}, {"rapport-dlq-origin", origin}};
   if (!cut.empty()) ours.emplace_back("rapport-dlq-truncated", cut + "; the whole record stays at the origin");
   for (const auto& [name, value] : ours) {
     auto* h = entry.add_headers();
@@ -736,8 +727,16 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
   // already sent what these events caused.
   const bool sends = reading.live && !options.replay;
   StateBatch& runner_state = *shard.runner_state;
-  auto dead_letter = [&](const rd_kafka_message_t* m, const std::string& stage, const std::string& reason) {
+  auto dead_letter = [&](const rd_kafka_message_t* m, const std::string& stage, std::string reason) {
     if (!reading.live) return;  // the rebuild skips what the live lane dead-lettered
+    // Reasons quote what the record held (a key, an id), which a raw
+    // producer may make a megabyte long: the log line and the dead letter
+    // get a bounded reason.
+    if (reason.size() > kDeadLetterMaxReasonBytes) {
+      const size_t full = reason.size();
+      reason.resize(kDeadLetterMaxReasonBytes);
+      absl::StrAppend(&reason, "... (", full, " bytes in all)");
+    }
     ++shard.dead_lettered;
     if (meters) meters->dead_lettered->Add();
     log->warn("dead-lettered {}/{}/{}: {}", options.topic, m->partition, m->offset, reason);
@@ -782,13 +781,11 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
       // Judged against the record's own time, never the wall clock, so a
       // replay judges it alike: recorded_at, or the Kafka timestamp when a
       // client left recorded_at out (that is then the one violation reported).
-      absl::Time recorded = event.has_recorded_at() ? absl::FromUnixMillis(Millis(event.recorded_at()))
+      absl::Time recorded = event.has_recorded_at() ? absl::FromUnixMillis(events::ToUnixMillis(event.recorded_at()))
                                                     : absl::FromUnixMillis(rd_kafka_message_timestamp(m, nullptr));
       events::Violations violations = events::Validate(event, {.reference_time = recorded});
       if (!violations.empty()) {
-        std::string reason = violations.front().ToString();
-        for (size_t v = 1; v < violations.size(); ++v) absl::StrAppend(&reason, "; ", violations[v].ToString());
-        dead_letter(m, "validate", reason);
+        dead_letter(m, "validate", events::JoinViolations(violations, kDeadLetterMaxReasonBytes));
         continue;
       }
 
@@ -796,12 +793,13 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
       // (events::kMaxStampLead): that is what lets a replay --from-time
       // start at offsets-for-times exactly.
       const int64_t stamped = rd_kafka_message_timestamp(m, nullptr);
-      if (stamped >= 0 && Millis(event.occurred_at()) > stamped + kMaxStampLeadMs) {
+      if (stamped >= 0 && !events::StampedInTime(events::ToUnixMillis(event.occurred_at()), stamped)) {
         dead_letter(
             m, "validate",
-            absl::StrCat("occurred_at: ", events::FormatTime(absl::FromUnixMillis(Millis(event.occurred_at()))),
-                         " is more than an hour after the record's Kafka timestamp ",
-                         events::FormatTime(absl::FromUnixMillis(stamped)), "; stamp a record with its occurred_at"));
+            absl::StrCat(
+                "occurred_at: ", events::FormatTime(absl::FromUnixMillis(events::ToUnixMillis(event.occurred_at()))),
+                " is more than an hour after the record's Kafka timestamp ",
+                events::FormatTime(absl::FromUnixMillis(stamped)), "; stamp a record with its occurred_at"));
         continue;
       }
       if (options.replay && !InReplayWindow(event, m)) {
@@ -839,7 +837,7 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
           if (meters && record.topic == "alerts") meters->alerts->Add();
           entry.set_key(record.key);
           entry.set_value(record.value);
-          entry.set_timestamp_ms(Millis(event.occurred_at()));
+          entry.set_timestamp_ms(events::ToUnixMillis(event.occurred_at()));
           for (const auto& h : record.headers) {
             auto* header = entry.add_headers();
             header->set_name(h.name);

@@ -71,6 +71,7 @@ inline const std::string kRebuildFamiliesKey = "bf";
 inline constexpr size_t kDeadLetterMaxValueBytes = 64 << 10;
 inline constexpr size_t kDeadLetterMaxKeyBytes = 1024;
 inline constexpr size_t kDeadLetterMaxHeaderBytes = 16 << 10;
+inline constexpr size_t kDeadLetterHeaderOverheadBytes = 16;  // counted per header copied
 inline constexpr size_t kDeadLetterMaxReasonBytes = 2048;
 
 // An event id (a validated UUID, either case) as its 16 bytes.

@@ -8,6 +8,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "rapport/events/event_type.h"
 #include "rapport/events/money.h"
+#include "rapport/events/time_text.h"
 #include "rapport/events/uuid.h"
 
 namespace rapport::events {
@@ -430,6 +431,20 @@ void CheckPayload(const v1::Envelope& e, Checker& c) {
 }
 
 }  // namespace
+
+bool StampedInTime(int64_t occurred_ms, int64_t stamp_ms) {
+  // Written as a subtraction from a validated occurred_at: a hostile stamp
+  // near INT64_MAX must not overflow.
+  return occurred_ms - absl::ToInt64Milliseconds(kMaxStampLead) <= stamp_ms;
+}
+
+int64_t EarliestStampOf(int64_t occurred_from_ms) {
+  return std::max<int64_t>(0, occurred_from_ms - absl::ToInt64Milliseconds(kMaxStampLead));
+}
+
+int64_t KnownAtMillis(const v1::Envelope& event, int64_t stamp_ms) {
+  return event.has_recorded_at() ? ToUnixMillis(event.recorded_at()) : stamp_ms;
+}
 
 Violations Validate(const v1::Envelope& e, const ValidationContext& context) {
   Checker c(context);

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "rapport/events/cloudevents.h"
 #include "rapport/events/logging.h"
+#include "rapport/events/time_text.h"
 
 namespace rapport::producers {
 namespace {
@@ -18,9 +19,7 @@ const std::vector<RequiredProperty>& ProducerGuarantees() {
   return required;
 }
 
-int64_t TimestampMillis(const v1::Envelope& event) {
-  return event.occurred_at().seconds() * 1000 + event.occurred_at().nanos() / 1'000'000;
-}
+int64_t TimestampMillis(const v1::Envelope& event) { return events::ToUnixMillis(event.occurred_at()); }
 
 }  // namespace
 

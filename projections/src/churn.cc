@@ -24,7 +24,6 @@ using state::v1::ChurnStats;
 constexpr int64_t kDayMs = 86'400'000;
 constexpr int kRecentDays = 32;
 
-int64_t Millis(const pb::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 int32_t Day(int64_t ms) { return static_cast<int32_t>(ms / kDayMs); }
 // Calendar weeks from Monday, as pandas' weekly periods: 1970-01-01 was a Thursday.
 int32_t Week(int32_t day) { return static_cast<int32_t>(std::floor((day + 3) / 7.0)); }
@@ -159,7 +158,7 @@ Status ChurnProjection::DoApply(const v1::Envelope& e, const LogPosition& positi
     return absl::InternalError("churn: stored statistics do not parse; the store is damaged");
   }
   s.set_customer_id(e.customer_id());
-  const int64_t at = Millis(e.occurred_at());
+  const int64_t at = events::ToUnixMillis(e.occurred_at());
   s.set_last_activity_ms(std::max(s.last_activity_ms(), at));
   const int64_t old_monetary = s.monetary_minor();
 

@@ -12,14 +12,13 @@
 #include "nlohmann/json.hpp"
 #include "rapport/events/codec.h"
 #include "rapport/events/money.h"
+#include "rapport/events/time_text.h"
 #include "rapport/projections/keys.h"
 
 namespace rapport::projections {
 namespace {
 
 using state::v1::CustomerProfile;
-
-int64_t Millis(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 
 std::string ProfileKey(int32_t partition, const std::string& customer_id) {
   return PartitionKey(partition, 'c', customer_id);
@@ -119,7 +118,7 @@ Status CustomerProfileProjection::DoApply(const v1::Envelope& e, const LogPositi
     return absl::InternalError(absl::StrCat("customer_profile: the stored profile of ", e.customer_id(),
                                             " does not parse; the store is damaged"));
   }
-  const int64_t at = Millis(e.occurred_at());
+  const int64_t at = events::ToUnixMillis(e.occurred_at());
   if (p.customer_id().empty()) {
     p.set_customer_id(e.customer_id());
     p.set_first_seen_ms(at);

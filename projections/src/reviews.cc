@@ -9,6 +9,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "rapport/events/codec.h"
+#include "rapport/events/time_text.h"
 #include "rapport/projections/keys.h"
 
 namespace rapport::projections {
@@ -19,8 +20,6 @@ using state::v1::RatingTotals;
 using state::v1::ReviewRecord;
 
 constexpr int64_t kDayMs = 86'400'000;
-
-int64_t Millis(const pb::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 
 std::string Subject(v1::SubjectType type, const std::string& id) {
   std::string s(1, static_cast<char>(type));
@@ -148,7 +147,7 @@ Status ReviewsProjection::DoApply(const v1::Envelope& e, const LogPosition& posi
   if (!e.has_review_submitted()) return absl::OkStatus();
 
   const auto& r = e.review_submitted();
-  const int64_t at = Millis(e.occurred_at());
+  const int64_t at = events::ToUnixMillis(e.occurred_at());
   const int32_t p = position.partition;
   RETURN_IF_ERROR(AddTo(state, TotalsKey(p, r.subject_type(), r.subject_id()), r.rating()));
   RETURN_IF_ERROR(AddTo(state, TypeKey(p, r.subject_type()), r.rating()));

@@ -4,16 +4,22 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 #include <regex>
 #include <set>
 
 #include "absl/strings/str_format.h"
+#include "rapport/consumers/projection_runner.h"
 #include "rapport/events/codec.h"
 #include "rapport/producers/partitioner.h"
 #include "rapport/producers/topics.h"
+#include "rapport/projections/registry.h"
+#include "rapport/projections/store.h"
+#include "rapport/state/v1/runner.pb.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
+#include "runner_impl.h"
 
 namespace rapport {
 namespace {
@@ -36,7 +42,7 @@ class HostileInput : public ::testing::Test {
                                                 {prefix_ + ".dlq", 1, -1, dlq_configs},
                                                 {prefix_ + ".alerts", 1, -1, {}}})
                   .status());
-    std::string dir = ::testing::TempDir() + prefix_;
+    const std::string dir = DataDir();
     dirs_.push_back(dir);
     return testing::WriteTestConfig(broker_, prefix_,
                                     "[topics]\nevents = \"" + events_ + "\"\ndead_letter = \"" + prefix_ +
@@ -75,6 +81,8 @@ class HostileInput : public ::testing::Test {
     for (const auto& h : r.headers) headers[h.name] = h.value;
     return headers;
   }
+
+  std::string DataDir() const { return ::testing::TempDir() + prefix_; }
 
   producers::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_;
@@ -169,10 +177,15 @@ TEST_F(HostileInput, ARecordOnTheWrongPartitionOrStampedLongBeforeItOccurredIsDe
                                 {}, 1776765600000));
   ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-5", events::EncodeEvent(Event("c-5", 7, "2026-04-21T11:00:00Z")),
                                 {}, 1776769200000));
+  // Stamped later than it occurred is allowed (a client that leaves the
+  // timestamp to its library stamps the send time), even absurdly later:
+  // the check must not overflow.
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-5", events::EncodeEvent(Event("c-5", 8, "2026-04-21T12:00:00Z")),
+                                {}, std::numeric_limits<int64_t>::max() - 1));
 
   auto run = Rapport(config, {"run", "--until-caught-up"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_EQ(AppliedAndDead(run.out), std::make_pair(int64_t{1}, int64_t{2}));
+  EXPECT_EQ(AppliedAndDead(run.out), std::make_pair(int64_t{2}, int64_t{2}));
   auto letters = testing::ReadTopic(broker_, prefix_ + ".dlq", 3, std::chrono::seconds(5));
   ASSERT_OK(letters);
   std::set<std::string> reasons;
@@ -187,8 +200,95 @@ TEST_F(HostileInput, ARecordOnTheWrongPartitionOrStampedLongBeforeItOccurredIsDe
                 "2026-04-21T10:00:00.000Z; stamp a record with its occurred_at"}));
   auto profile = Rapport(config, {"query", "profile", "c-5"});
   ASSERT_EQ(profile.exit_code, 0) << profile.err;
-  EXPECT_NE(profile.out.find("2026-04-21T11:00:00"), std::string::npos) << profile.out;
+  EXPECT_NE(profile.out.find("2026-04-21T12:00:00"), std::string::npos) << profile.out;
   EXPECT_EQ(profile.out.find("2099"), std::string::npos) << profile.out;
+}
+
+// Whatever a record holds, its dead letter and the log line about it stay
+// small: thousands of headers, thousands of violations, a key of 100 KB.
+TEST_F(HostileInput, ADeadLetterStaysBoundedWhateverTheRecordHolds) {
+  const std::string config = Config();
+  std::vector<events::Header> headers;
+  for (int i = 0; i < 5000; ++i) headers.push_back({absl::StrFormat("h%04d", i), "0123456789"});
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-6", "garbage with headers", headers));
+  v1::Envelope many = Event("c-6", 9, "2026-04-21T10:00:00Z");
+  many.clear_payload();
+  auto* purchase = many.mutable_purchase_completed();
+  purchase->set_order_id("o-1");
+  purchase->mutable_total()->set_currency("EUR");
+  purchase->mutable_total()->set_amount("1.00");
+  for (int i = 0; i < 1000; ++i) {
+    auto* item = purchase->add_items();
+    item->set_category("Not A Category");
+    item->set_quantity(0);
+  }
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-6", events::EncodeEvent(many), {}, 1776765600000));
+  const std::string long_key(100'000, 'k');
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, long_key,
+                                events::EncodeEvent(Event("c-6", 10, "2026-04-21T10:00:00Z")), {}, 1776765600000));
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-6", events::EncodeEvent(Event("c-6", 11, "2026-04-21T10:00:00Z")),
+                                {}, 1776765600000));
+
+  auto run = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(AppliedAndDead(run.out), std::make_pair(int64_t{1}, int64_t{3}));
+  EXPECT_LT(run.err.size(), 20'000u) << "the log lines quote bounded reasons";
+  auto letters = testing::ReadTopic(broker_, prefix_ + ".dlq", 4, std::chrono::seconds(5));
+  ASSERT_OK(letters);
+  ASSERT_EQ(letters->size(), 3u);
+  std::map<std::string, std::map<std::string, std::string>> by_stage;
+  for (const auto& r : *letters) {
+    auto h = Headers(r);
+    size_t header_bytes = 0;
+    for (const auto& header : r.headers) header_bytes += header.name.size() + header.value.size();
+    EXPECT_LT(header_bytes, 24u << 10) << h["rapport-dlq-reason"];
+    EXPECT_LE(r.key.size(), 1024u);
+    by_stage[h["rapport-dlq-stage"]] = h;
+  }
+  EXPECT_NE(by_stage["decode"]["rapport-dlq-truncated"].find("headers: "), std::string::npos)
+      << by_stage["decode"]["rapport-dlq-truncated"];
+  const std::string& violations = by_stage["validate"]["rapport-dlq-reason"];
+  EXPECT_LT(violations.size(), 2200u);
+  EXPECT_TRUE(std::regex_search(violations, std::regex(R"(; \.\.\. and \d+ more violations$)"))) << violations;
+  auto& wrong_key = by_stage["key"];
+  EXPECT_LT(wrong_key["rapport-dlq-reason"].size(), 2200u);
+  EXPECT_NE(wrong_key["rapport-dlq-reason"].find("bytes in all)"), std::string::npos);
+  EXPECT_EQ(wrong_key["rapport-dlq-truncated"],
+            "key: 100000 bytes, the first 1024 kept; the whole record stays at the origin");
+}
+
+// A store whose outbox holds a record no broker takes (1.1 MB, as an
+// earlier version wrote dead letters) once failed every start: the relay's
+// send is refused at once, and the entry is parked instead.
+TEST_F(HostileInput, AStoreWhoseOutboxHoldsARecordKafkaCannotTakeStartsAndParksIt) {
+  const std::string config = Config();
+  {
+    projections::ProjectionRegistry registry;
+    projections::RegisterProjections(registry);
+    auto families = registry.families();
+    families.push_back(consumers::ProjectionRunner::kFamily);
+    auto store = projections::ProjectionStore::Open({.path = DataDir()}, families);
+    ASSERT_OK(store);
+    state::v1::OutboxEntry entry;
+    entry.set_topic(prefix_ + ".dlq");
+    entry.set_key("c-8");
+    entry.set_value(std::string(1'100'000, 'x'));
+    auto* runner = (*store)->family(consumers::ProjectionRunner::kFamily);
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(batch.Put(runner, consumers::runner_keys::OutboxKey(0), entry.SerializeAsString()).ok());
+    ASSERT_TRUE(batch.Put(runner, consumers::runner_keys::kOutboxNextKey, consumers::runner_keys::U64(1)).ok());
+    ASSERT_OK((*store)->Write(batch));
+  }
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-8", events::EncodeEvent(Event("c-8", 12, "2026-04-21T10:00:00Z")),
+                                {}, 1776765600000));
+  auto run = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(AppliedAndDead(run.out), std::make_pair(int64_t{1}, int64_t{0}));
+  EXPECT_NE(run.err.find("outbox record 0 to " + prefix_ + ".dlq refused by Kafka for good"), std::string::npos)
+      << run.err;
+  auto again = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.err.find("refused by Kafka"), std::string::npos) << again.err;
 }
 
 }  // namespace

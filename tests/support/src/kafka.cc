@@ -69,10 +69,10 @@ Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& top
   ASSIGN_OR_RETURN(producers::KafkaConf conf,
                    producers::BuildKafkaConf(broker, {{"partitioner", "murmur2_random", "as Kafka's Java client"},
                                                       {"message.max.bytes", "1040000", "records near 1 MiB"}}));
-  static rd_kafka_resp_err_t delivery;  // one producer at a time per call; read after the flush
-  delivery = RD_KAFKA_RESP_ERR_NO_ERROR;
-  rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-    if (m->err) delivery = m->err;
+  rd_kafka_resp_err_t delivery = RD_KAFKA_RESP_ERR_NO_ERROR;  // the report's, read after the flush
+  rd_kafka_conf_set_opaque(conf.get(), &delivery);
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    if (m->err) *static_cast<rd_kafka_resp_err_t*>(opaque) = m->err;
   });
   ASSIGN_OR_RETURN(producers::KafkaHandle producer, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
   rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());

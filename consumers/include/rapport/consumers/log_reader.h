@@ -38,8 +38,8 @@ struct LogReaderOptions {
   // Only these partitions; empty: every partition.
   std::vector<int32_t> partitions;
   // A start found with Kafka's offsets-for-times rather than by scanning:
-  // each partition's first record stamped at or after (from_ms -
-  // events::kMaxStampLead), instead of `start`. Every valid event before it
+  // each partition's first record stamped at or after
+  // events::EarliestStampOf(from_ms), instead of `start`. Every valid event before it
   // occurred before from_ms; the records from there on are delivered as they
   // are, in log order, which is not time order: callers filter on
   // occurred_at. (There is no such end: a record that occurred earlier may

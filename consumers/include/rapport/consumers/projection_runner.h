@@ -53,8 +53,8 @@ struct RunnerOptions {
   // so the window is a filter on each event, never a stop at an offset:
   //   from_ms:     only events that occurred at or after it; a new store
   //                starts each partition at its first record stamped at or
-  //                after it (every record before is stamped earlier, and a
-  //                record's Kafka timestamp is its occurred_at);
+  //                after events::EarliestStampOf(from_ms) (exact: every
+  //                applied record before it occurred before from_ms);
   //   until_ms:    only events that occurred before it ("as of");
   //   known_at_ms: only events the log held before it ("known at"): by
   //                recorded_at, or the record's Kafka timestamp without one.

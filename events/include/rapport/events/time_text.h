@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
 
 namespace rapport::events {
 
@@ -13,5 +14,8 @@ std::optional<absl::Time> ParseDateOrTime(const std::string& text);
 
 // RFC 3339 in UTC with milliseconds: "2026-01-31T09:30:00.000Z".
 std::string FormatTime(absl::Time time);
+
+// A protobuf timestamp in milliseconds since the epoch (as Kafka stamps records).
+inline int64_t ToUnixMillis(const google::protobuf::Timestamp& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 
 }  // namespace rapport::events

@@ -24,6 +24,19 @@ struct ValidationContext {
 // offsets-for-times an exact start for a window of occurred_at.
 inline const absl::Duration kMaxStampLead = absl::Hours(1);
 
+// Whether a record stamped `stamp_ms` may carry an event that occurred at
+// `occurred_ms`: it is not stamped more than kMaxStampLead before.
+bool StampedInTime(int64_t occurred_ms, int64_t stamp_ms);
+
+// The earliest Kafka timestamp a record of an event that occurred at or
+// after `occurred_from_ms` carries; never negative (negative timestamps are
+// offsets-for-times' special values).
+int64_t EarliestStampOf(int64_t occurred_from_ms);
+
+// When the log came to know an event ("known at"): its recorded_at, or its
+// record's Kafka timestamp when a client left recorded_at out.
+int64_t KnownAtMillis(const v1::Envelope& event, int64_t stamp_ms);
+
 // The earliest occurred_at accepted: older timestamps are taken for mistakes
 // (a zero or a mis-scaled epoch), not history.
 inline const absl::Time kEarliestEventTime = absl::FromUnixSeconds(631152000);  // 1990-01-01

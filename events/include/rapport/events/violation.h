@@ -20,4 +20,9 @@ struct Violation {
 
 using Violations = std::vector<Violation>;
 
+// "a; b; c": the violations for one log line or one dead letter, at most
+// about `max_bytes` long: past that, "; ... and N more violations" ends it
+// (a record from a raw producer may break a rule thousands of times).
+std::string JoinViolations(const Violations& violations, size_t max_bytes);
+
 }  // namespace rapport::events

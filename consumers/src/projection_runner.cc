@@ -90,6 +90,9 @@ void ProjectionRunner::Impl::InitMetrics() {
   meters_in.alerts = &m->counter("rapport_alerts_emitted_total", "Alerts staged for the alerts topic.");
   meters_in.parked = &m->counter("rapport_outbox_parked_total",
                                  "Outbox records (alerts, dead letters) Kafka refused for good, set aside.");
+  meters_in.lost_to_retention =
+      &m->counter("rapport_records_lost_to_retention_total",
+                  "Records deleted from the log by retention before this store applied them.");
   meters_in.batches = &m->counter("rapport_batches_total", "Batches written to the store (one WriteBatch each).");
   meters_in.batch_seconds =
       &m->histogram("rapport_batch_apply_seconds", "Time to apply a batch to every projection and write it.", {});
@@ -248,7 +251,7 @@ Status ProjectionRunner::Impl::Init() {
       {"enable.auto.commit", "false", "offsets live in RocksDB"},
       {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
       {"partition.assignment.strategy", "cooperative-sticky", "rebalances must not stop every partition"},
-      {"auto.offset.reset", "earliest", "a new store starts from the beginning"},
+      {"auto.offset.reset", "error", "the runner decides where a partition it cannot read from goes on"},
       {"enable.partition.eof", "true", "the runner must see where partitions end"}};
   if (!options.instance_id.empty()) {
     consumer_properties.push_back({"group.instance.id", options.instance_id, "set it with [run] instance_id"});
@@ -316,6 +319,7 @@ Status ProjectionRunner::Impl::Init() {
                      producers::QueryLogBounds(consumer.get(), options.kafka, options.topic, p));
     const int64_t low = bounds.low, high = bounds.high;
     log_start[p] = low;
+    RETURN_IF_ERROR(CheckLogHolds(lane, p, low, high));
     if (options.stop_when_caught_up) caught_up_at[p] = high;
     int64_t applied = lane.next_offset.count(p) ? lane.next_offset[p] : low;
     log_end[p] = std::max(high, applied);
@@ -571,6 +575,49 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
       rd_kafka_assign(consumer.get(), nullptr);
     }
   }
+}
+
+Status ProjectionRunner::Impl::CheckLogHolds(Lane& reading, int32_t partition, int64_t low, int64_t high) {
+  auto at = reading.next_offset.find(partition);
+  if (at == reading.next_offset.end()) return absl::OkStatus();
+  if (at->second > high) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        options.topic, "[", partition, "] now ends at offset ", high, ", but this store has applied it up to offset ",
+        at->second,
+        ": the topic was deleted and recreated, or its log was cut (an unclean leader election). Those offsets now "
+        "name other records, so rapport stops rather than skip or mix them. To rebuild from the log as it is: stop "
+        "every rapport instance, move the store's directory ([store] data_dir) aside and start again. If the topic "
+        "was replaced by mistake, point [topics] events at the original one."));
+  }
+  if (at->second < low) {
+    log->warn(
+        "{}[{}]: records {}..{} were deleted from the log (retention) before this store applied them; going on "
+        "from offset {}. Keep the topic's retention.ms longer than rapport may be stopped.",
+        options.topic, partition, at->second, low - 1, low);
+    if (meters) meters->lost_to_retention->Add(static_cast<uint64_t>(low - at->second));
+    at->second = low;
+  }
+  return absl::OkStatus();
+}
+
+Status ProjectionRunner::Impl::OnOffsetOutOfRange(Lane& reading, int32_t partition) {
+  ASSIGN_OR_RETURN(producers::LogBounds bounds,
+                   producers::QueryLogBounds(reading.consumer, options.kafka, options.topic, partition));
+  // A new store's partition with nothing applied goes on from the start too.
+  reading.next_offset.try_emplace(partition, bounds.low);
+  RETURN_IF_ERROR(CheckLogHolds(reading, partition, bounds.low, bounds.high));
+  log->info("{}[{}]: going on from offset {}", options.topic, partition, reading.next_offset[partition]);
+  rd_kafka_topic_partition_list_t* at = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(at, options.topic.c_str(), partition)->offset = reading.next_offset[partition];
+  rd_kafka_error_t* error = rd_kafka_seek_partitions(reading.consumer, at, 5000);
+  rd_kafka_topic_partition_list_destroy(at);
+  if (error) {
+    Status status = absl::UnavailableError(
+        absl::StrCat("seeking ", options.topic, "[", partition, "] after out of range: ", rd_kafka_error_string(error)));
+    rd_kafka_error_destroy(error);
+    return status;
+  }
+  return absl::OkStatus();
 }
 
 bool ProjectionRunner::Impl::CaughtUp() const {
@@ -865,6 +912,10 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   for (size_t i = 0; i < count; ++i) {
     const rd_kafka_message_t* m = messages[i];
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+      RETURN_IF_ERROR(OnOffsetOutOfRange(reading, m->partition));
+      continue;
+    }
     if (m->err) {
       log->warn("consuming {}: {}", options.topic, rd_kafka_message_errstr(m));
       continue;

@@ -153,6 +153,7 @@ struct ProjectionRunner::Impl {
     Counter* dead_lettered;
     Counter* alerts;
     Counter* parked;
+    Counter* lost_to_retention;
     Counter* batches;
     Histogram* batch_seconds;
     Gauge* rebuild_behind;
@@ -210,6 +211,16 @@ struct ProjectionRunner::Impl {
                                   const std::function<void(const std::string&)>&
                                       remove);  // on any apply thread: touches only the shard's partitions
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  // Whether the log still holds `partition` where `reading` stands. Past its
+  // end (`high`): the topic was recreated or its log cut, and the offsets now
+  // name other records, so the run stops with what happened and what to do.
+  // Before its start (`low`): retention deleted records not yet applied; it
+  // goes on from `low`, with a warning and a count (nothing else can be done).
+  Status CheckLogHolds(Lane& reading, int32_t partition, int64_t low, int64_t high);
+  // Kafka answered "offset out of range" (auto.offset.reset is "error", so
+  // that no position is ever moved silently): asks where the log stands now,
+  // CheckLogHolds, and seeks the partition to where it goes on.
+  Status OnOffsetOutOfRange(Lane& reading, int32_t partition);
   bool CaughtUp() const;
   void WatchForStall();
   // Commits the live lane's positions to Kafka for lag tools (asynchronously):

@@ -163,6 +163,7 @@ Status ProjectionRunner::Impl::StartRebuild(const std::vector<projections::Proje
     auto offset = store.Get(runner_family, OffsetKey(kRebuildPrefix, options.topic, p));
     if (!offset.ok() && offset.status().code() != absl::StatusCode::kNotFound) return offset.status();
     building.next_offset[p] = offset.ok() ? static_cast<int64_t>(ReadU64(*offset)) : log_start[p];
+    RETURN_IF_ERROR(CheckLogHolds(building, p, log_start[p], log_end[p]));
     building.stop[p] = building.next_offset[p];  // StepRebuild moves it to the live position
   }
   RETURN_IF_ERROR(LoadWindows(building));
@@ -172,7 +173,8 @@ Status ProjectionRunner::Impl::StartRebuild(const std::vector<projections::Proje
       producers::KafkaConf conf,
       producers::BuildKafkaConf(options.kafka, {{"group.id", options.group_id + ".rebuild", "joins no group"},
                                                 {"enable.auto.commit", "false", "offsets live in RocksDB"},
-                                                {"enable.auto.offset.store", "false", "offsets live in RocksDB"}}));
+                                                {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
+                                                {"auto.offset.reset", "error", "the runner decides where it goes on"}}));
   ASSIGN_OR_RETURN(rebuild_consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   building.consumer = rebuild_consumer.get();
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count);

@@ -2,11 +2,13 @@
 // dead-lettered with a bounded, specific reason, and `rapport run` goes on
 // applying what follows, and starts again, whatever the record held.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <limits>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "rapport/consumers/projection_runner.h"
@@ -289,6 +291,101 @@ TEST_F(HostileInput, AStoreWhoseOutboxHoldsARecordKafkaCannotTakeStartsAndParksI
   auto again = Rapport(config, {"run", "--until-caught-up"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(again.err.find("refused by Kafka"), std::string::npos) << again.err;
+}
+
+// A store remembers how far it applied each partition. A topic deleted and
+// created again (or a log cut by an unclean leader election) is shorter than
+// that: its new records once were skipped without a word until the log grew
+// past the stored offset. Now the run stops and says what happened.
+TEST_F(HostileInput, ALogShorterThanWhatTheStoreAppliedStopsTheRunWithWhatToDo) {
+  const std::string config = Config();
+  const int32_t partition = producers::PartitionForKey("c-4", kPartitions);
+  for (int n = 1; n <= 3; ++n) {
+    ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-4",
+                                  events::EncodeEvent(Event("c-4", 40 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
+  }
+  auto run = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(AppliedAndDead(run.out), std::make_pair(int64_t{3}, int64_t{0}));
+
+  ASSERT_OK(testing::DeleteTopic(broker_, events_));
+  ASSERT_OK(testing::CreateTopic(broker_, events_, kPartitions));
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-4", events::EncodeEvent(Event("c-4", 44, "2026-04-21T11:00:00Z")),
+                                {}, 1776769200000));
+  const std::string expected = absl::StrCat(events_, "[", partition,
+                                            "] now ends at offset 1, but this store has applied it up to offset 3: "
+                                            "the topic was deleted and recreated");
+  for (int attempt = 0; attempt < 2; ++attempt) {  // and every restart alike: nothing is skipped quietly
+    auto stopped = Rapport(config, {"run", "--until-caught-up"});
+    EXPECT_NE(stopped.exit_code, 0) << stopped.out;
+    EXPECT_NE(stopped.err.find(expected), std::string::npos) << stopped.err;
+    EXPECT_NE(stopped.err.find("move the store's directory ([store] data_dir) aside"), std::string::npos);
+  }
+  std::filesystem::remove_all(DataDir());  // what the message says to do
+  auto rebuilt = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  EXPECT_EQ(AppliedAndDead(rebuilt.out), std::make_pair(int64_t{1}, int64_t{0}));
+}
+
+// The same while `rapport run` is running: Kafka answers "offset out of
+// range" for the partition once it is back, and the run stops.
+TEST_F(HostileInput, ATopicRecreatedUnderARunningRunnerStopsIt) {
+  const std::string config = Config();
+  for (int n = 1; n <= 3; ++n) {
+    ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-6",
+                                  events::EncodeEvent(Event("c-6", 60 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
+  }
+  const std::string log_path = DataDir() + ".log";
+  const int pid = testing::StartRapport({"--config", config, "run"}, log_path);
+  const int32_t partition = producers::PartitionForKey("c-6", kPartitions);
+  for (int waited = 0; waited < 300; ++waited) {  // until the advisory commit shows all three applied
+    auto committed = testing::CommittedOffsets(broker_, prefix_, events_);
+    if (committed.ok() && (*committed)[partition] == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_OK(testing::DeleteTopic(broker_, events_));
+  ASSERT_OK(testing::CreateTopic(broker_, events_, kPartitions));
+  ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-6", events::EncodeEvent(Event("c-6", 64, "2026-04-21T11:00:00Z")),
+                                {}, 1776769200000));
+  int status = 0;
+  bool exited = false;
+  for (int waited = 0; waited < 600 && !exited; ++waited) {
+    exited = waitpid(pid, &status, WNOHANG) == pid;
+    if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!exited) testing::KillAndWait(pid, SIGKILL);
+  const std::string log = testing::ReadFile(log_path);
+  ASSERT_TRUE(exited) << "run still running 60 s after its topic was recreated\n" << log;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << log;
+  EXPECT_NE(log.find(absl::StrCat("[", partition, "] now ends at offset 1, but this store has applied it up to offset 3")),
+            std::string::npos)
+      << log;
+}
+
+// Retention deleted records this store had not applied yet (it was stopped
+// longer than the topic keeps records): nothing can bring them back, so the
+// run goes on from the log's start, and says how many it lost.
+TEST_F(HostileInput, RecordsDeletedByRetentionBeforeTheyWereAppliedAreCountedAndTheRunGoesOn) {
+  const std::string config = Config();
+  const int32_t partition = producers::PartitionForKey("c-5", kPartitions);
+  auto send = [&](int n) {
+    ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-5",
+                                  events::EncodeEvent(Event("c-5", 50 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
+  };
+  for (int n = 1; n <= 3; ++n) send(n);
+  auto run = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  for (int n = 4; n <= 6; ++n) send(n);
+  ASSERT_OK(testing::DeleteRecordsBefore(broker_, events_, partition, 5));
+
+  auto after = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(AppliedAndDead(after.out), std::make_pair(int64_t{1}, int64_t{0}));
+  EXPECT_NE(after.err.find(absl::StrCat(events_, "[", partition,
+                                        "]: records 3..4 were deleted from the log (retention) before this store "
+                                        "applied them; going on from offset 5")),
+            std::string::npos)
+      << after.err;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -58,6 +59,82 @@ std::string WriteTestConfig(const producers::KafkaSettings& broker, const std::s
 Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions) {
   auto reports = producers::EnsureTopics(broker, {{topic, partitions, -1, {{"retention.ms", "-1"}}}});
   return reports.status();
+}
+
+namespace {
+
+Result<producers::KafkaHandle> AdminClient(const producers::KafkaSettings& broker) {
+  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
+  return producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf));
+}
+
+// Runs one admin request: `send` issues it on `queue`, and `check` reads the
+// result event.
+Status AdminRequest(rd_kafka_t* client, const std::string& what,
+                    const std::function<void(rd_kafka_t*, rd_kafka_queue_t*)>& send,
+                    const std::function<Status(rd_kafka_event_t*)>& check) {
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(client);
+  send(client, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  Status status = event == nullptr ? absl::DeadlineExceededError(absl::StrCat(what, ": no answer within 30 s"))
+                  : rd_kafka_event_error(event)
+                      ? absl::InternalError(absl::StrCat(what, ": ", rd_kafka_event_error_string(event)))
+                      : check(event);
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  return status;
+}
+
+}  // namespace
+
+Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& topic) {
+  ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
+  RETURN_IF_ERROR(AdminRequest(
+      client.get(), "deleting " + topic,
+      [&](rd_kafka_t* rk, rd_kafka_queue_t* queue) {
+        rd_kafka_DeleteTopic_t* doomed = rd_kafka_DeleteTopic_new(topic.c_str());
+        rd_kafka_DeleteTopics(rk, &doomed, 1, nullptr, queue);
+        rd_kafka_DeleteTopic_destroy(doomed);
+      },
+      [&](rd_kafka_event_t* event) {
+        size_t count = 0;
+        const rd_kafka_topic_result_t** results =
+            rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), &count);
+        if (count == 1 && rd_kafka_topic_result_error(results[0]) != 0) {
+          return absl::InternalError(absl::StrCat("deleting ", topic, ": ", rd_kafka_topic_result_error_string(results[0])));
+        }
+        return absl::OkStatus();
+      }));
+  // Deletion is asynchronous on the brokers: wait until the topic is gone.
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    auto count = producers::TopicPartitionCount(client.get(), broker, topic);
+    if (count.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(topic, " still listed 30 s after its deletion"));
+}
+
+Status DeleteRecordsBefore(const producers::KafkaSettings& broker, const std::string& topic, int32_t partition,
+                           int64_t offset) {
+  ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
+  return AdminRequest(
+      client.get(), absl::StrCat("deleting records of ", topic, "[", partition, "]"),
+      [&](rd_kafka_t* rk, rd_kafka_queue_t* queue) {
+        rd_kafka_topic_partition_list_t* before = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(before, topic.c_str(), partition)->offset = offset;
+        rd_kafka_DeleteRecords_t* request = rd_kafka_DeleteRecords_new(before);
+        rd_kafka_topic_partition_list_destroy(before);
+        rd_kafka_DeleteRecords(rk, &request, 1, nullptr, queue);
+        rd_kafka_DeleteRecords_destroy(request);
+      },
+      [&](rd_kafka_event_t* event) {
+        const rd_kafka_topic_partition_list_t* results =
+            rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(event));
+        for (int i = 0; results && i < results->cnt; ++i) {
+          if (results->elems[i].err) return producers::KafkaStatus(results->elems[i].err, "deleting records");
+        }
+        return absl::OkStatus();
+      });
 }
 
 Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& topic, const std::string& key,

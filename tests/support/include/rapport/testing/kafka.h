@@ -30,6 +30,15 @@ std::string WriteTestConfig(const producers::KafkaSettings& broker, const std::s
 // Creates a topic (kept forever) and waits until it is usable.
 Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions);
 
+// Deletes a topic and waits until the cluster no longer lists it, so that it
+// can be created again (a topic replaced while rapport keeps a store of it).
+Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& topic);
+
+// Deletes the records of `topic`'s `partition` before `offset`, as retention
+// does: the partition's log then starts at `offset`.
+Status DeleteRecordsBefore(const producers::KafkaSettings& broker, const std::string& topic, int32_t partition,
+                           int64_t offset);
+
 // Writes one record as any Kafka client could (no rapport encoding), waiting
 // for the broker's acknowledgement. A timestamp of 0 means now; a partition
 // of RD_KAFKA_PARTITION_UA (-1) means Kafka's default partitioner (murmur2

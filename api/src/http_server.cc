@@ -45,6 +45,11 @@ struct Core {
   uint64_t next_session = 0;
   std::unordered_map<uint64_t, std::function<void()>> closers;
 
+  size_t OpenSessions() {
+    std::lock_guard lock(sessions_mutex);
+    return closers.size();
+  }
+
   Core(ServerOptions o, Handler h)
       : options(std::move(o)), handler(std::move(h)), workers(static_cast<size_t>(std::max(1, options.workers))) {}
 };
@@ -356,7 +361,8 @@ struct HttpServer::Impl {
   explicit Impl(ServerOptions options, Handler handler)
       : core(std::move(options), std::move(handler)),
         io(std::max(1, core.options.io_threads)),
-        acceptor(io),
+        accepting(asio::make_strand(io)),
+        acceptor(accepting),
         tls(asio::ssl::context::tls_server) {}
 
   Core core;
@@ -364,16 +370,36 @@ struct HttpServer::Impl {
   // Keeps io.run() going while no socket operation is pending, such as
   // during shutdown when handlers still have answers to post back.
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  // Accepting, its pauses and its closing at shutdown run on one strand.
+  asio::strand<asio::io_context::executor_type> accepting;
   tcp::acceptor acceptor;
   asio::ssl::context tls;
   bool use_tls = false;
   std::vector<std::thread> threads;
   bool shut_down = false;
 
+  // Accept errors that pass (out of file descriptors or memory) pause
+  // accepting for a while, doubling up to kMaxAcceptPause: the listening
+  // socket stays readable, so retrying at once would spin on the error.
+  static constexpr std::chrono::milliseconds kFirstAcceptPause{10}, kMaxAcceptPause{1000};
+  asio::steady_timer accept_pause{accepting};
+  std::chrono::milliseconds next_pause = kFirstAcceptPause;
+  uint64_t accept_failures = 0;  // since the last accepted connection
+  uint64_t refused = 0;          // connections over max_connections, since the last warning
+  std::chrono::steady_clock::time_point last_refusal_warning{};
+
   void Accept() {
     acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-      if (!ec) {
+      if (ec) return PauseAccepting(ec);
+      if (accept_failures > 0) {
+        core.log->info("accepting connections again after {} failures", accept_failures);
+        accept_failures = 0;
+        next_pause = kFirstAcceptPause;
+      }
+      if (core.OpenSessions() >= core.options.max_connections) {
+        Refuse(std::move(socket));
+      } else {
         beast::error_code ignored;
         auto peer = socket.remote_endpoint(ignored);
         bool loopback = !ignored && peer.address().is_loopback();
@@ -387,6 +413,47 @@ struct HttpServer::Impl {
       }
       Accept();
     });
+  }
+
+  void PauseAccepting(beast::error_code ec) {
+    if (accept_failures++ == 0) {
+      core.log->warn("accepting a connection failed: {}; pausing accept up to {} ms at a time until it works (raise "
+                     "the open-file limit, `ulimit -n`, or lower [api] max_connections)",
+                     ec.message(), kMaxAcceptPause.count());
+    }
+    accept_pause.expires_after(next_pause);
+    next_pause = std::min(next_pause * 2, kMaxAcceptPause);
+    accept_pause.async_wait([this](beast::error_code wait) {
+      if (!wait && acceptor.is_open()) Accept();
+    });
+  }
+
+  // Over max_connections: a short 503 if the socket takes it at once (plain
+  // HTTP only; nothing waits on a slow peer), then closed.
+  void Refuse(tcp::socket socket) {
+    static const std::string kBusy = [] {
+      const std::string body = ErrorResponse(503, "too_many_connections",
+                                             "the server holds as many connections as it may; retry shortly")
+                                   .body;
+      return fmt::format(
+          "HTTP/1.1 503 Service Unavailable\r\nServer: rapport\r\nContent-Type: application/json\r\n"
+          "Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
+          body.size(), body);
+    }();
+    beast::error_code ignored;
+    if (!use_tls) {
+      socket.non_blocking(true, ignored);
+      socket.write_some(asio::buffer(kBusy), ignored);
+    }
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    ++refused;
+    if (auto now = std::chrono::steady_clock::now(); now - last_refusal_warning > std::chrono::seconds(10)) {
+      core.log->warn("refused {} connections: {} are open, as many as [api] max_connections allows", refused,
+                     core.options.max_connections);
+      refused = 0;
+      last_refusal_warning = now;
+    }
   }
 };
 
@@ -438,9 +505,10 @@ void HttpServer::Shutdown(std::chrono::milliseconds drain) {
   if (s.shut_down) return;
   s.shut_down = true;
   s.core.stopping = true;
-  asio::post(s.io, [&s] {
+  asio::post(s.accepting, [&s] {
     beast::error_code ignored;
     s.acceptor.close(ignored);
+    s.accept_pause.cancel();
   });
   // Requests in flight finish and are answered (with Connection: close).
   auto deadline = std::chrono::steady_clock::now() + drain;

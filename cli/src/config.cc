@@ -258,6 +258,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.Read("store.data_dir", c.store.data_dir));
   RETURN_IF_ERROR(r.ReadPositive("store.block_cache_bytes", c.store.block_cache_bytes));
   RETURN_IF_ERROR(r.ReadPositive("store.write_buffer_bytes", c.store.write_buffer_bytes));
+  RETURN_IF_ERROR(r.ReadPositive("store.max_open_files", c.store.max_open_files));
   RETURN_IF_ERROR(r.Read("run.group_id", c.run.group_id));
   RETURN_IF_ERROR(r.Read("run.instance_id", c.run.instance_id));
   RETURN_IF_ERROR(r.ReadPositive("run.max_batch", c.run.max_batch));
@@ -293,6 +294,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("api.max_header_bytes", c.api.max_header_bytes));
   RETURN_IF_ERROR(r.ReadPositive("api.request_timeout_ms", c.api.request_timeout_ms));
   RETURN_IF_ERROR(r.ReadPositive("api.max_in_flight", c.api.max_in_flight));
+  RETURN_IF_ERROR(r.ReadPositive("api.max_connections", c.api.max_connections));
   RETURN_IF_ERROR(r.ReadPositive("api.consistency_wait_ms", c.api.consistency_wait_ms));
   RETURN_IF_ERROR(r.Read("api.ready_max_lag", c.api.ready_max_lag));
   if (c.api.ready_max_lag < 0) {

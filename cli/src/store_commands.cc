@@ -1,5 +1,6 @@
 #include "rapport/cli/store_commands.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -44,7 +45,8 @@ Result<std::unique_ptr<projections::ProjectionStore>> OpenStore(const Config& co
       {.path = config.store.data_dir,
        .read_only = access == Access::kReadOnly,
        .block_cache_bytes = static_cast<size_t>(config.store.block_cache_bytes),
-       .write_buffer_bytes = static_cast<size_t>(config.store.write_buffer_bytes)},
+       .write_buffer_bytes = static_cast<size_t>(config.store.write_buffer_bytes),
+       .max_open_files = static_cast<int>(std::min<int64_t>(config.store.max_open_files, 1 << 20))},
       families);
 }
 
@@ -74,6 +76,7 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
   server_options.max_header_bytes = static_cast<size_t>(a.max_header_bytes);
   server_options.request_timeout = std::chrono::milliseconds(a.request_timeout_ms);
   server_options.max_in_flight = static_cast<size_t>(a.max_in_flight);
+  server_options.max_connections = static_cast<size_t>(a.max_connections);
   server_options.tls_cert_file = a.tls_cert_file;
   server_options.tls_key_file = a.tls_key_file;
 
@@ -118,6 +121,28 @@ std::optional<absl::Time> AsOf(const std::string& text, absl::Time otherwise, st
 
 }  // namespace
 
+// `run` holds RocksDB's table files, the API's connections and Kafka's
+// sockets at once: the soft open-file limit (often 1,024) is raised to the
+// hard one, as servers do, and a hard limit below what the config allows is
+// said at start rather than found as "Too many open files" under load.
+void RaiseOpenFileLimit(const Config& config, bool serving) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  constexpr int64_t kOthers = 256;  // Kafka sockets, write-ahead log, logs, threads' files
+  const int64_t needed = config.store.max_open_files + (serving ? config.api.max_connections : 0) + kOthers;
+  if (limit.rlim_cur != RLIM_INFINITY && static_cast<int64_t>(limit.rlim_cur) < needed) {
+    ModuleLogger("cli")->warn(
+        "the open-file limit is {}, and this config may use {} ([store] max_open_files {}{} and {} more): raise it "
+        "(ulimit -n, LimitNOFILE= under systemd) or lower those settings",
+        limit.rlim_cur, needed, config.store.max_open_files,
+        serving ? fmt::format(", [api] max_connections {}", config.api.max_connections) : "", kOthers);
+  }
+}
+
 // `run --read-only`: serves a store nobody applies to (a replay's directory)
 // until stopped.
 int ServeReadOnly(const Config& config, std::ostream& out, std::ostream& err, const std::atomic<bool>& stop) {
@@ -125,6 +150,7 @@ int ServeReadOnly(const Config& config, std::ostream& out, std::ostream& err, co
     err << "run: --read-only serves the API and applies nothing: give --http HOST:PORT\n";
     return 2;
   }
+  RaiseOpenFileLimit(config, true);
   projections::ProjectionRegistry registry;
   auto store = OpenStore(config, registry, Access::kReadOnly);
   if (!store.ok()) {
@@ -189,6 +215,7 @@ void RefitOnSchedule(const Config& config, projections::ProjectionStore& store,
 int RunProjections(const Config& config, const RunArgs& args, std::ostream& out, std::ostream& err,
                    const std::atomic<bool>& stop) {
   if (args.read_only) return ServeReadOnly(config, out, err, stop);
+  RaiseOpenFileLimit(config, !config.api.listen.empty());
   projections::ProjectionRegistry registry;
   auto store = OpenStore(config, registry, Access::kReadWrite);
   if (!store.ok()) {

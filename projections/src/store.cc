@@ -66,6 +66,7 @@ Result<std::unique_ptr<ProjectionStore>> ProjectionStore::Open(const StoreOption
   db_options.create_missing_column_families = !options.read_only;
   db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes, cache);
   db_options.max_background_jobs = 2;
+  db_options.max_open_files = options.max_open_files;
   // A family written once or seldom (the default family's marks of which
   // versions are live) would otherwise keep every write-ahead log file since
   // then alive until its own memtable fills: at 46,000 customers the logs

@@ -3,9 +3,11 @@
 #include "rapport/api/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +42,36 @@ std::string RawExchange(uint16_t port, const std::string& text, int pause_ms = 0
   char buffer[4096];
   for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) out.append(buffer, static_cast<size_t>(n));
   close(fd);
+  return out;
+}
+
+// A connection to 127.0.0.1:`port` from a socket made beforehand (`fd`):
+// whether it connected.
+bool ConnectFrom(int fd, uint16_t port) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  return connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+}
+
+// Sends one keep-alive request on `fd` and reads its whole answer (headers
+// and Content-Length bytes); "" when none came within 10 s.
+std::string AskOn(int fd, const std::string& path) {
+  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n";
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
+  std::string out;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) {
+    out.append(buffer, static_cast<size_t>(n));
+    size_t end = out.find("\r\n\r\n");
+    size_t length = out.find("Content-Length: ");
+    if (end != std::string::npos && length != std::string::npos &&
+        out.size() >= end + 4 + std::stoul(out.substr(length + 16)))
+      break;
+  }
   return out;
 }
 
@@ -166,6 +198,80 @@ TEST_F(Server, ServesHttpsWhenGivenACertificate) {
   auto bad = HttpServer::Start(options, Handler{[](const HttpRequest&) { return HttpResponse{}; }, {}});
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   std::filesystem::remove_all(dir);
+}
+
+// Idle connections cannot take every file descriptor: past max_connections
+// a new one gets a 503 at once, and is served again once one closes.
+TEST_F(Server, ConnectionsOverTheLimitAreAnswered503) {
+  ServerOptions options;
+  options.max_connections = 3;
+  Start(options);
+  std::vector<int> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(socket(AF_INET, SOCK_STREAM, 0));
+    ASSERT_TRUE(ConnectFrom(open.back(), server_->port()));
+    EXPECT_EQ(AskOn(open.back(), "/kept").rfind("HTTP/1.1 200", 0), 0u);  // a session, kept alive
+  }
+  std::string refused = RawExchange(server_->port(), "GET /one-more HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(refused.rfind("HTTP/1.1 503", 0), 0u) << refused;
+  EXPECT_NE(refused.find("\"too_many_connections\""), std::string::npos) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1"), std::string::npos) << refused;
+  EXPECT_EQ(AskOn(open[0], "/still").rfind("HTTP/1.1 200", 0), 0u) << "the open ones are still served";
+
+  close(open[0]);
+  std::string served;
+  for (int attempt = 0; attempt < 100 && served.rfind("HTTP/1.1 200", 0) != 0; ++attempt) {
+    served = RawExchange(server_->port(), "GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    if (served.rfind("HTTP/1.1 200", 0) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(served.rfind("HTTP/1.1 200", 0), 0u) << served;
+  for (size_t i = 1; i < open.size(); ++i) close(open[i]);
+}
+
+// Out of file descriptors, accept fails while the listening socket stays
+// readable: retried at once, that was a busy loop on every I/O thread. The
+// server pauses instead, and serves the waiting connections once
+// descriptors are free again.
+TEST_F(Server, OutOfFileDescriptorsPausesAcceptingAndRecovers) {
+  ServerOptions options;
+  options.io_threads = 2;
+  Start(options);
+  constexpr int kClients = 6;
+  std::vector<int> clients;  // made now: connecting needs no descriptor of its own
+  for (int i = 0; i < kClients; ++i) clients.push_back(socket(AF_INET, SOCK_STREAM, 0));
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  const rlimit saved = limit;
+  // Room for two more descriptors: the server accepts two, then runs out.
+  // (Numbers below the highest open one may be free: fill them first.)
+  int highest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    highest = std::max(highest, std::stoi(entry.path().filename().string()));
+  }
+  limit.rlim_cur = static_cast<rlim_t>(highest + 1);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = open("/dev/null", O_RDONLY)) >= 0;) fillers.push_back(fd);
+  limit.rlim_cur += 2;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  for (int fd : clients) ASSERT_TRUE(ConnectFrom(fd, server_->port()));  // queued by the kernel
+  std::vector<std::future<std::string>> answers;
+  for (int fd : clients) answers.push_back(std::async(std::launch::deferred, [fd] { return AskOn(fd, "/fd"); }));
+
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  getrusage(RUSAGE_SELF, &after);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (int fd : fillers) close(fd);
+  auto cpu_ms = [](const rusage& u) {
+    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000;
+  };
+  // A spinning accept would burn the whole 1.5 s (on each I/O thread); paused, the process is idle.
+  EXPECT_LT(cpu_ms(after) - cpu_ms(before), 500) << "accept spins while out of file descriptors";
+  for (auto& answer : answers) EXPECT_EQ(answer.get().rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(handled_.load(), kClients);
+  for (int fd : clients) close(fd);
 }
 
 TEST(PercentDecode, EscapesPlusAndErrors) {

@@ -28,6 +28,8 @@ TEST(Config, TheShippedExampleLoadsAndSaysWhatItSays) {
   EXPECT_EQ(config->publish.limits.max_event_bytes, 65536u);
   EXPECT_EQ(config->api.listen, "127.0.0.1:8080");
   EXPECT_EQ(config->api.max_in_flight, 256);
+  EXPECT_EQ(config->api.max_connections, 1024);
+  EXPECT_EQ(config->store.max_open_files, 1024);
   ASSERT_EQ(config->api.keys.size(), 1u);
   EXPECT_EQ(config->api.keys[0].name, "crm");
   EXPECT_EQ(config->api.keys[0].scopes, std::vector<api::Scope>{api::Scope::kRead});

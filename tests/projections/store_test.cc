@@ -52,5 +52,19 @@ TEST(ProjectionStore, AFamilyWrittenLittleDoesNotKeepTheWriteAheadLogAlive) {
   std::filesystem::remove_all(path);
 }
 
+// RocksDB keeps every table file open by default: a large store would take
+// every descriptor the process has. The store bounds it.
+TEST(ProjectionStore, KeepsAtMostTheConfiguredTableFilesOpen) {
+  const auto path = std::filesystem::path(::testing::TempDir()) / ("store-files-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(path);
+  for (int limit : {StoreOptions{}.max_open_files, 64}) {
+    auto store = ProjectionStore::Open({.path = path, .max_open_files = limit}, {"a@v1"});
+    ASSERT_OK(store);
+    EXPECT_EQ((*store)->db()->GetDBOptions().max_open_files, limit);
+  }
+  EXPECT_EQ(StoreOptions{}.max_open_files, 1024) << "the default the README and examples/rapport.toml name";
+  std::filesystem::remove_all(path);
+}
+
 }  // namespace
 }  // namespace rapport::projections

@@ -55,6 +55,9 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{30000};
   // Requests being handled at once; more are answered 429 at once.
   size_t max_in_flight = 256;
+  // Open connections; one more is answered 503 and closed (over TLS: closed)
+  // at once, so that idle clients cannot take every file descriptor.
+  size_t max_connections = 1024;
   // Both set: serve HTTPS only (PEM files).
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -76,8 +79,10 @@ std::variant<HttpRequest, HttpResponse> ParseHttpRequest(std::string_view bytes,
                                                          bool loopback);
 
 // An HTTP/1.1 server (Boost.Beast, asynchronous): keep-alive, request size,
-// header size and time limits enforced before a handler runs, JSON errors for
-// what it rejects itself (400 malformed, 413, 431, 429), and a graceful
+// header size, connection and time limits enforced before a handler runs,
+// JSON errors for what it rejects itself (400 malformed, 413, 431, 429, 503),
+// accepting paused with a back-off while the process is out of file
+// descriptors (rather than spinning on the error), and a graceful
 // shutdown that stops accepting, lets handlers in flight finish and answer,
 // then closes idle connections.
 class HttpServer {

@@ -35,6 +35,7 @@ struct StoreConfig {
   std::string data_dir = ".run/data";        // RocksDB directory of the projections
   int64_t block_cache_bytes = 256ll << 20;   // shared by every projection
   int64_t write_buffer_bytes = 128ll << 20;  // charged to the block cache
+  int64_t max_open_files = 1024;             // RocksDB table files kept open
 };
 
 struct RunConfig {
@@ -67,6 +68,7 @@ struct ApiConfig {
   int64_t max_header_bytes = 16 << 10;
   int64_t request_timeout_ms = 30000;
   int64_t max_in_flight = 256;
+  int64_t max_connections = 1024;
   int64_t consistency_wait_ms = 5000;
   int64_t ready_max_lag = 1000;
   int64_t max_batch_events = 1000;

@@ -23,6 +23,10 @@ struct StoreOptions {
   // a block cache shared by all of them, and write buffers charged to it.
   size_t block_cache_bytes = 256ull << 20;
   size_t write_buffer_bytes = 128ull << 20;
+  // Table files kept open (RocksDB's table cache); more are opened per read
+  // and closed. Bounded so that a store of many files cannot take every
+  // descriptor the process has (connections, Kafka sockets).
+  int max_open_files = 1024;
 };
 
 // The RocksDB database that holds projection state: one column family per

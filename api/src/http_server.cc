@@ -417,9 +417,10 @@ struct HttpServer::Impl {
 
   void PauseAccepting(beast::error_code ec) {
     if (accept_failures++ == 0) {
-      core.log->warn("accepting a connection failed: {}; pausing accept up to {} ms at a time until it works (raise "
-                     "the open-file limit, `ulimit -n`, or lower [api] max_connections)",
-                     ec.message(), kMaxAcceptPause.count());
+      core.log->warn(
+          "accepting a connection failed: {}; pausing accept up to {} ms at a time until it works (raise "
+          "the open-file limit, `ulimit -n`, or lower [api] max_connections)",
+          ec.message(), kMaxAcceptPause.count());
     }
     accept_pause.expires_after(next_pause);
     next_pause = std::min(next_pause * 2, kMaxAcceptPause);
@@ -432,9 +433,9 @@ struct HttpServer::Impl {
   // HTTP only; nothing waits on a slow peer), then closed.
   void Refuse(tcp::socket socket) {
     static const std::string kBusy = [] {
-      const std::string body = ErrorResponse(503, "too_many_connections",
-                                             "the server holds as many connections as it may; retry shortly")
-                                   .body;
+      const std::string body =
+          ErrorResponse(503, "too_many_connections", "the server holds as many connections as it may; retry shortly")
+              .body;
       return fmt::format(
           "HTTP/1.1 503 Service Unavailable\r\nServer: rapport\r\nContent-Type: application/json\r\n"
           "Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",

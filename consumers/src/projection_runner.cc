@@ -357,25 +357,26 @@ Status ProjectionRunner::Impl::LoadWindows(Lane& reading) {
   for (int32_t p = 0; p < partition_count; ++p) {
     PartitionWindow& window = reading.windows[p];
     const std::string prefix = DedupKey(reading.prefix, p, 's');
-    std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), runner_family));
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      const size_t bytes = it->value().size();
-      if (bytes == 0 || bytes % 16 != 0 || it->key().size() != prefix.size() + 8) {
-        return absl::InternalError(absl::StrCat(
-            "the de-duplication window of partition ", p, " holds an entry of ", bytes,
-            " bytes, not a multiple of 16: the store is damaged or was written by a development build of rapport; "
-            "build it again from the log into a new data directory"));
-      }
-      const uint64_t first = ReadU64(std::string_view(it->key().data() + prefix.size(), 8));
-      for (size_t at = 0; at < bytes; at += 16) {
-        EventIdBytes id;
-        std::copy_n(it->value().data() + at, 16, id.begin());
-        window.ids.insert(id);
-        window.order.push_back(id);
-      }
-      window.chunks.emplace_back(first, bytes / 16);
-      window.next_seq = first + bytes / 16;
-    }
+    RETURN_IF_ERROR(
+        store.Scan(runner_family, prefix, [&](std::string_view key, std::string_view value) -> Result<bool> {
+          const size_t bytes = value.size();
+          if (bytes == 0 || bytes % 16 != 0 || key.size() != prefix.size() + 8) {
+            return absl::InternalError(absl::StrCat(
+                "the de-duplication window of partition ", p, " holds an entry of ", bytes,
+                " bytes, not a multiple of 16: the store is damaged or was written by a development build of rapport; "
+                "build it again from the log into a new data directory"));
+          }
+          const uint64_t first = ReadU64(key.substr(prefix.size(), 8));
+          for (size_t at = 0; at < bytes; at += 16) {
+            EventIdBytes id;
+            std::copy_n(value.data() + at, 16, id.begin());
+            window.ids.insert(id);
+            window.order.push_back(id);
+          }
+          window.chunks.emplace_back(first, bytes / 16);
+          window.next_seq = first + bytes / 16;
+          return true;
+        }));
     while (window.order.size() > options.dedup_window) {
       window.ids.erase(window.order.front());
       window.order.pop_front();
@@ -392,14 +393,14 @@ Status ProjectionRunner::Impl::LoadWindows(Lane& reading) {
 // partition holds a prefix, whose last sequence number its tail tells.
 Status ProjectionRunner::Impl::ResumeOutbox() {
   std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> pending;
-  std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), runner_family));
-  for (it->Seek("x"); it->Valid() && it->key().starts_with("x"); it->Next()) {
+  RETURN_IF_ERROR(store.Scan(runner_family, "x", [&](std::string_view key, std::string_view value) -> Result<bool> {
     state::v1::OutboxEntry entry;
-    if (!entry.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+    if (key.size() != 9 || !entry.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
       return absl::InternalError("an outbox entry does not parse; the store is damaged");
     }
-    pending.emplace_back(ReadU64(std::string_view(it->key().data() + 1, 8)), std::move(entry));
-  }
+    pending.emplace_back(ReadU64(key.substr(1, 8)), std::move(entry));
+    return true;
+  }));
   if (pending.empty()) return absl::OkStatus();
 
   std::map<std::pair<std::string, int32_t>, uint64_t> delivered_up_to;
@@ -612,8 +613,8 @@ Status ProjectionRunner::Impl::OnOffsetOutOfRange(Lane& reading, int32_t partiti
   rd_kafka_error_t* error = rd_kafka_seek_partitions(reading.consumer, at, 5000);
   rd_kafka_topic_partition_list_destroy(at);
   if (error) {
-    Status status = absl::UnavailableError(
-        absl::StrCat("seeking ", options.topic, "[", partition, "] after out of range: ", rd_kafka_error_string(error)));
+    Status status = absl::UnavailableError(absl::StrCat("seeking ", options.topic, "[", partition,
+                                                        "] after out of range: ", rd_kafka_error_string(error)));
     rd_kafka_error_destroy(error);
     return status;
   }
@@ -1229,12 +1230,14 @@ Result<std::map<int32_t, int64_t>> StoredOffsets(projections::ProjectionStore& s
   std::map<int32_t, int64_t> offsets;
   std::string prefix = "o" + topic;
   prefix.push_back('\0');
-  std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), family));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view key(it->key().data(), it->key().size());
+  RETURN_IF_ERROR(store.Scan(family, prefix, [&](std::string_view key, std::string_view value) -> Result<bool> {
+    if (key.size() != prefix.size() + 4 || value.size() != 8) {
+      return absl::InternalError(absl::StrCat("a stored offset of ", topic, " is damaged"));
+    }
     offsets[static_cast<int32_t>(projections::ReadU32(key.substr(prefix.size())))] =
-        static_cast<int64_t>(ReadU64(std::string_view(it->value().data(), it->value().size())));
-  }
+        static_cast<int64_t>(ReadU64(value));
+    return true;
+  }));
   return offsets;
 }
 

@@ -380,20 +380,23 @@ Status ChurnView::LoadHistograms() {
   auto h = std::make_shared<Histograms>();
   for (int32_t p = 0; p < partition_count_; ++p) {
     for (char kind : {'r', 'f', 'm'}) {
-      std::string prefix = PartitionKey(p, kind);
-      std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
-      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-        std::string_view rest(it->key().data() + prefix.size(), it->key().size() - prefix.size());
-        int64_t count = static_cast<int64_t>(ReadU64(std::string_view(it->value().data(), it->value().size())));
-        if (kind == 'm') {
-          std::string currency(rest.substr(0, rest.size() - 4));
-          h->monetary[currency][static_cast<int32_t>(ReadU32(rest.substr(rest.size() - 4)))] += count;
-        } else {
-          auto& target = kind == 'r' ? h->last_purchase_day : h->purchase_days;
-          target[static_cast<int32_t>(ReadU32(rest))] += count;
-          if (kind == 'r') h->buyers += count;
-        }
-      }
+      const std::string prefix = PartitionKey(p, kind);
+      RETURN_IF_ERROR(
+          store_.Scan(family_.get(), prefix, [&](std::string_view key, std::string_view value) -> Result<bool> {
+            std::string_view rest = key.substr(prefix.size());
+            if (value.size() != 8 || rest.size() < 4)
+              return absl::InternalError("churn: a stored histogram entry is damaged");
+            int64_t count = static_cast<int64_t>(ReadU64(value));
+            if (kind == 'm') {
+              std::string currency(rest.substr(0, rest.size() - 4));
+              h->monetary[currency][static_cast<int32_t>(ReadU32(rest.substr(rest.size() - 4)))] += count;
+            } else {
+              auto& target = kind == 'r' ? h->last_purchase_day : h->purchase_days;
+              target[static_cast<int32_t>(ReadU32(rest))] += count;
+              if (kind == 'r') h->buyers += count;
+            }
+            return true;
+          }));
     }
   }
   histograms_ = std::move(h);
@@ -525,16 +528,16 @@ Result<PopulationView> ChurnView::Population(absl::Time as_of) {
   PopulationView view;
   std::map<std::string, std::vector<int64_t>> monetary;
   for (int32_t p = 0; p < partition_count_; ++p) {
-    std::string prefix = PartitionKey(p, 'c');
-    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      ChurnStats stats;
-      if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-      ChurnAssessment a = AssessStats(stats, as_of, /*with_model=*/false);
-      ++view.customers_per_segment[std::string(SegmentName(a.segment))];
-      ++view.customers;
-      if (stats.purchases() > 0) monetary[stats.currency()].push_back(std::max<int64_t>(0, stats.monetary_minor()));
-    }
+    RETURN_IF_ERROR(
+        store_.Scan(family_.get(), PartitionKey(p, 'c'), [&](std::string_view, std::string_view value) -> Result<bool> {
+          ChurnStats stats;
+          if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;  // as AtRisk: skipped
+          ChurnAssessment a = AssessStats(stats, as_of, /*with_model=*/false);
+          ++view.customers_per_segment[std::string(SegmentName(a.segment))];
+          ++view.customers;
+          if (stats.purchases() > 0) monetary[stats.currency()].push_back(std::max<int64_t>(0, stats.monetary_minor()));
+          return true;
+        }));
   }
   for (auto& [currency, values] : monetary) {
     std::sort(values.rbegin(), values.rend());

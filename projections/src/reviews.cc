@@ -176,27 +176,40 @@ Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::str
   SubjectSummary s{.type = type, .id = id};
   int64_t sum = 0, type_count = 0, type_sum = 0, recent_sum = 0;
   const int64_t last_day = absl::ToUnixMillis(as_of) / kDayMs;
+  // Totals absent are zero; a read error is an error, not zero.
+  auto read_totals = [&](const std::string& key, RatingTotals& totals) -> Status {
+    auto bytes = store_.Get(family_.get(), key);
+    if (bytes.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    if (!bytes.ok()) return bytes.status();
+    if (!totals.ParseFromString(*bytes)) return absl::InternalError("reviews: stored totals do not parse");
+    return absl::OkStatus();
+  };
   for (int32_t p = 0; p < partition_count_; ++p) {
     RatingTotals totals;
-    if (auto bytes = store_.Get(family_.get(), TotalsKey(p, type, id)); bytes.ok() && totals.ParseFromString(*bytes)) {
-      s.count += totals.count();
-      sum += totals.rating_sum();
-      for (int i = 0; i < totals.histogram_size() && i < 5; ++i) s.histogram[i] += totals.histogram(i);
-    }
+    RETURN_IF_ERROR(read_totals(TotalsKey(p, type, id), totals));
+    s.count += totals.count();
+    sum += totals.rating_sum();
+    for (int i = 0; i < totals.histogram_size() && i < 5; ++i) s.histogram[i] += totals.histogram(i);
     RatingTotals of_type;
-    if (auto bytes = store_.Get(family_.get(), TypeKey(p, type)); bytes.ok() && of_type.ParseFromString(*bytes)) {
-      type_count += of_type.count();
-      type_sum += of_type.rating_sum();
-    }
+    RETURN_IF_ERROR(read_totals(TypeKey(p, type), of_type));
+    type_count += of_type.count();
+    type_sum += of_type.rating_sum();
     // Days (last_day - 30, last_day]: the 30 days up to and including as_of's day.
-    std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
-    std::string from = DayKey(p, type, id, last_day - 29), to = DayKey(p, type, id, last_day + 1);
-    for (it->Seek(from); it->Valid() && it->key().compare(to) < 0; it->Next()) {
-      RatingTotals day;
-      if (!day.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) continue;
-      s.last_30_days_count += day.count();
-      recent_sum += day.rating_sum();
-    }
+    const std::string days = PartitionKey(p, 'd', Subject(type, id));
+    const std::string from = DayKey(p, type, id, last_day - 29), to = DayKey(p, type, id, last_day + 1);
+    RETURN_IF_ERROR(store_.Scan(
+        family_.get(), days,
+        [&](std::string_view key, std::string_view value) -> Result<bool> {
+          if (key >= to) return false;
+          RatingTotals day;
+          if (!day.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+            return absl::InternalError("reviews: stored day totals do not parse");
+          }
+          s.last_30_days_count += day.count();
+          recent_sum += day.rating_sum();
+          return true;
+        },
+        from));
   }
   if (s.count == 0) {
     return absl::NotFoundError(absl::StrCat("no reviews of ", SubjectTypeName(type), " ", id));
@@ -244,6 +257,7 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
       if (it->Valid() && it->key().ToString() == prefix + after) it->Prev();
     }
     if (it->Valid() && it->key().starts_with(prefix)) heads.push({it->key().ToString().substr(prefix.size()), p});
+    RETURN_IF_ERROR(StoreStatus(it->status(), "reading reviews"));
     iterators.push_back(std::move(it));
   }
   ReviewPage page;
@@ -262,6 +276,7 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
     if (it->Valid() && it->key().starts_with(prefix)) {
       heads.push({it->key().ToString().substr(prefix.size()), head.partition});
     }
+    RETURN_IF_ERROR(StoreStatus(it->status(), "reading reviews"));
   }
   if (heads.empty()) page.next_cursor.clear();
   return page;
@@ -272,11 +287,12 @@ Result<std::vector<ReviewRecord>> ReviewsView::ByCustomer(const std::string& cus
   std::string prefix = PartitionKey(partition, 'w', customer_id);
   prefix.push_back('\0');
   std::vector<ReviewRecord> reviews;
-  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    ReviewRecord record;
-    if (record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) reviews.push_back(record);
-  }
+  RETURN_IF_ERROR(store_.Scan(family_.get(), prefix, [&](std::string_view, std::string_view value) -> Result<bool> {
+    if (!reviews.emplace_back().ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      return absl::InternalError("reviews: a stored review does not parse");
+    }
+    return true;
+  }));
   std::reverse(reviews.begin(), reviews.end());
   return reviews;
 }

@@ -237,6 +237,29 @@ Result<std::string> ProjectionStore::Get(rocksdb::ColumnFamilyHandle* family, st
   return value;
 }
 
+Status ProjectionStore::Scan(rocksdb::ColumnFamilyHandle* family, std::string_view prefix, ScanVisitor visit,
+                             std::string_view from, const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, family));
+  const rocksdb::Slice start =
+      from.empty() ? rocksdb::Slice(prefix.data(), prefix.size()) : rocksdb::Slice(from.data(), from.size());
+  const rocksdb::Slice wanted(prefix.data(), prefix.size());
+  for (it->Seek(start); it->Valid() && it->key().starts_with(wanted); it->Next()) {
+    ASSIGN_OR_RETURN(bool more, visit(std::string_view(it->key().data(), it->key().size()),
+                                      std::string_view(it->value().data(), it->value().size())));
+    if (!more) return absl::OkStatus();
+  }
+  return StoreStatus(it->status(), "scanning the store");
+}
+
+std::shared_ptr<const rocksdb::Snapshot> ProjectionStore::Snapshot() {
+  rocksdb::DB* db = db_.get();
+  return std::shared_ptr<const rocksdb::Snapshot>(db->GetSnapshot(), [db](const rocksdb::Snapshot* s) {
+    if (s != nullptr) db->ReleaseSnapshot(s);
+  });
+}
+
 Result<std::string> ProjectionStore::Digest(const std::string& name) {
   rocksdb::ColumnFamilyHandle* handle = family(name);
   if (handle == nullptr) return absl::NotFoundError(absl::StrCat("the store has no ", name));

@@ -301,8 +301,8 @@ TEST_F(HostileInput, ALogShorterThanWhatTheStoreAppliedStopsTheRunWithWhatToDo) 
   const std::string config = Config();
   const int32_t partition = producers::PartitionForKey("c-4", kPartitions);
   for (int n = 1; n <= 3; ++n) {
-    ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-4",
-                                  events::EncodeEvent(Event("c-4", 40 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
+    ASSERT_OK(testing::ProduceRaw(
+        broker_, events_, "c-4", events::EncodeEvent(Event("c-4", 40 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
   }
   auto run = Rapport(config, {"run", "--until-caught-up"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -332,8 +332,8 @@ TEST_F(HostileInput, ALogShorterThanWhatTheStoreAppliedStopsTheRunWithWhatToDo) 
 TEST_F(HostileInput, ATopicRecreatedUnderARunningRunnerStopsIt) {
   const std::string config = Config();
   for (int n = 1; n <= 3; ++n) {
-    ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-6",
-                                  events::EncodeEvent(Event("c-6", 60 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
+    ASSERT_OK(testing::ProduceRaw(
+        broker_, events_, "c-6", events::EncodeEvent(Event("c-6", 60 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
   }
   const std::string log_path = DataDir() + ".log";
   const int pid = testing::StartRapport({"--config", config, "run"}, log_path);
@@ -357,8 +357,9 @@ TEST_F(HostileInput, ATopicRecreatedUnderARunningRunnerStopsIt) {
   const std::string log = testing::ReadFile(log_path);
   ASSERT_TRUE(exited) << "run still running 60 s after its topic was recreated\n" << log;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << log;
-  EXPECT_NE(log.find(absl::StrCat("[", partition, "] now ends at offset 1, but this store has applied it up to offset 3")),
-            std::string::npos)
+  EXPECT_NE(
+      log.find(absl::StrCat("[", partition, "] now ends at offset 1, but this store has applied it up to offset 3")),
+      std::string::npos)
       << log;
 }
 
@@ -369,8 +370,8 @@ TEST_F(HostileInput, RecordsDeletedByRetentionBeforeTheyWereAppliedAreCountedAnd
   const std::string config = Config();
   const int32_t partition = producers::PartitionForKey("c-5", kPartitions);
   auto send = [&](int n) {
-    ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-5",
-                                  events::EncodeEvent(Event("c-5", 50 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
+    ASSERT_OK(testing::ProduceRaw(
+        broker_, events_, "c-5", events::EncodeEvent(Event("c-5", 50 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
   };
   for (int n = 1; n <= 3; ++n) send(n);
   auto run = Rapport(config, {"run", "--until-caught-up"});

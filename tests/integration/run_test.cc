@@ -353,9 +353,9 @@ TEST_F(RunCommand, TheDeduplicationWindowForgetsTheOldestIdsAndSurvivesARestart)
 // config may need more descriptors than it can have, and still runs.
 TEST_F(RunCommand, SaysAtStartWhenTheOpenFileLimitIsBelowWhatTheConfigMayUse) {
   const std::string config = Config("fd");
-  auto run = testing::RunProgram({"sh", "-c",
-                                  "ulimit -n 600 && exec \"$0\" --config \"$1\" run --until-caught-up --http 127.0.0.1:0",
-                                  testing::RapportBinary(), config});
+  auto run = testing::RunProgram(
+      {"sh", "-c", "ulimit -n 600 && exec \"$0\" --config \"$1\" run --until-caught-up --http 127.0.0.1:0",
+       testing::RapportBinary(), config});
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.err.find("the open-file limit is 600, and this config may use 2304 ([store] max_open_files 1024, "
                          "[api] max_connections 1024 and 256 more)"),

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "rapport/testing/status.h"
 
@@ -63,6 +65,54 @@ TEST(ProjectionStore, KeepsAtMostTheConfiguredTableFilesOpen) {
     EXPECT_EQ((*store)->db()->GetDBOptions().max_open_files, limit);
   }
   EXPECT_EQ(StoreOptions{}.max_open_files, 1024) << "the default the README and examples/rapport.toml name";
+  std::filesystem::remove_all(path);
+}
+
+// A scan that meets a damaged table file says so: a bare iterator loop that
+// forgets status() ends there as if the data had ended, and a view would
+// answer from half its state.
+TEST(ProjectionStore, AScanThatMeetsADamagedFileFailsInsteadOfEnding) {
+  const auto path = std::filesystem::path(::testing::TempDir()) / ("store-damaged-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(path);
+  {
+    auto store = ProjectionStore::Open({.path = path}, {"a@v1"});
+    ASSERT_OK(store);
+    rocksdb::WriteBatch batch;
+    for (int n = 0; n < 20000; ++n) {
+      char key[16];
+      std::snprintf(key, sizeof(key), "k%08d", n);
+      ASSERT_TRUE(batch.Put((*store)->family("a@v1"), key, std::string(100, static_cast<char>('a' + n % 26))).ok());
+    }
+    ASSERT_OK((*store)->Write(batch));
+    ASSERT_TRUE((*store)->db()->Flush(rocksdb::FlushOptions(), (*store)->family("a@v1")).ok());
+    int entries = 0;
+    ASSERT_OK((*store)->Scan((*store)->family("a@v1"), "k", [&](std::string_view, std::string_view) -> Result<bool> {
+      ++entries;
+      return true;
+    }));
+    EXPECT_EQ(entries, 20000);
+  }
+  // Damage the middle of the table file (its index and footer at the end stay whole).
+  std::filesystem::path table;
+  for (const auto& entry : std::filesystem::directory_iterator(path)) {
+    if (entry.path().extension() == ".sst") table = entry.path();
+  }
+  ASSERT_FALSE(table.empty());
+  {
+    std::fstream file(table, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(std::filesystem::file_size(table) / 3));
+    file << std::string(4096, '\x5a');
+  }
+  auto store = ProjectionStore::Open({.path = path}, {"a@v1"});
+  ASSERT_OK(store);
+  int entries = 0;
+  Status scanned =
+      (*store)->Scan((*store)->family("a@v1"), "k", [&](std::string_view, std::string_view) -> Result<bool> {
+        ++entries;
+        return true;
+      });
+  EXPECT_EQ(scanned.code(), absl::StatusCode::kInternal) << scanned << " after " << entries << " entries";
+  EXPECT_LT(entries, 20000);
   std::filesystem::remove_all(path);
 }
 

@@ -101,7 +101,8 @@ Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& to
         const rd_kafka_topic_result_t** results =
             rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), &count);
         if (count == 1 && rd_kafka_topic_result_error(results[0]) != 0) {
-          return absl::InternalError(absl::StrCat("deleting ", topic, ": ", rd_kafka_topic_result_error_string(results[0])));
+          return absl::InternalError(
+              absl::StrCat("deleting ", topic, ": ", rd_kafka_topic_result_error_string(results[0])));
         }
         return absl::OkStatus();
       }));

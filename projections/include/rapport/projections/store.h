@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "rapport/events/status.h"
 
 namespace rapport::projections {
@@ -77,6 +78,18 @@ class ProjectionStore {
   Status Write(rocksdb::WriteBatch& batch);
   // Reads one value; NotFound when absent.
   Result<std::string> Get(rocksdb::ColumnFamilyHandle* family, std::string_view key);
+
+  // Visits, in key order, the entries of `family` whose keys start with
+  // `prefix`, from `from` on (empty: the first of them), until `visit`
+  // answers false or an error. A read error comes back as an error, never as
+  // the end of the data (which a bare iterator loop that forgets status()
+  // makes of it). `snapshot` (see Snapshot) reads one state across scans.
+  using ScanVisitor = absl::FunctionRef<Result<bool>(std::string_view key, std::string_view value)>;
+  Status Scan(rocksdb::ColumnFamilyHandle* family, std::string_view prefix, ScanVisitor visit,
+              std::string_view from = {}, const rocksdb::Snapshot* snapshot = nullptr);
+  // The state as of now, for reads that must agree with each other while
+  // writes go on; released with the last copy.
+  std::shared_ptr<const rocksdb::Snapshot> Snapshot();
 
   // SHA-256, hex, over every key and value of `family` in key order: equal
   // digests mean equal state.

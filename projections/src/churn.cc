@@ -628,20 +628,22 @@ Result<state::v1::ChurnModel> ChurnView::Fit(absl::Time as_of, const ChurnModelO
                                                       ChurnProjection().Family(),
                                                       ", which the models read, is still being built from the log"));
   }
-  // Scans every customer with a purchase; both scans of a fit read the one
-  // iterator, so they see the same state even while `rapport run` writes.
-  std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
+  // Scans every customer with a purchase; both scans of a fit read one
+  // snapshot, so they see the same state even while `rapport run` writes.
+  const auto snapshot = store_.Snapshot();
   auto for_each_buyer = [&](const std::function<void(const ChurnStats&)>& visit) -> Status {
     ChurnStats stats;
     for (int32_t p = 0; p < partition_count_; ++p) {
-      std::string prefix = PartitionKey(p, 'c');
-      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-        if (!stats.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-          return absl::InternalError("churn: stored statistics do not parse");
-        }
-        if (stats.purchases() > 0) visit(stats);
-      }
-      RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
+      RETURN_IF_ERROR(store_.Scan(
+          family_.get(), PartitionKey(p, 'c'),
+          [&](std::string_view, std::string_view value) -> Result<bool> {
+            if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+              return absl::InternalError("churn: stored statistics do not parse");
+            }
+            if (stats.purchases() > 0) visit(stats);
+            return true;
+          },
+          {}, snapshot.get()));
     }
     return absl::OkStatus();
   };

@@ -1,10 +1,48 @@
 #include "rapport/api/ingest.h"
 
+#include <openssl/sha.h>
+
 #include <condition_variable>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "fmt/format.h"
 
 namespace rapport::api {
+
+std::string IdempotentEventId(std::string_view idempotency_key, size_t index, std::string_view text) {
+  // Lengths first, so that no two (key, index, text) feed the same bytes.
+  const std::string framed = fmt::format("rapport idempotent event id\n{}:{}\n{}\n{}:{}", idempotency_key.size(),
+                                         idempotency_key, index, text.size(), text);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(framed.data()), framed.size(), digest);
+  digest[6] = static_cast<unsigned char>((digest[6] & 0x0f) | 0x80);  // version 8: custom
+  digest[8] = static_cast<unsigned char>((digest[8] & 0x3f) | 0x80);  // the RFC 9562 variant
+  std::string id;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
+    id += fmt::format("{:02x}", digest[i]);
+  }
+  return id;
+}
+
+Result<std::string> ParseIdempotencyKey(std::string_view header) {
+  constexpr size_t kMaxBytes = 255;
+  std::string_view key = header;
+  if (key.size() >= 2 && key.front() == '"' && key.back() == '"') key = key.substr(1, key.size() - 2);
+  if (key.empty()) return absl::InvalidArgumentError("Idempotency-Key: empty; send a new UUID for each request");
+  if (key.size() > kMaxBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Idempotency-Key: ", key.size(), " bytes; at most ", kMaxBytes, " (a UUID is 36)"));
+  }
+  for (char c : key) {
+    if (c < 0x21 || c > 0x7e || c == '"' || c == '\\') {
+      return absl::InvalidArgumentError(
+          "Idempotency-Key: only visible ASCII characters without quotes or backslashes (a UUID, say)");
+    }
+  }
+  return std::string(key);
+}
 
 // One request's events waiting for their delivery reports.
 struct Ingest::Pending {
@@ -59,7 +97,7 @@ void Ingest::OnDelivery(const producers::Delivery& delivery) {
   pending->done.notify_all();
 }
 
-std::vector<IngestOutcome> Ingest::Publish(const std::vector<std::string>& events) {
+std::vector<IngestOutcome> Ingest::Publish(const std::vector<std::string>& events, std::string_view idempotency_key) {
   // Admission keeps an id generator and is not thread-safe: each request
   // borrows one of its own from a pool.
   std::unique_ptr<events::EventAdmission> admission;
@@ -75,7 +113,8 @@ std::vector<IngestOutcome> Ingest::Publish(const std::vector<std::string>& event
   pending->outcomes.resize(events.size());
   const absl::Time now = absl::Now();
   for (size_t i = 0; i < events.size(); ++i) {
-    events::Admission admitted = admission->AdmitJson(events[i], now);
+    events::Admission admitted = admission->AdmitJson(
+        events[i], now, idempotency_key.empty() ? std::string() : IdempotentEventId(idempotency_key, i, events[i]));
     IngestOutcome& outcome = pending->outcomes[i];
     if (!admitted.accepted()) {
       outcome.violations = std::move(admitted.violations);

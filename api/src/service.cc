@@ -622,10 +622,18 @@ HttpResponse ApiService::Impl::PostEvents(const HttpRequest& request) {
                          fmt::format("Content-Type is \"{}\"; send application/json", request.Header("content-type")));
   }
   if (ingest == nullptr) return ErrorResponse(503, "unavailable", "this server does not accept events");
+  std::string idempotency_key;
+  if (auto header = request.headers.find("idempotency-key"); header != request.headers.end()) {
+    auto key = ParseIdempotencyKey(header->second);
+    if (!key.ok()) {
+      return ErrorResponse(400, "invalid_argument", std::string(key.status().message()), "Idempotency-Key");
+    }
+    idempotency_key = *std::move(key);
+  }
   std::vector<std::string> texts;
   bool batch = false;
   if (auto bad = SplitEvents(request.body, options.max_batch_events, texts, batch)) return *bad;
-  std::vector<IngestOutcome> outcomes = ingest->Publish(texts);
+  std::vector<IngestOutcome> outcomes = ingest->Publish(texts, idempotency_key);
 
   auto item = [](const IngestOutcome& o) {
     Json out = Json::object();

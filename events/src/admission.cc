@@ -12,7 +12,7 @@ EventAdmission::EventAdmission(AdmissionLimits limits) : limits_(limits) {}
 
 EventAdmission::EventAdmission(AdmissionLimits limits, UuidV7Generator ids) : limits_(limits), ids_(std::move(ids)) {}
 
-Admission EventAdmission::AdmitJson(std::string_view json, absl::Time now) {
+Admission EventAdmission::AdmitJson(std::string_view json, absl::Time now, std::string_view id_if_absent) {
   Admission result;
   if (json.size() > limits_.max_json_bytes) {
     result.violations.push_back(
@@ -25,7 +25,7 @@ Admission EventAdmission::AdmitJson(std::string_view json, absl::Time now) {
     return result;
   }
   if (event.event_id().empty()) {
-    event.set_event_id(ids_.Next(now));
+    event.set_event_id(id_if_absent.empty() ? ids_.Next(now) : std::string(id_if_absent));
   } else if (IsWellFormedUuid(event.event_id())) {
     // UUIDs compare case-insensitively; store the canonical lower-case form so
     // de-duplication by event_id sees one id, whatever case a producer used.

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "api_instance.h"
+#include "rapport/api/ingest.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -244,6 +245,64 @@ TEST_F(Api, PostedEventsAreReadableAfterTheirPosition) {
   auto bad = api_->Get("/v1/customers/c-ryw-1?after=zero");
   EXPECT_EQ(bad->status, 400);
   EXPECT_EQ(JsonOf(bad)["error"]["field"], "after");
+}
+
+// One series of /metrics.
+double MetricValue(testing::ApiInstance& api, const std::string& series) {
+  auto scraped = api.Get("/metrics", ApiKeys::kAdmin);
+  if (!scraped || scraped->status != 200) return -1;
+  for (const auto& line : testing::Lines(scraped->body)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+// A client whose answer was cut (its own timeout, a proxy's) sends the
+// request again. Events without an event_id get a new id each time, so
+// without a key the retry is a second purchase; under the same
+// Idempotency-Key the retry's events get the same ids, and the projections
+// apply each once, whichever copy arrives first.
+TEST_F(Api, ARetryUnderTheSameIdempotencyKeyIsAppliedOnce) {
+  const std::string body =
+      "[" + Purchase("c-idem-1", "12.00", "books") + "," + Purchase("c-idem-1", "3.00", "books") + "]";
+  const std::string key = "6f1c1f43-3f5e-4f7a-9d0c-idempotent01";
+  const double duplicates_before = MetricValue(*api_, "rapport_events_duplicate_total");
+  {  // the first attempt: sent whole, the connection closed before the answer
+    httplib::Client client("127.0.0.1", api_->port());
+    client.set_read_timeout(std::chrono::milliseconds(1));
+    (void)client.Post("/v1/events", {{"X-API-Key", ApiKeys::kIngest}, {"Idempotency-Key", key}}, body,
+                      "application/json");
+  }
+  auto retried = api_->Client().Post("/v1/events", {{"X-API-Key", ApiKeys::kIngest}, {"Idempotency-Key", key}}, body,
+                                     "application/json");
+  ASSERT_TRUE(retried);
+  ASSERT_EQ(retried->status, 202) << retried->body;
+  json answer = JsonOf(retried);
+  EXPECT_EQ(answer["accepted"], 2) << retried->body;
+  EXPECT_EQ(answer["results"][0]["event_id"], api::IdempotentEventId(key, 0, json::parse(body)[0].dump()));
+  // Both copies applied: the second of each pair is a duplicate.
+  for (int waited = 0; waited < 100; ++waited) {
+    if (MetricValue(*api_, "rapport_events_duplicate_total") >= duplicates_before + 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(MetricValue(*api_, "rapport_events_duplicate_total"), duplicates_before + 2);
+  auto profile = api_->Get("/v1/customers/c-idem-1?after=" + answer["after"].get<std::string>());
+  ASSERT_EQ(profile->status, 200) << profile->body;
+  EXPECT_EQ(JsonOf(profile)["data"]["orders"]["count"], 2);
+  EXPECT_EQ(JsonOf(profile)["data"]["spend_by_category"]["books"]["EUR"], "15.00");
+
+  // Without a key, the same body twice is two purchases each.
+  const std::string unkeyed = Purchase("c-idem-2", "5.00", "books");
+  ASSERT_EQ(api_->Post("/v1/events", unkeyed)->status, 202);
+  auto again = api_->Post("/v1/events", unkeyed);
+  ASSERT_EQ(again->status, 202);
+  auto doubled = api_->Get("/v1/customers/c-idem-2?after=" + JsonOf(again)["position"].get<std::string>());
+  EXPECT_EQ(JsonOf(doubled)["data"]["orders"]["count"], 2);
+
+  auto bad = api_->Client().Post("/v1/events", {{"X-API-Key", ApiKeys::kIngest}, {"Idempotency-Key", "two words"}},
+                                 unkeyed, "application/json");
+  ASSERT_EQ(bad->status, 400);
+  EXPECT_EQ(JsonOf(bad)["error"]["field"], "Idempotency-Key");
 }
 
 TEST_F(Api, KeysAndScopes) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -16,6 +17,17 @@
 #include "rapport/producers/event_producer.h"
 
 namespace rapport::api {
+
+// The event_id of the `index`th event of a request sent with
+// `idempotency_key` whose JSON text is `text`: a UUIDv8 (RFC 9562) made of
+// SHA-256 over the three. The same request sent again gets the same ids; a
+// different event under the same key gets a different one.
+std::string IdempotentEventId(std::string_view idempotency_key, size_t index, std::string_view text);
+
+// Checks an Idempotency-Key header (a quoted string, as the IETF draft
+// writes it, or bare): the key without its quotes, or InvalidArgument saying
+// what is wrong with it.
+Result<std::string> ParseIdempotencyKey(std::string_view header);
 
 // What became of one posted event.
 struct IngestOutcome {
@@ -38,8 +50,11 @@ class Ingest {
   ~Ingest();
 
   // Admits each JSON text and publishes the accepted ones; returns when every
-  // accepted event has its delivery report.
-  std::vector<IngestOutcome> Publish(const std::vector<std::string>& events);
+  // accepted event has its delivery report. With an `idempotency_key` (the
+  // request's Idempotency-Key), an event without an event_id gets
+  // IdempotentEventId's, so a retry of the same request gets the same ids
+  // and the projections apply each event once.
+  std::vector<IngestOutcome> Publish(const std::vector<std::string>& events, std::string_view idempotency_key = {});
 
   const events::AdmissionLimits& limits() const { return limits_; }
 

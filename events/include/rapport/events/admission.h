@@ -42,8 +42,10 @@ class EventAdmission {
   EventAdmission(AdmissionLimits limits, UuidV7Generator ids);
 
   // `now` is the ingest time: recorded_at, the id's timestamp, and the bound
-  // for future occurred_at.
-  Admission AdmitJson(std::string_view json, absl::Time now);
+  // for future occurred_at. An event without an event_id gets
+  // `id_if_absent` when given (a retry must get the same id, see the API's
+  // Idempotency-Key), else a new UUIDv7.
+  Admission AdmitJson(std::string_view json, absl::Time now, std::string_view id_if_absent = {});
 
   const AdmissionLimits& limits() const { return limits_; }
 

@@ -89,7 +89,9 @@ int cnd_init(cnd_t* condition) {
   return C11Result(pthread_cond_init(reinterpret_cast<pthread_cond_t*>(condition), nullptr));
 }
 
-int cnd_signal(cnd_t* condition) { return C11Result(pthread_cond_signal(reinterpret_cast<pthread_cond_t*>(condition))); }
+int cnd_signal(cnd_t* condition) {
+  return C11Result(pthread_cond_signal(reinterpret_cast<pthread_cond_t*>(condition)));
+}
 
 int cnd_broadcast(cnd_t* condition) {
   return C11Result(pthread_cond_broadcast(reinterpret_cast<pthread_cond_t*>(condition)));

@@ -40,21 +40,6 @@ using Clock = std::chrono::steady_clock;
 // directory) never takes an older store's records for its own.
 constexpr char kOutboxSeqHeader[] = "rapport-outbox-seq";  // 16-byte store id, then the sequence number
 
-EventIdBytes IdBytes(std::string_view uuid) {
-  EventIdBytes bytes{};
-  size_t n = 0;
-  auto nibble = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
-  for (size_t i = 0; i + 1 < uuid.size() && n < bytes.size();) {
-    if (uuid[i] == '-') {
-      ++i;
-      continue;
-    }
-    bytes[n++] = static_cast<char>(nibble(uuid[i]) << 4 | nibble(uuid[i + 1]));
-    i += 2;
-  }
-  return bytes;
-}
-
 // Errors that sending the same record again can never cure: the record, not
 // the cluster, is at fault. (The relay never times out, so transient errors
 // are retried by librdkafka and never reach the delivery report.)
@@ -355,34 +340,19 @@ Status ProjectionRunner::Impl::Subscribe() {
 Status ProjectionRunner::Impl::LoadWindows(Lane& reading) {
   rocksdb::WriteBatch trim;
   for (int32_t p = 0; p < partition_count; ++p) {
-    PartitionWindow& window = reading.windows[p];
+    DedupWindow& window = reading.windows.try_emplace(p, options.dedup_window).first->second;
     const std::string prefix = DedupKey(reading.prefix, p, 's');
     RETURN_IF_ERROR(
         store.Scan(runner_family, prefix, [&](std::string_view key, std::string_view value) -> Result<bool> {
-          const size_t bytes = value.size();
-          if (bytes == 0 || bytes % 16 != 0 || key.size() != prefix.size() + 8) {
+          if (key.size() != prefix.size() + 8 || !window.AddStoredChunk(ReadU64(key.substr(prefix.size(), 8)), value)) {
             return absl::InternalError(absl::StrCat(
-                "the de-duplication window of partition ", p, " holds an entry of ", bytes,
+                "the de-duplication window of partition ", p, " holds an entry of ", value.size(),
                 " bytes, not a multiple of 16: the store is damaged or was written by a development build of rapport; "
                 "build it again from the log into a new data directory"));
           }
-          const uint64_t first = ReadU64(key.substr(prefix.size(), 8));
-          for (size_t at = 0; at < bytes; at += 16) {
-            EventIdBytes id;
-            std::copy_n(value.data() + at, 16, id.begin());
-            window.ids.insert(id);
-            window.order.push_back(id);
-          }
-          window.chunks.emplace_back(first, bytes / 16);
-          window.next_seq = first + bytes / 16;
           return true;
         }));
-    while (window.order.size() > options.dedup_window) {
-      window.ids.erase(window.order.front());
-      window.order.pop_front();
-    }
-    ForgetExpiredChunks(reading, p, window,
-                        [&](const std::string& key) { trim.Delete(runner_family, key).PermitUncheckedError(); });
+    window.Trim([&](uint64_t first) { trim.Delete(runner_family, prefix + U64(first)).PermitUncheckedError(); });
   }
   if (trim.Count() > 0) RETURN_IF_ERROR(store.Write(trim));
   return absl::OkStatus();
@@ -689,7 +659,7 @@ void ProjectionRunner::Impl::CommitAdvisory(bool now) {
 // same key, and the batch's one write is the same whichever thread applied
 // which partition.
 struct ProjectionRunner::Impl::Shard {
-  std::vector<std::pair<PartitionWindow*, std::vector<const rd_kafka_message_t*>>> partitions;
+  std::vector<std::pair<DedupWindow*, std::vector<const rd_kafka_message_t*>>> partitions;
   size_t records = 0;
   std::vector<StateBatch> states;  // one per projection of the lane
   std::optional<StateBatch> runner_state;
@@ -705,15 +675,6 @@ bool ProjectionRunner::Impl::InReplayWindow(const v1::Envelope& event, const rd_
   if (window.until_ms && occurred >= *window.until_ms) return false;
   return !window.known_at_ms ||
          events::KnownAtMillis(event, rd_kafka_message_timestamp(m, nullptr)) < *window.known_at_ms;
-}
-
-void ProjectionRunner::Impl::ForgetExpiredChunks(const Lane& reading, int32_t partition, PartitionWindow& window,
-                                                 const std::function<void(const std::string&)>& remove) {
-  const uint64_t oldest_kept = window.next_seq - window.order.size();
-  while (!window.chunks.empty() && window.chunks.front().first + window.chunks.front().second <= oldest_kept) {
-    remove(DedupKey(reading.prefix, partition, 's') + U64(window.chunks.front().first));
-    window.chunks.pop_front();
-  }
 }
 
 state::v1::OutboxEntry ProjectionRunner::Impl::BuildDeadLetter(const rd_kafka_message_t* m, const std::string& stage,
@@ -795,9 +756,7 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
   v1::Envelope event;
   std::vector<projections::OutboxRecord> produced;
   for (auto& [window_of_partition, records] : shard.partitions) {
-    PartitionWindow& window = *window_of_partition;
-    const uint64_t chunk_start = window.next_seq;
-    std::string chunk;  // the ids this batch adds to the window, stored as one entry
+    DedupWindow& window = *window_of_partition;
     for (const rd_kafka_message_t* m : records) {
       std::string_view value(static_cast<const char*>(m->payload), m->len);
       if (auto violation = events::DecodeEvent(value, event)) {
@@ -857,19 +816,10 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
 
       // De-duplication over the last `dedup_window` ids of this partition:
       // the window is in memory; its changes go into this batch's write.
-      EventIdBytes id = IdBytes(event.event_id());
-      if (window.ids.contains(id)) {
+      if (!window.Remember(IdBytes(event.event_id()))) {
         ++shard.duplicates;
         if (meters) meters->duplicates->Add();
         continue;
-      }
-      window.next_seq++;
-      window.ids.insert(id);
-      window.order.push_back(id);
-      chunk.append(id.data(), id.size());
-      if (window.order.size() > options.dedup_window) {
-        window.ids.erase(window.order.front());
-        window.order.pop_front();
       }
 
       projections::LogPosition position{m->partition, m->offset};
@@ -895,11 +845,9 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
       }
       ++shard.applied;
     }
-    if (chunk.empty()) continue;
-    const int32_t partition = records.front()->partition;
-    runner_state.Put(DedupKey(reading.prefix, partition, 's') + U64(chunk_start), std::move(chunk));
-    window.chunks.emplace_back(chunk_start, window.next_seq - chunk_start);
-    ForgetExpiredChunks(reading, partition, window, [&](const std::string& key) { runner_state.Delete(key); });
+    const std::string prefix = DedupKey(reading.prefix, records.front()->partition, 's');
+    window.EndBatch([&](uint64_t first, std::string ids) { runner_state.Put(prefix + U64(first), std::move(ids)); },
+                    [&](uint64_t first) { runner_state.Delete(prefix + U64(first)); });
   }
 }
 
@@ -944,7 +892,8 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   for (const auto& [size, partition] : sizes) {
     Shard& least = *std::min_element(shards.begin(), shards.end(),
                                      [](const Shard& a, const Shard& b) { return a.records < b.records; });
-    least.partitions.emplace_back(&reading.windows[partition], std::move(by_partition[partition]));
+    least.partitions.emplace_back(&reading.windows.try_emplace(partition, options.dedup_window).first->second,
+                                  std::move(by_partition[partition]));
     least.records += size;
   }
   for (Shard& shard : shards) {

@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "apply_pool.h"
+#include "dedup_window.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/logging.h"
 #include "rapport/projections/keys.h"
@@ -74,22 +75,6 @@ inline constexpr size_t kDeadLetterMaxHeaderBytes = 16 << 10;
 inline constexpr size_t kDeadLetterHeaderOverheadBytes = 16;  // counted per header copied
 inline constexpr size_t kDeadLetterMaxReasonBytes = 2048;
 
-// An event id (a validated UUID, either case) as its 16 bytes.
-using EventIdBytes = std::array<char, 16>;
-
-// The de-duplication window of one partition: the ids of its last
-// `dedup_window` events, and their order for eviction. Stored as chunks, one
-// per batch that applied events of the partition: key DedupKey + the first
-// id's sequence number, value the ids (16 bytes each) in order. A chunk is
-// deleted once all its ids have left the window. (One key per batch, not two
-// per event: memtable inserts were a quarter of a small batch's time.)
-struct PartitionWindow {
-  absl::flat_hash_set<EventIdBytes> ids;
-  std::deque<EventIdBytes> order;
-  uint64_t next_seq = 0;
-  std::deque<std::pair<uint64_t, uint64_t>> chunks;  // stored: first sequence number, ids
-};
-
 // One reading of the log into a set of projections, at its own position,
 // with its own de-duplication window. `run` and `replay` have one lane; while
 // a raised projection version is built, `run` has a second, the rebuild lane,
@@ -104,7 +89,7 @@ struct Lane {
   std::vector<std::unique_ptr<projections::StateCache>> caches;  // one per projection: its state across batches
   std::map<int32_t, int64_t> next_offset;                        // mirrors what is stored
   std::map<int32_t, int64_t> stop;  // replay and rebuild: the first offset not to apply; empty: no end
-  std::map<int32_t, PartitionWindow> windows;
+  std::map<int32_t, DedupWindow> windows;
   std::set<int32_t> paused;  // partitions paused at their stop
 };
 
@@ -205,11 +190,6 @@ struct ProjectionRunner::Impl {
   void ApplyShard(Lane& lane, Shard& shard);
   // Replay: whether a valid event lies inside RunnerOptions::Replay's window.
   bool InReplayWindow(const v1::Envelope& event, const rd_kafka_message_t* m) const;
-  // Removes (by `remove`) the stored chunks of `window` whose ids have all
-  // left it.
-  static void ForgetExpiredChunks(const Lane& lane, int32_t partition, PartitionWindow& window,
-                                  const std::function<void(const std::string&)>&
-                                      remove);  // on any apply thread: touches only the shard's partitions
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   // Whether the log still holds `partition` where `reading` stands. Past its
   // end (`high`): the topic was recreated or its log cut, and the offsets now

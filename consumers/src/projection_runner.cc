@@ -677,60 +677,6 @@ bool ProjectionRunner::Impl::InReplayWindow(const v1::Envelope& event, const rd_
          events::KnownAtMillis(event, rd_kafka_message_timestamp(m, nullptr)) < *window.known_at_ms;
 }
 
-state::v1::OutboxEntry ProjectionRunner::Impl::BuildDeadLetter(const rd_kafka_message_t* m, const std::string& stage,
-                                                               const std::string& reason) const {
-  state::v1::OutboxEntry entry;
-  const std::string origin = absl::StrCat(options.topic, "/", m->partition, "/", m->offset);
-  std::string cut;  // what was left out, for the rapport-dlq-truncated header
-  auto note_cut = [&cut](const std::string& what) { absl::StrAppend(&cut, cut.empty() ? "" : "; ", what); };
-  entry.set_topic(options.dead_letter_topic);
-  if (m->key_len == 0) {
-    entry.set_key(origin);
-  } else {
-    entry.set_key(std::string(static_cast<const char*>(m->key), std::min(m->key_len, kDeadLetterMaxKeyBytes)));
-    if (m->key_len > kDeadLetterMaxKeyBytes) {
-      note_cut(absl::StrCat("key: ", m->key_len, " bytes, the first ", kDeadLetterMaxKeyBytes, " kept"));
-    }
-  }
-  entry.set_value(std::string(static_cast<const char*>(m->payload), std::min(m->len, kDeadLetterMaxValueBytes)));
-  if (m->len > kDeadLetterMaxValueBytes) {
-    note_cut(absl::StrCat("value: ", m->len, " bytes, the first ", kDeadLetterMaxValueBytes, " kept"));
-  }
-  entry.set_timestamp_ms(rd_kafka_message_timestamp(m, nullptr));
-  rd_kafka_headers_t* headers = nullptr;
-  if (rd_kafka_message_headers(m, &headers) == 0) {
-    const char* name;
-    const void* value;
-    size_t size;
-    size_t copied = 0, left_out = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i) {
-      // Each header costs its bytes and some framing, so that a record of
-      // 100,000 empty headers is bounded too.
-      const size_t name_size = std::strlen(name), cost = name_size + size + kDeadLetterHeaderOverheadBytes;
-      if (copied + cost > kDeadLetterMaxHeaderBytes) {
-        ++left_out;
-        continue;
-      }
-      copied += cost;
-      auto* h = entry.add_headers();
-      h->set_name(name, name_size);  // bytes: a header name need not be UTF-8
-      h->set_value(std::string(static_cast<const char*>(value), size));
-    }
-    if (left_out > 0) {
-      note_cut(absl::StrCat("headers: ", left_out, " left out past ", kDeadLetterMaxHeaderBytes, " bytes"));
-    }
-  }
-  std::vector<std::pair<std::string, std::string>> ours = {
-      {"rapport-dlq-reason", reason}, {"rapport-dlq-stage", stage}, {"rapport-dlq-origin", origin}};
-  if (!cut.empty()) ours.emplace_back("rapport-dlq-truncated", cut + "; the whole record stays at the origin");
-  for (const auto& [name, value] : ours) {
-    auto* h = entry.add_headers();
-    h->set_name(name);
-    h->set_value(value);
-  }
-  return entry;
-}
-
 void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
   // A replay sends nothing, and neither does a rebuild: the live lane
   // already sent what these events caused.
@@ -738,19 +684,13 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
   StateBatch& runner_state = *shard.runner_state;
   auto dead_letter = [&](const rd_kafka_message_t* m, const std::string& stage, std::string reason) {
     if (!reading.live) return;  // the rebuild skips what the live lane dead-lettered
-    // Reasons quote what the record held (a key, an id), which a raw
-    // producer may make a megabyte long: the log line and the dead letter
-    // get a bounded reason.
-    if (reason.size() > kDeadLetterMaxReasonBytes) {
-      const size_t full = reason.size();
-      reason.resize(kDeadLetterMaxReasonBytes);
-      absl::StrAppend(&reason, "... (", full, " bytes in all)");
-    }
+    reason = BoundedReason(std::move(reason));
     ++shard.dead_lettered;
     if (meters) meters->dead_lettered->Add();
     log->warn("dead-lettered {}/{}/{}: {}", options.topic, m->partition, m->offset, reason);
     if (!sends) return;
-    shard.outbox.push_back(BuildDeadLetter(m, stage, reason));
+    shard.outbox.push_back(
+        BuildDeadLetter(RejectedRecordOf(m, options.topic), options.dead_letter_topic, stage, reason));
   };
 
   v1::Envelope event;

@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "apply_pool.h"
+#include "dead_letter.h"
 #include "dedup_window.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/logging.h"
@@ -66,14 +67,6 @@ inline const std::string kRebuildEnd = "c";  // just past every "b" key
 inline const std::string kRebuildFamiliesKey = "bf";
 
 }  // namespace runner_keys
-
-// What a dead letter copies of the record at most: the relay's and the
-// broker's size limits (about 1 MB) must never refuse a dead letter.
-inline constexpr size_t kDeadLetterMaxValueBytes = 64 << 10;
-inline constexpr size_t kDeadLetterMaxKeyBytes = 1024;
-inline constexpr size_t kDeadLetterMaxHeaderBytes = 16 << 10;
-inline constexpr size_t kDeadLetterHeaderOverheadBytes = 16;  // counted per header copied
-inline constexpr size_t kDeadLetterMaxReasonBytes = 2048;
 
 // One reading of the log into a set of projections, at its own position,
 // with its own de-duplication window. `run` and `replay` have one lane; while
@@ -179,11 +172,6 @@ struct ProjectionRunner::Impl {
   Status RetryAlone();
   // Stages the move of `to_park`'s entries from the outbox to the parked keys.
   Status StageParked(rocksdb::WriteBatch& batch);
-  // A dead letter for record `m`, bounded whatever the record holds: the
-  // value, key and headers are cut to fixed sizes (the whole record stays at
-  // its origin in the log) and a rapport-dlq-truncated header says what was cut.
-  state::v1::OutboxEntry BuildDeadLetter(const rd_kafka_message_t* m, const std::string& stage,
-                                         const std::string& reason) const;
   size_t PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages, std::chrono::milliseconds wait);
   struct Shard;
   Status ProcessBatch(Lane& lane, rd_kafka_message_t** messages, size_t count);

@@ -439,29 +439,20 @@ Status ProjectionRunner::Impl::Relay(uint64_t seq, const state::v1::OutboxEntry&
   }
   std::string seq_bytes = store_id + U64(seq);
   rd_kafka_header_add(headers, kOutboxSeqHeader, -1, seq_bytes.data(), static_cast<ssize_t>(seq_bytes.size()));
-  for (;;) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-    rd_kafka_resp_err_t err =
-        rd_kafka_producev(relay.get(), RD_KAFKA_V_TOPIC(entry.topic().c_str()),
-                          RD_KAFKA_V_PARTITION(producers::PartitionForKey(entry.key(), partitions)),
-                          RD_KAFKA_V_KEY(const_cast<char*>(entry.key().data()), entry.key().size()),
-                          RD_KAFKA_V_VALUE(const_cast<char*>(entry.value().data()), entry.value().size()),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(entry.timestamp_ms()),
-                          RD_KAFKA_V_HEADERS(headers),
-                          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(seq))), RD_KAFKA_V_END);
-#pragma GCC diagnostic pop
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      rd_kafka_headers_destroy(headers);
-      if (RefusedForGood(err)) {
-        Park(seq, entry.topic(), err);
-        return absl::OkStatus();
-      }
-      return producers::KafkaStatus(err, absl::StrCat("relaying to ", entry.topic()));
-    }
-    rd_kafka_poll(relay.get(), 100);
+  rd_kafka_resp_err_t err =
+      producers::ProduceWaitingForRoom(relay.get(), {.topic = entry.topic(),
+                                                     .partition = producers::PartitionForKey(entry.key(), partitions),
+                                                     .key = entry.key(),
+                                                     .value = entry.value(),
+                                                     .timestamp_ms = entry.timestamp_ms(),
+                                                     .headers = headers,
+                                                     .opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(seq))});
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
+  if (RefusedForGood(err)) {
+    Park(seq, entry.topic(), err);
+    return absl::OkStatus();
   }
+  return producers::KafkaStatus(err, absl::StrCat("relaying to ", entry.topic()));
 }
 
 void ProjectionRunner::Impl::Park(uint64_t seq, const std::string& topic, rd_kafka_resp_err_t err) {

@@ -64,25 +64,15 @@ Status EventProducer::SendRecord(std::string_view key, std::string_view value, i
 
 Status EventProducer::Produce(std::string_view key, std::string_view value, int64_t timestamp_ms,
                               rd_kafka_headers_t* headers, uint64_t ticket, std::string_view what) {
-  // librdkafka takes the headers over only on success, so a retry reuses them.
-  for (;;) {
-    // librdkafka's RD_KAFKA_V_* macros are C and cast C-style.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        handle_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
-        RD_KAFKA_V_KEY(key.empty() ? nullptr : const_cast<char*>(key.data()), key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_HEADERS(headers),
-        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(ticket))), RD_KAFKA_V_END);
-#pragma GCC diagnostic pop
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      if (headers != nullptr) rd_kafka_headers_destroy(headers);
-      return KafkaStatus(err, absl::StrCat("queueing ", std::string(what), " for ", options_.topic));
-    }
-    rd_kafka_poll(handle_.get(), 100);  // make room by serving deliveries
-  }
+  rd_kafka_resp_err_t err =
+      ProduceWaitingForRoom(handle_.get(), {.topic = options_.topic,
+                                            .key = key.empty() ? std::string_view() : key,
+                                            .value = value,
+                                            .timestamp_ms = timestamp_ms,
+                                            .headers = headers,
+                                            .opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(ticket))});
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
+  return KafkaStatus(err, absl::StrCat("queueing ", std::string(what), " for ", options_.topic));
 }
 
 void EventProducer::Poll(std::chrono::milliseconds wait) {

@@ -157,4 +157,24 @@ Result<int32_t> TopicPartitionCount(rd_kafka_t* handle, const KafkaSettings& set
   return t.partition_cnt;
 }
 
+rd_kafka_resp_err_t ProduceWaitingForRoom(rd_kafka_t* producer, const OutgoingRecord& record) {
+  for (;;) {
+    // librdkafka's RD_KAFKA_V_* macros are C and cast C-style.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(record.topic.c_str()), RD_KAFKA_V_PARTITION(record.partition),
+                          RD_KAFKA_V_KEY(const_cast<char*>(record.key.data()), record.key.size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(record.value.data()), record.value.size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(record.timestamp_ms),
+                          RD_KAFKA_V_HEADERS(record.headers), RD_KAFKA_V_OPAQUE(record.opaque), RD_KAFKA_V_END);
+#pragma GCC diagnostic pop
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && record.headers != nullptr) rd_kafka_headers_destroy(record.headers);
+      return err;
+    }
+    rd_kafka_poll(producer, 100);  // make room by serving deliveries
+  }
+}
+
 }  // namespace rapport::producers

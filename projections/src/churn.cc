@@ -21,7 +21,7 @@ namespace {
 namespace pb = google::protobuf;
 using state::v1::ChurnStats;
 
-constexpr int64_t kDayMs = 86'400'000;
+using events::kDayMs;
 constexpr int kRecentDays = 32;
 
 int32_t Day(int64_t ms) { return static_cast<int32_t>(ms / kDayMs); }

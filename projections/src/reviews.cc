@@ -19,7 +19,7 @@ namespace pb = google::protobuf;
 using state::v1::RatingTotals;
 using state::v1::ReviewRecord;
 
-constexpr int64_t kDayMs = 86'400'000;
+using events::kDayMs;
 
 std::string Subject(v1::SubjectType type, const std::string& id) {
   std::string s(1, static_cast<char>(type));

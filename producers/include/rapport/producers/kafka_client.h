@@ -75,4 +75,21 @@ Result<std::map<int32_t, int64_t>> OffsetsForTime(rd_kafka_t* handle, const Kafk
                                                   const std::string& topic, const std::vector<int32_t>& partitions,
                                                   int64_t ms);
 
+// One record to queue on a producer (copied when queued).
+struct OutgoingRecord {
+  std::string topic;
+  int32_t partition = RD_KAFKA_PARTITION_UA;  // UA: the producer's partitioner
+  std::string_view key;                       // a default (null) view: a record without a key
+  std::string_view value;
+  int64_t timestamp_ms = 0;  // 0: now
+  rd_kafka_headers_t* headers = nullptr;
+  void* opaque = nullptr;  // handed to the delivery report
+};
+
+// Queues `record` on `producer`; while librdkafka's queue is full it serves
+// delivery reports and tries again, however long that takes. librdkafka
+// takes the headers over when the record is queued; on an error they are
+// destroyed here. Returns librdkafka's answer.
+rd_kafka_resp_err_t ProduceWaitingForRoom(rd_kafka_t* producer, const OutgoingRecord& record);
+
 }  // namespace rapport::producers

@@ -381,22 +381,16 @@ void ApiService::Impl::AddRoutes() {
   });
 
   Add("GET", "/v1/customers/lookup", Scope::kRead, kQuick, [this](const HttpRequest& request, const Params&) {
-    static const std::vector<std::pair<std::string, v1::IdentityKind>> kKinds = {
-        {"email", v1::IDENTITY_KIND_EMAIL},
-        {"phone", v1::IDENTITY_KIND_PHONE},
-        {"card", v1::IDENTITY_KIND_LOYALTY_CARD},
-        {"device", v1::IDENTITY_KIND_DEVICE},
-        {"external_id", v1::IDENTITY_KIND_EXTERNAL_ID}};
-    const std::pair<std::string, v1::IdentityKind>* kind = nullptr;
-    for (const auto& k : kKinds) {
-      if (request.Param(k.first) != nullptr) {
+    const std::pair<std::string_view, v1::IdentityKind>* kind = nullptr;
+    for (const auto& k : projections::kLookupKinds) {
+      if (request.Param(std::string(k.first)) != nullptr) {
         if (kind != nullptr) {
           return ErrorResponse(400, "invalid_argument", "give exactly one of email, phone, card, device, external_id");
         }
         kind = &k;
       }
     }
-    if (kind == nullptr || request.Param(kind->first)->empty()) {
+    if (kind == nullptr || request.Param(std::string(kind->first))->empty()) {
       return ErrorResponse(400, "invalid_argument",
                            "give one identity to look up: email, phone, card, device or external_id");
     }
@@ -404,7 +398,7 @@ void ApiService::Impl::AddRoutes() {
     auto partitions = PartitionCount();
     if (!partitions.ok()) return StatusResponse(partitions.status());
     CustomerProfileView view(store);
-    auto customer = view.Lookup(kind->second, *request.Param(kind->first), *partitions);
+    auto customer = view.Lookup(kind->second, *request.Param(std::string(kind->first)), *partitions);
     if (!customer.ok()) return StatusResponse(customer.status());
     int32_t partition = producers::PartitionForKey(*customer, *partitions);
     auto profile = view.Profile(*customer, partition);

@@ -200,9 +200,11 @@ int main(int argc, char** argv) {
   auto* profile = query->add_subcommand("profile", "A customer's total view");
   profile->add_option("customer_id", query_args.id, "Customer id")->required();
   auto* lookup = query->add_subcommand("lookup", "The customer an identity belongs to, and their total view");
-  lookup->add_option("kind", query_args.identity_kind, "email, phone, card, device or external")
+  lookup
+      ->add_option("kind", query_args.identity_kind,
+                   "email, phone, card, device or external_id (as the API names them)")
       ->required()
-      ->check(CLI::IsMember({"email", "phone", "card", "device", "external"}));
+      ->check(CLI::IsMember({"email", "phone", "card", "device", "external_id", "external"}));
   lookup->add_option("value", query_args.id, "The identity's value")->required();
   auto* reviews = query->add_subcommand("reviews", "A subject's review figures, its reviews, or a customer's reviews");
   reviews->add_option("subject", query_args.id, "TYPE/ID, e.g. hotel/hotel-001 (hotel, product, store, agent, ...)");

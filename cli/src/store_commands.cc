@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -510,12 +511,16 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
   projections::CustomerProfileView view(**store);
   std::string customer_id = args.id;
   if (args.what == "lookup") {
-    static const std::map<std::string, v1::IdentityKind> kKinds = {{"email", v1::IDENTITY_KIND_EMAIL},
-                                                                   {"phone", v1::IDENTITY_KIND_PHONE},
-                                                                   {"card", v1::IDENTITY_KIND_LOYALTY_CARD},
-                                                                   {"device", v1::IDENTITY_KIND_DEVICE},
-                                                                   {"external", v1::IDENTITY_KIND_EXTERNAL_ID}};
-    auto found = view.Lookup(kKinds.at(args.identity_kind), args.id, *partitions);
+    // The API's names; "external", this command's name for external_id
+    // before, still works.
+    const std::string_view name = args.identity_kind == "external" ? "external_id" : args.identity_kind;
+    auto kind = std::find_if(projections::kLookupKinds.begin(), projections::kLookupKinds.end(),
+                             [&](const auto& k) { return k.first == name; });
+    if (kind == projections::kLookupKinds.end()) {
+      err << "query: lookup: \"" << args.identity_kind << "\" is not one of email, phone, card, device, external_id\n";
+      return 2;
+    }
+    auto found = view.Lookup(kind->second, args.id, *partitions);
     if (!found.ok()) {
       err << "query: " << found.status().message() << "\n";
       return found.status().code() == absl::StatusCode::kNotFound ? 1 : 2;

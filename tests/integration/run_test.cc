@@ -111,6 +111,12 @@ TEST_F(RunCommand, AppliesEveryValidEventDeadLettersTheRestAndIsDeterministic) {
   auto lookup = Rapport(a, {"query", "lookup", "email", "c-0000001@mail.example"});
   EXPECT_EQ(lookup.exit_code, 0) << lookup.err;
   EXPECT_EQ(lookup.out, profile.out);
+  // The kinds are the API's (external_id); "external", the old name, still works.
+  for (const char* kind : {"external_id", "external"}) {
+    auto unknown = Rapport(a, {"query", "lookup", kind, "crm-404"});
+    EXPECT_EQ(unknown.exit_code, 1) << kind << ": " << unknown.err;
+    EXPECT_NE(unknown.err.find("crm-404"), std::string::npos) << unknown.err;
+  }
 
   // The churn, segment and review queries answer as documented.
   std::string buyer;

@@ -1,7 +1,10 @@
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "rapport/events/codec.h"
 #include "rapport/projections/projection.h"
@@ -41,6 +44,16 @@ struct TargetQuery {
   std::string currency;  // ISO 4217; empty: any currency
   double min_spend = 0;  // in major units of that currency
 };
+
+// The identity kinds a lookup takes, by the names the API (a query
+// parameter) and `rapport query lookup` (its KIND) both use.
+inline constexpr std::array<std::pair<std::string_view, v1::IdentityKind>, 5> kLookupKinds = {{
+    {"email", v1::IDENTITY_KIND_EMAIL},
+    {"phone", v1::IDENTITY_KIND_PHONE},
+    {"card", v1::IDENTITY_KIND_LOYALTY_CARD},
+    {"device", v1::IDENTITY_KIND_DEVICE},
+    {"external_id", v1::IDENTITY_KIND_EXTERNAL_ID},
+}};
 
 // Read-only queries of the customer_profile state.
 class CustomerProfileView {

@@ -262,7 +262,23 @@ Status ProjectionRunner::Impl::Init() {
   lane.consumer = consumer.get();
   ASSIGN_OR_RETURN(partition_count, producers::TopicPartitionCount(consumer.get(), options.kafka, options.topic));
 
-  // Queries need the partition count to find a customer's partition.
+  // Queries need the partition count to find a customer's partition. A
+  // store built under another count keeps customers where murmur2 modulo
+  // that count put them: under this one, queries would look for many of
+  // them on other partitions, and their new events would fold into
+  // second copies there.
+  if (auto stored_count = store.Get(runner_family, PartitionCountKey(options.topic)); stored_count.ok()) {
+    const auto built_with = static_cast<int32_t>(projections::ReadU32(*stored_count));
+    if (built_with != partition_count) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          options.topic, " has ", partition_count, " partitions now, but this store was built when it had ", built_with,
+          ": a customer's partition is murmur2 of the key modulo the count, so the change moved customers, and "
+          "rapport stops rather than split them. Keep the events topic's partition count fixed; to change it, "
+          "publish its events again into a new topic with the count wanted and build a new store from that one."));
+    }
+  } else if (stored_count.status().code() != absl::StatusCode::kNotFound) {
+    return stored_count.status();
+  }
   {
     std::string count;
     AppendU32(count, static_cast<uint32_t>(partition_count));

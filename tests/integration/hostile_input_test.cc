@@ -389,5 +389,29 @@ TEST_F(HostileInput, RecordsDeletedByRetentionBeforeTheyWereAppliedAreCountedAnd
       << after.err;
 }
 
+// Partitions added to the events topic under a store move customers
+// (murmur2 of the key modulo the count): queries would look for them on
+// other partitions, and their new events would fold into second copies.
+// The run stops instead, and says why.
+TEST_F(HostileInput, PartitionsAddedUnderAStoreStopTheRunWithWhy) {
+  const std::string config = Config();
+  for (int n = 1; n <= 4; ++n) {
+    const std::string customer = "c-part-" + std::to_string(n);
+    ASSERT_OK(testing::ProduceRaw(broker_, events_, customer,
+                                  events::EncodeEvent(Event(customer, 70 + n, "2026-04-21T10:00:00Z")), {},
+                                  1776765600000));
+  }
+  auto run = Rapport(config, {"run", "--until-caught-up"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  ASSERT_OK(testing::AddPartitions(broker_, events_, kPartitions + 2));
+  auto stopped = Rapport(config, {"run", "--until-caught-up"});
+  EXPECT_NE(stopped.exit_code, 0) << stopped.out;
+  EXPECT_NE(stopped.err.find(events_ + " has 6 partitions now, but this store was built when it had 4"),
+            std::string::npos)
+      << stopped.err;
+  auto query = Rapport(config, {"query", "profile", "c-part-1"});
+  EXPECT_EQ(query.exit_code, 0) << "the store still answers for what it holds: " << query.err;
+}
+
 }  // namespace
 }  // namespace rapport

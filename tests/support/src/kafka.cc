@@ -115,6 +115,36 @@ Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& to
   return absl::DeadlineExceededError(absl::StrCat(topic, " still listed 30 s after its deletion"));
 }
 
+Status AddPartitions(const producers::KafkaSettings& broker, const std::string& topic, int32_t total) {
+  ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
+  RETURN_IF_ERROR(AdminRequest(
+      client.get(), absl::StrCat("adding partitions to ", topic),
+      [&](rd_kafka_t* rk, rd_kafka_queue_t* queue) {
+        char error[256];
+        rd_kafka_NewPartitions_t* more =
+            rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(total), error, sizeof(error));
+        rd_kafka_CreatePartitions(rk, &more, 1, nullptr, queue);
+        rd_kafka_NewPartitions_destroy(more);
+      },
+      [&](rd_kafka_event_t* event) {
+        size_t count = 0;
+        const rd_kafka_topic_result_t** results =
+            rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(event), &count);
+        if (count == 1 && rd_kafka_topic_result_error(results[0]) != 0) {
+          return absl::InternalError(
+              absl::StrCat("adding partitions to ", topic, ": ", rd_kafka_topic_result_error_string(results[0])));
+        }
+        return absl::OkStatus();
+      }));
+  // The metadata the clients see catches up shortly after.
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    auto now = producers::TopicPartitionCount(client.get(), broker, topic);
+    if (now.ok() && *now == total) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(topic, " does not show ", total, " partitions 30 s later"));
+}
+
 Status DeleteRecordsBefore(const producers::KafkaSettings& broker, const std::string& topic, int32_t partition,
                            int64_t offset) {
   ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));

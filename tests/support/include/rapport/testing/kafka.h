@@ -34,6 +34,9 @@ Status CreateTopic(const producers::KafkaSettings& broker, const std::string& to
 // can be created again (a topic replaced while rapport keeps a store of it).
 Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& topic);
 
+// Raises `topic`'s partition count to `total`, as `kafka-topics --alter` does.
+Status AddPartitions(const producers::KafkaSettings& broker, const std::string& topic, int32_t total);
+
 // Deletes the records of `topic`'s `partition` before `offset`, as retention
 // does: the partition's log then starts at `offset`.
 Status DeleteRecordsBefore(const producers::KafkaSettings& broker, const std::string& topic, int32_t partition,

@@ -513,7 +513,7 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
   if (args.what == "lookup") {
     // The API's names; "external", this command's name for external_id
     // before, still works.
-    const std::string_view name = args.identity_kind == "external" ? "external_id" : args.identity_kind;
+    const std::string name = args.identity_kind == "external" ? std::string("external_id") : args.identity_kind;
     auto kind = std::find_if(projections::kLookupKinds.begin(), projections::kLookupKinds.end(),
                              [&](const auto& k) { return k.first == name; });
     if (kind == projections::kLookupKinds.end()) {

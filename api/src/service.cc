@@ -693,13 +693,11 @@ ApiService::ApiService(ServiceOptions options, projections::ProjectionStore& sto
   impl_->AddRoutes();
   impl_->AddMeters("unmatched");
   metrics.AddCollector([&store, &metrics] {
-    uint64_t live = 0, memtables = 0;
-    store.db()->GetAggregatedIntProperty("rocksdb.live-sst-files-size", &live);
-    store.db()->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
+    const projections::ProjectionStore::Sizes sizes = store.sizes();
     metrics.gauge("rapport_store_live_sst_bytes", "Bytes of live SST files in the projection store.")
-        .Set(static_cast<double>(live));
+        .Set(static_cast<double>(sizes.live_sst_bytes));
     metrics.gauge("rapport_store_memtable_bytes", "Bytes in the projection store's memtables.")
-        .Set(static_cast<double>(memtables));
+        .Set(static_cast<double>(sizes.memtable_bytes));
   });
 }
 

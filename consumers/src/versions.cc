@@ -40,19 +40,6 @@ int VersionOf(const std::string& family) {
   return version;
 }
 
-// Stages the removal of everything in `family` (a build that starts over).
-Status StageClear(projections::ProjectionStore& store, const std::string& family, rocksdb::WriteBatch& batch) {
-  rocksdb::ColumnFamilyHandle* handle = store.family(family);
-  std::unique_ptr<rocksdb::Iterator> it(store.db()->NewIterator(rocksdb::ReadOptions(), handle));
-  it->SeekToLast();
-  RETURN_IF_ERROR(projections::StoreStatus(it->status(), absl::StrCat("reading ", family)));
-  if (!it->Valid()) return absl::OkStatus();
-  std::string end = it->key().ToString();
-  end.push_back('\0');  // just past the last key
-  batch.DeleteRange(handle, "", end).PermitUncheckedError();
-  return absl::OkStatus();
-}
-
 std::string Families(const std::vector<projections::Projection*>& projections) {
   std::vector<std::string> names;
   for (const auto* projection : projections) names.push_back(projection->Family());
@@ -143,7 +130,7 @@ Status ProjectionRunner::Impl::StartRebuild(const std::vector<projections::Proje
     // may have left state in them).
     rocksdb::WriteBatch batch;
     batch.DeleteRange(runner_family, kRebuildPrefix, kRebuildEnd).PermitUncheckedError();
-    for (const auto* projection : to_build) RETURN_IF_ERROR(StageClear(store, projection->Family(), batch));
+    for (const auto* projection : to_build) RETURN_IF_ERROR(store.StageClear(projection->Family(), batch));
     batch.Put(runner_family, kRebuildFamiliesKey, families).PermitUncheckedError();
     RETURN_IF_ERROR(store.Write(batch));
     std::vector<std::string> serving;

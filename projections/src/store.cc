@@ -253,6 +253,26 @@ Status ProjectionStore::Scan(rocksdb::ColumnFamilyHandle* family, std::string_vi
   return StoreStatus(it->status(), "scanning the store");
 }
 
+Status ProjectionStore::StageClear(const std::string& name, rocksdb::WriteBatch& batch) {
+  rocksdb::ColumnFamilyHandle* handle = family(name);
+  if (handle == nullptr) return absl::NotFoundError(absl::StrCat("the store has no ", name));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle));
+  it->SeekToLast();
+  RETURN_IF_ERROR(StoreStatus(it->status(), absl::StrCat("reading ", name)));
+  if (!it->Valid()) return absl::OkStatus();
+  std::string end = it->key().ToString();
+  end.push_back('\0');  // just past the last key
+  batch.DeleteRange(handle, "", end).PermitUncheckedError();
+  return absl::OkStatus();
+}
+
+ProjectionStore::Sizes ProjectionStore::sizes() const {
+  Sizes sizes;
+  db_->GetAggregatedIntProperty("rocksdb.live-sst-files-size", &sizes.live_sst_bytes);
+  db_->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &sizes.memtable_bytes);
+  return sizes;
+}
+
 std::shared_ptr<const rocksdb::Snapshot> ProjectionStore::Snapshot() {
   rocksdb::DB* db = db_.get();
   return std::shared_ptr<const rocksdb::Snapshot>(db->GetSnapshot(), [db](const rocksdb::Snapshot* s) {

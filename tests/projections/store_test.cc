@@ -116,5 +116,37 @@ TEST(ProjectionStore, AScanThatMeetsADamagedFileFailsInsteadOfEnding) {
   std::filesystem::remove_all(path);
 }
 
+// A build that starts over clears its family in the same write as the rest
+// of its start; other families keep their state.
+TEST(ProjectionStore, StageClearEmptiesOneFamilyInTheBatchItIsGiven) {
+  const auto path = std::filesystem::path(::testing::TempDir()) / ("store-clear-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(path);
+  auto store = ProjectionStore::Open({.path = path}, {"a@v2", "b@v1"});
+  ASSERT_OK(store);
+  rocksdb::WriteBatch fill;
+  for (const char* key : {"k1", "k2", "\xff\xff"}) {
+    ASSERT_TRUE(fill.Put((*store)->family("a@v2"), key, "v").ok());
+    ASSERT_TRUE(fill.Put((*store)->family("b@v1"), key, "v").ok());
+  }
+  ASSERT_OK((*store)->Write(fill));
+  EXPECT_GT((*store)->sizes().memtable_bytes, 0u);
+  rocksdb::WriteBatch clear;
+  ASSERT_OK((*store)->StageClear("a@v2", clear));
+  auto count = [&](const char* family) {
+    int n = 0;
+    EXPECT_OK((*store)->Scan((*store)->family(family), "", [&](std::string_view, std::string_view) -> Result<bool> {
+      ++n;
+      return true;
+    }));
+    return n;
+  };
+  EXPECT_EQ(count("a@v2"), 3) << "staged, not yet written";
+  ASSERT_OK((*store)->Write(clear));
+  EXPECT_EQ(count("a@v2"), 0);
+  EXPECT_EQ(count("b@v1"), 3);
+  EXPECT_EQ((*store)->StageClear("c@v1", clear).code(), absl::StatusCode::kNotFound);
+  std::filesystem::remove_all(path);
+}
+
 }  // namespace
 }  // namespace rapport::projections

@@ -87,6 +87,17 @@ class ProjectionStore {
   using ScanVisitor = absl::FunctionRef<Result<bool>(std::string_view key, std::string_view value)>;
   Status Scan(rocksdb::ColumnFamilyHandle* family, std::string_view prefix, ScanVisitor visit,
               std::string_view from = {}, const rocksdb::Snapshot* snapshot = nullptr);
+  // Stages, in `batch`, the removal of everything in `family` (a build that
+  // starts over).
+  Status StageClear(const std::string& family, rocksdb::WriteBatch& batch);
+
+  // Bytes the store holds, for metrics: live table files and memtables.
+  struct Sizes {
+    uint64_t live_sst_bytes = 0;
+    uint64_t memtable_bytes = 0;
+  };
+  Sizes sizes() const;
+
   // The state as of now, for reads that must agree with each other while
   // writes go on; released with the last copy.
   std::shared_ptr<const rocksdb::Snapshot> Snapshot();

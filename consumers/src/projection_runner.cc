@@ -579,6 +579,12 @@ Status ProjectionRunner::Impl::CheckLogHolds(Lane& reading, int32_t partition, i
 }
 
 Status ProjectionRunner::Impl::OnOffsetOutOfRange(Lane& reading, int32_t partition) {
+  // The group may have moved the partition to another instance since Kafka
+  // answered: that instance checks it on assignment; here nothing to seek.
+  if (reading.live && !options.replay && !assigned.contains(partition)) {
+    log->info("{}[{}]: out of range, but no longer assigned here; left to its new owner", options.topic, partition);
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(producers::LogBounds bounds,
                    producers::QueryLogBounds(reading.consumer, options.kafka, options.topic, partition));
   // A new store's partition with nothing applied goes on from the start too.

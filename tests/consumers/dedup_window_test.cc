@@ -29,6 +29,13 @@ struct Stored {
     window.Trim([&](uint64_t first) { chunks.erase(first); });
     return window;
   }
+  // `batches` batches of three new ids each (0, 1, 2, then 3, 4, 5, ...).
+  void Fill(DedupWindow& window, int batches) {
+    for (int batch = 0; batch < batches; ++batch) {
+      for (int n = 0; n < 3; ++n) window.Remember(Id(batch * 3 + n));
+      EndBatch(window);
+    }
+  }
 };
 
 TEST(DedupWindow, IdBytesReadsAUuidInEitherCase) {
@@ -78,10 +85,7 @@ TEST(DedupWindow, EachBatchIsOneChunkForgottenOnceAllItsIdsHaveLeft) {
 TEST(DedupWindow, AWindowLoadedFromWhatItStoredIsTheSameWindow) {
   DedupWindow window(5);
   Stored stored;
-  for (int batch = 0; batch < 6; ++batch) {
-    for (int n = 0; n < 3; ++n) window.Remember(Id(batch * 3 + n));
-    stored.EndBatch(window);
-  }
+  stored.Fill(window, 6);
   DedupWindow loaded = stored.Load(5);
   EXPECT_EQ(loaded.size(), window.size());
   for (int n = 0; n < 18; ++n) EXPECT_EQ(loaded.contains(Id(n)), window.contains(Id(n))) << n;
@@ -99,10 +103,7 @@ TEST(DedupWindow, AWindowLoadedFromWhatItStoredIsTheSameWindow) {
 TEST(DedupWindow, AWindowShrunkByTheConfigForgetsTheOldestOnLoad) {
   DedupWindow window(10);
   Stored stored;
-  for (int batch = 0; batch < 3; ++batch) {
-    for (int n = 0; n < 3; ++n) window.Remember(Id(batch * 3 + n));
-    stored.EndBatch(window);
-  }
+  stored.Fill(window, 3);
   ASSERT_EQ(stored.chunks.size(), 3u);
   DedupWindow smaller = stored.Load(4);  // ids 5..8 kept
   EXPECT_EQ(smaller.size(), 4u);

@@ -87,10 +87,34 @@ Status AdminRequest(rd_kafka_t* client, const std::string& what,
 
 }  // namespace
 
+namespace {
+
+// The error of a topic-level admin result, if any.
+Status TopicResultStatus(const rd_kafka_topic_result_t** results, size_t count, const std::string& what) {
+  if (count == 1 && rd_kafka_topic_result_error(results[0]) != 0) {
+    return absl::InternalError(absl::StrCat(what, ": ", rd_kafka_topic_result_error_string(results[0])));
+  }
+  return absl::OkStatus();
+}
+
+// Admin changes reach the metadata clients see a little later: waits (at
+// most 30 s) until `seen` says the topic's partition count shows the change.
+Status WaitForMetadata(rd_kafka_t* client, const producers::KafkaSettings& broker, const std::string& topic,
+                       const std::function<bool(const Result<int32_t>&)>& seen, const std::string& what) {
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    if (seen(producers::TopicPartitionCount(client, broker, topic))) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(what, ": not visible 30 s later"));
+}
+
+}  // namespace
+
 Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& topic) {
   ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
+  const std::string what = "deleting " + topic;
   RETURN_IF_ERROR(AdminRequest(
-      client.get(), "deleting " + topic,
+      client.get(), what,
       [&](rd_kafka_t* rk, rd_kafka_queue_t* queue) {
         rd_kafka_DeleteTopic_t* doomed = rd_kafka_DeleteTopic_new(topic.c_str());
         rd_kafka_DeleteTopics(rk, &doomed, 1, nullptr, queue);
@@ -98,51 +122,34 @@ Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& to
       },
       [&](rd_kafka_event_t* event) {
         size_t count = 0;
-        const rd_kafka_topic_result_t** results =
-            rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), &count);
-        if (count == 1 && rd_kafka_topic_result_error(results[0]) != 0) {
-          return absl::InternalError(
-              absl::StrCat("deleting ", topic, ": ", rd_kafka_topic_result_error_string(results[0])));
-        }
-        return absl::OkStatus();
+        auto results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), &count);
+        return TopicResultStatus(results, count, what);
       }));
-  // Deletion is asynchronous on the brokers: wait until the topic is gone.
-  for (int attempt = 0; attempt < 300; ++attempt) {
-    auto count = producers::TopicPartitionCount(client.get(), broker, topic);
-    if (count.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return absl::DeadlineExceededError(absl::StrCat(topic, " still listed 30 s after its deletion"));
+  return WaitForMetadata(
+      client.get(), broker, topic,
+      [](const Result<int32_t>& count) { return count.status().code() == absl::StatusCode::kNotFound; }, what);
 }
 
 Status AddPartitions(const producers::KafkaSettings& broker, const std::string& topic, int32_t total) {
   ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
-  RETURN_IF_ERROR(AdminRequest(
-      client.get(), absl::StrCat("adding partitions to ", topic),
-      [&](rd_kafka_t* rk, rd_kafka_queue_t* queue) {
-        char error[256];
-        rd_kafka_NewPartitions_t* more =
-            rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(total), error, sizeof(error));
-        rd_kafka_CreatePartitions(rk, &more, 1, nullptr, queue);
-        rd_kafka_NewPartitions_destroy(more);
-      },
+  const std::string what = absl::StrCat("raising ", topic, " to ", total, " partitions");
+  char error[256] = "";
+  rd_kafka_NewPartitions_t* more =
+      rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(total), error, sizeof(error));
+  if (more == nullptr) return absl::InvalidArgumentError(absl::StrCat(what, ": ", error));
+  Status requested = AdminRequest(
+      client.get(), what,
+      [&](rd_kafka_t* rk, rd_kafka_queue_t* queue) { rd_kafka_CreatePartitions(rk, &more, 1, nullptr, queue); },
       [&](rd_kafka_event_t* event) {
         size_t count = 0;
-        const rd_kafka_topic_result_t** results =
-            rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(event), &count);
-        if (count == 1 && rd_kafka_topic_result_error(results[0]) != 0) {
-          return absl::InternalError(
-              absl::StrCat("adding partitions to ", topic, ": ", rd_kafka_topic_result_error_string(results[0])));
-        }
-        return absl::OkStatus();
-      }));
-  // The metadata the clients see catches up shortly after.
-  for (int attempt = 0; attempt < 300; ++attempt) {
-    auto now = producers::TopicPartitionCount(client.get(), broker, topic);
-    if (now.ok() && *now == total) return absl::OkStatus();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return absl::DeadlineExceededError(absl::StrCat(topic, " does not show ", total, " partitions 30 s later"));
+        auto results = rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(event), &count);
+        return TopicResultStatus(results, count, what);
+      });
+  rd_kafka_NewPartitions_destroy(more);
+  RETURN_IF_ERROR(requested);
+  return WaitForMetadata(
+      client.get(), broker, topic, [total](const Result<int32_t>& count) { return count.ok() && *count == total; },
+      what);
 }
 
 Status DeleteRecordsBefore(const producers::KafkaSettings& broker, const std::string& topic, int32_t partition,

@@ -167,7 +167,11 @@ TEST_F(Server, AHandlerFailureIsA500AndTheServerGoesOn) {
 TEST_F(Server, ShutdownLetsRequestsInFlightFinish) {
   Start();
   auto slow = std::async(std::launch::async, [this] { return Client().Get("/slow"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Shut down once the request is being handled (a fixed sleep lost the race
+  // on a loaded machine: the request was not yet accepted).
+  for (int waited = 0; waited < 500 && handled_.load() == 0; ++waited) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   server_->Shutdown(std::chrono::seconds(5));
   auto answered = slow.get();
   ASSERT_TRUE(answered) << httplib::to_string(answered.error());

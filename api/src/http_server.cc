@@ -19,7 +19,7 @@
 
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
-#include "rapport/events/logging.h"
+#include "rapport/base/logging.h"
 
 namespace rapport::api {
 namespace {

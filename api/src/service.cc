@@ -9,9 +9,9 @@
 #include "absl/time/clock.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
-#include "rapport/events/logging.h"
+#include "rapport/base/logging.h"
 #include "rapport/events/time_text.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/reviews.h"
@@ -400,7 +400,7 @@ void ApiService::Impl::AddRoutes() {
     CustomerProfileView view(store);
     auto customer = view.Lookup(kind->second, *request.Param(std::string(kind->first)), *partitions);
     if (!customer.ok()) return StatusResponse(customer.status());
-    int32_t partition = producers::PartitionForKey(*customer, *partitions);
+    int32_t partition = kafka::PartitionForKey(*customer, *partitions);
     auto profile = view.Profile(*customer, partition);
     if (!profile.ok()) return StatusResponse(profile.status());
     return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
@@ -411,7 +411,7 @@ void ApiService::Impl::AddRoutes() {
     auto partitions = PartitionCount();
     if (!partitions.ok()) return StatusResponse(partitions.status());
     const std::string& id = params.at("id");
-    int32_t partition = producers::PartitionForKey(id, *partitions);
+    int32_t partition = kafka::PartitionForKey(id, *partitions);
     auto profile = CustomerProfileView(store).Profile(id, partition);
     if (!profile.ok()) return StatusResponse(profile.status());
     return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
@@ -425,7 +425,7 @@ void ApiService::Impl::AddRoutes() {
         auto partitions = PartitionCount();
         if (!partitions.ok()) return StatusResponse(partitions.status());
         const std::string& id = params.at("id");
-        int32_t partition = producers::PartitionForKey(id, *partitions);
+        int32_t partition = kafka::PartitionForKey(id, *partitions);
         auto assessment = ChurnView(store, *partitions).Assess(id, partition, as_of);
         if (!assessment.ok()) return StatusResponse(assessment.status());
         return Read(ChurnView::ToJson(*assessment, as_of, kCompact), partition);
@@ -437,7 +437,7 @@ void ApiService::Impl::AddRoutes() {
         auto partitions = PartitionCount();
         if (!partitions.ok()) return StatusResponse(partitions.status());
         const std::string& id = params.at("id");
-        int32_t partition = producers::PartitionForKey(id, *partitions);
+        int32_t partition = kafka::PartitionForKey(id, *partitions);
         auto reviews = ReviewsView(store, *partitions).ByCustomer(id, partition);
         if (!reviews.ok()) return StatusResponse(reviews.status());
         return Read(ReviewsView::ToJson(*reviews, kCompact), partition);

@@ -360,7 +360,7 @@ Status ParseListenAddress(const std::string& text, std::string& host, uint16_t& 
   return absl::OkStatus();
 }
 
-std::vector<producers::TopicSpec> TopicSpecs(const TopicsConfig& t) {
+std::vector<kafka::TopicSpec> TopicSpecs(const TopicsConfig& t) {
   // Kept forever: cx.events is the source of truth, dead letters must not be
   // lost, and the alert relay resumes from what cx.alerts holds.
   const std::map<std::string, std::string> forever = {

@@ -8,12 +8,12 @@
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
 #include "rapport/cli/progress.h"
-#include "rapport/consumers/log_reader.h"
 #include "rapport/events/codec.h"
 #include "rapport/events/event_type.h"
 #include "rapport/events/time_text.h"
 #include "rapport/events/validation.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/log_reader.h"
+#include "rapport/kafka/partitioner.h"
 
 namespace rapport::cli {
 namespace {
@@ -115,7 +115,7 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
     return 2;
   }
 
-  consumers::LogReaderOptions options;
+  kafka::LogReaderOptions options;
   options.kafka = config.kafka;
   options.topic = config.topics.events;
   // --since starts each partition at offsets-for-times (exact: see
@@ -124,19 +124,19 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
   if (since) options.from_ms = absl::ToUnixMillis(*since);
   if (!args.customer.empty()) {
     // Only the customer's partition holds their events.
-    auto probe = consumers::LogReader::Open({.kafka = config.kafka,
-                                             .topic = config.topics.events,
-                                             .start = consumers::StartAt::kEnd,
-                                             .at_end = consumers::AtEnd::kStop,
-                                             .partitions = {0},
-                                             .from_ms = std::nullopt});
+    auto probe = kafka::LogReader::Open({.kafka = config.kafka,
+                                         .topic = config.topics.events,
+                                         .start = kafka::StartAt::kEnd,
+                                         .at_end = kafka::AtEnd::kStop,
+                                         .partitions = {0},
+                                         .from_ms = std::nullopt});
     if (!probe.ok()) {
       err << "export: " << probe.status().message() << "\n";
       return 2;
     }
-    options.partitions = {producers::PartitionForKey(args.customer, (*probe)->partition_count())};
+    options.partitions = {kafka::PartitionForKey(args.customer, (*probe)->partition_count())};
   }
-  auto reader = consumers::LogReader::Open(options);
+  auto reader = kafka::LogReader::Open(options);
   if (!reader.ok()) {
     err << "export: " << reader.status().message() << "\n";
     return 2;
@@ -169,7 +169,7 @@ int RunExport(const Config& config, const ExportArgs& args, std::ostream& out, s
   v1::Envelope event;
   const auto started = std::chrono::steady_clock::now();
   Status status = (*reader)->Run(
-      [&](const consumers::LogRecord& record) {
+      [&](const kafka::LogRecord& record) {
         progress.Advance(record.partition, record.offset, (*reader)->ranges().at(record.partition).stop);
         if (events::DecodeEvent(record.value, event)) {
           ++not_events;

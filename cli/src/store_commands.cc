@@ -17,12 +17,12 @@
 #include "rapport/api/ingest.h"
 #include "rapport/api/openapi_document.h"
 #include "rapport/api/service.h"
+#include "rapport/base/logging.h"
 #include "rapport/cli/progress.h"
 #include "rapport/cli/simulate_command.h"
 #include "rapport/consumers/projection_runner.h"
-#include "rapport/events/logging.h"
 #include "rapport/events/time_text.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/registry.h"
@@ -460,7 +460,7 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
       out << projections::ChurnView::ToJson(*population, as_of) << "\n";
       return 0;
     }
-    auto assessment = churn.Assess(args.id, producers::PartitionForKey(args.id, *partitions), as_of);
+    auto assessment = churn.Assess(args.id, kafka::PartitionForKey(args.id, *partitions), as_of);
     if (!assessment.ok()) {
       err << "query: " << assessment.status().message() << "\n";
       return assessment.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
@@ -471,7 +471,7 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
   if (args.what == "reviews") {
     projections::ReviewsView reviews(**store, *partitions);
     if (!args.customer.empty()) {
-      auto written = reviews.ByCustomer(args.customer, producers::PartitionForKey(args.customer, *partitions));
+      auto written = reviews.ByCustomer(args.customer, kafka::PartitionForKey(args.customer, *partitions));
       if (!written.ok()) {
         err << "query: " << written.status().message() << "\n";
         return 2;
@@ -527,7 +527,7 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
     }
     customer_id = *found;
   }
-  auto profile = view.Profile(customer_id, producers::PartitionForKey(customer_id, *partitions));
+  auto profile = view.Profile(customer_id, kafka::PartitionForKey(customer_id, *partitions));
   if (!profile.ok()) {
     err << "query: " << profile.status().message() << "\n";
     return profile.status().code() == absl::StatusCode::kNotFound ? 1 : 2;

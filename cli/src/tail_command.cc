@@ -6,8 +6,8 @@
 #include "fmt/format.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "rapport/consumers/log_reader.h"
 #include "rapport/events/codec.h"
+#include "rapport/kafka/log_reader.h"
 #include "rapport/v1/alert.pb.h"
 
 namespace rapport::cli {
@@ -29,7 +29,7 @@ std::string JsonString(std::string_view text) {
   return json;
 }
 
-std::string FormatRecord(const consumers::LogRecord& r) {
+std::string FormatRecord(const kafka::LogRecord& r) {
   std::string line = fmt::format(
       R"({{"partition":{},"offset":{},"timestamp":{},"key":{})", r.partition, r.offset,
       JsonString(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(r.timestamp_ms), absl::UTCTimeZone())),
@@ -61,19 +61,19 @@ std::string FormatRecord(const consumers::LogRecord& r) {
 int RunTail(const Config& config, const TailArgs& args, std::ostream& out, std::ostream& err,
             const std::atomic<bool>& stop) {
   const std::string topic = ResolveTopic(config, args.topic);
-  consumers::LogReaderOptions options;
+  kafka::LogReaderOptions options;
   options.kafka = config.kafka;
   options.topic = topic;
-  options.start = args.from_end ? consumers::StartAt::kEnd : consumers::StartAt::kBeginning;
-  options.at_end = args.follow ? consumers::AtEnd::kFollow : consumers::AtEnd::kStop;
-  auto reader = consumers::LogReader::Open(options);
+  options.start = args.from_end ? kafka::StartAt::kEnd : kafka::StartAt::kBeginning;
+  options.at_end = args.follow ? kafka::AtEnd::kFollow : kafka::AtEnd::kStop;
+  auto reader = kafka::LogReader::Open(options);
   if (!reader.ok()) {
     err << "tail: " << reader.status().message() << "\n";
     return 2;
   }
   uint64_t printed = 0;
   Status status = (*reader)->Run(
-      [&](const consumers::LogRecord& record) {
+      [&](const kafka::LogRecord& record) {
         out << FormatRecord(record) << "\n";
         return args.max == 0 || ++printed < args.max;
       },

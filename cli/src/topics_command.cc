@@ -7,8 +7,8 @@
 namespace rapport::cli {
 
 int RunTopicsEnsure(const Config& config, std::ostream& out, std::ostream& err) {
-  std::vector<producers::TopicSpec> specs = TopicSpecs(config.topics);
-  auto reports = producers::EnsureTopics(config.kafka, specs);
+  std::vector<kafka::TopicSpec> specs = TopicSpecs(config.topics);
+  auto reports = kafka::EnsureTopics(config.kafka, specs);
   if (!reports.ok()) {
     err << "topics ensure: " << reports.status().message() << "\n";
     return 2;
@@ -17,13 +17,13 @@ int RunTopicsEnsure(const Config& config, std::ostream& out, std::ostream& err) 
   for (size_t i = 0; i < reports->size(); ++i) {
     const auto& report = (*reports)[i];
     switch (report.outcome) {
-      case producers::TopicReport::Outcome::kCreated:
+      case kafka::TopicReport::Outcome::kCreated:
         out << fmt::format("{}: created ({} partitions, kept forever)\n", report.topic, specs[i].partitions);
         break;
-      case producers::TopicReport::Outcome::kAsSpecified:
+      case kafka::TopicReport::Outcome::kAsSpecified:
         out << fmt::format("{}: exists as configured\n", report.topic);
         break;
-      case producers::TopicReport::Outcome::kMismatch:
+      case kafka::TopicReport::Outcome::kMismatch:
         mismatch = true;
         err << fmt::format("{}: exists but differs from the config (not changed):\n", report.topic);
         for (const auto& d : report.differences) err << "  " << d << "\n";

@@ -6,16 +6,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <random>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "rapport/base/logging.h"
 #include "rapport/events/codec.h"
-#include "rapport/events/logging.h"
 #include "rapport/events/time_text.h"
 #include "rapport/events/validation.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/keys.h"
 #include "rapport/state/v1/runner.pb.h"
 #include "runner_impl.h"
@@ -23,40 +22,11 @@
 namespace rapport::consumers {
 namespace {
 
-using projections::AppendU32;
 using projections::ReadU64;
 using projections::StateBatch;
 using runner_keys::DedupKey;
-using runner_keys::kOutboxNextKey;
-using runner_keys::kStoreIdKey;
-using runner_keys::OffsetKey;
-using runner_keys::OutboxKey;
-using runner_keys::PartitionCountKey;
 using runner_keys::U64;
 using Clock = std::chrono::steady_clock;
-
-// Each relayed record carries the store's id and its outbox sequence number:
-// on resume only records of this store count, so a new store (an emptied data
-// directory) never takes an older store's records for its own.
-constexpr char kOutboxSeqHeader[] = "rapport-outbox-seq";  // 16-byte store id, then the sequence number
-
-// Errors that sending the same record again can never cure: the record, not
-// the cluster, is at fault. (The relay never times out, so transient errors
-// are retried by librdkafka and never reach the delivery report.)
-bool RefusedForGood(rd_kafka_resp_err_t err) {
-  switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
-    case RD_KAFKA_RESP_ERR__INVALID_ARG:
-      return true;
-    default:
-      return false;
-  }
-}
 
 }  // namespace
 
@@ -118,7 +88,7 @@ Status ProjectionRunner::Impl::AssignForReplay() {
   // before they occurred (ApplyShard), so every record before the first one
   // stamped at or after EarliestStampOf(from) occurred before `from`.
   auto offsets_for = [&](int64_t ms) {
-    return producers::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, events::EarliestStampOf(ms));
+    return kafka::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, events::EarliestStampOf(ms));
   };
   // Offsets-for-times only where it is exact: as the start of a window
   // (every record before the offset it gives is stamped earlier), never as
@@ -144,7 +114,7 @@ Status ProjectionRunner::Impl::AssignForReplay() {
   options.stop_when_caught_up = true;
   rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
-  if (err) return producers::KafkaStatus(err, absl::StrCat("reading ", options.topic));
+  if (err) return kafka::KafkaStatus(err, absl::StrCat("reading ", options.topic));
   PauseAtStop(lane);
   log->info("replaying {} ({} partitions) into {} projections", options.topic, partition_count,
             lane.projections.size());
@@ -182,14 +152,6 @@ void ProjectionRunner::Impl::SetProjections(Lane& reading, const std::vector<pro
   }
 }
 
-Result<int32_t> ProjectionRunner::Impl::TargetPartitions(const std::string& topic) {
-  auto it = target_partitions.find(topic);
-  if (it != target_partitions.end()) return it->second;
-  ASSIGN_OR_RETURN(int32_t count, producers::TopicPartitionCount(relay.get(), options.kafka, topic));
-  target_partitions[topic] = count;
-  return count;
-}
-
 Status ProjectionRunner::Impl::Init() {
   for (auto* projection : all_projections) {
     if (store.family(projection->Family()) == nullptr)
@@ -202,36 +164,7 @@ Status ProjectionRunner::Impl::Init() {
       options.apply_threads > 0 ? options.apply_threads : std::max(1u, std::thread::hardware_concurrency());
   if (apply_threads > 1) pool = std::make_unique<ApplyPool>(apply_threads);
 
-  // The relay: idempotent, and it never gives up on a record (a broker
-  // outage is waited out; the outbox keeps the record meanwhile).
-  ASSIGN_OR_RETURN(
-      producers::KafkaConf relay_conf,
-      producers::BuildKafkaConf(options.kafka, {{"enable.idempotence", "true", "no duplicates from retries"},
-                                                {"acks", "all", "durable relay"},
-                                                {"message.timeout.ms", "0", "the relay never gives up"}}));
-  rd_kafka_conf_set_opaque(relay_conf.get(), this);
-  rd_kafka_conf_set_dr_msg_cb(relay_conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-    auto* self = static_cast<Impl*>(opaque);
-    uint64_t seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(m->_private));
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      self->delivered.push_back(seq);
-      if (!self->sent_alone.empty()) self->sent_alone.erase(seq);
-    } else if ((m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || m->err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE) &&
-               !self->sent_alone.contains(seq)) {
-      self->retry_alone.push_back(seq);
-    } else if (RefusedForGood(m->err)) {
-      self->Park(seq, rd_kafka_topic_name(m->rkt), m->err);
-    } else {
-      ++self->relay_failures;  // stays in the outbox; resent on the next start
-      self->log->error("outbox record {} to {} not delivered: {}", seq, rd_kafka_topic_name(m->rkt),
-                       rd_kafka_err2str(m->err));
-    }
-  });
-  if (!options.replay) {
-    ASSIGN_OR_RETURN(relay, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(relay_conf)));
-  }
-
-  std::vector<producers::RequiredProperty> consumer_properties = {
+  std::vector<kafka::RequiredProperty> consumer_properties = {
       {"group.id", options.group_id, "set it with [run] group_id"},
       {"enable.auto.commit", "false", "offsets live in RocksDB"},
       {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
@@ -246,9 +179,9 @@ Status ProjectionRunner::Impl::Init() {
   // backs off before it looks again, so a fold faster than that backoff sat
   // idle: a churn-only replay of 1.1M events took 8.5 s at 59% CPU, 4.9 s with
   // 300,000 (bench/run). queued.max.messages.kbytes still bounds the memory.
-  producers::KafkaSettings kafka = options.kafka;
+  kafka::KafkaSettings kafka = options.kafka;
   kafka.properties.try_emplace("queued.min.messages", "300000");
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(kafka, consumer_properties));
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(kafka, consumer_properties));
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_rebalance_cb(
       conf.get(), [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions, void* opaque) {
@@ -258,66 +191,32 @@ Status ProjectionRunner::Impl::Init() {
     static_cast<Impl*>(opaque)->log->warn("Kafka: {} ({}); waiting for the cluster",
                                           rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)), reason);
   });
-  ASSIGN_OR_RETURN(consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(consumer, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   lane.consumer = consumer.get();
-  ASSIGN_OR_RETURN(partition_count, producers::TopicPartitionCount(consumer.get(), options.kafka, options.topic));
+  ASSIGN_OR_RETURN(partition_count, kafka::TopicPartitionCount(consumer.get(), options.kafka, options.topic));
 
-  // Queries need the partition count to find a customer's partition. A
-  // store built under another count keeps customers where murmur2 modulo
-  // that count put them: under this one, queries would look for many of
-  // them on other partitions, and their new events would fold into
-  // second copies there.
-  if (auto stored_count = store.Get(runner_family, PartitionCountKey(options.topic)); stored_count.ok()) {
-    const auto built_with = static_cast<int32_t>(projections::ReadU32(*stored_count));
-    if (built_with != partition_count) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          options.topic, " has ", partition_count, " partitions now, but this store was built when it had ", built_with,
-          ": a customer's partition is murmur2 of the key modulo the count, so the change moved customers, and "
-          "rapport stops rather than split them. Keep the events topic's partition count fixed; to change it, "
-          "publish its events again into a new topic with the count wanted and build a new store from that one."));
-    }
-  } else if (stored_count.status().code() != absl::StatusCode::kNotFound) {
-    return stored_count.status();
-  }
-  {
-    std::string count;
-    AppendU32(count, static_cast<uint32_t>(partition_count));
-    rocksdb::WriteBatch batch;
-    batch.Put(runner_family, PartitionCountKey(options.topic), count).PermitUncheckedError();
-    RETURN_IF_ERROR(store.Write(batch));
-  }
-  // What is stored: offsets and the outbox sequence.
-  for (int32_t p = 0; p < partition_count; ++p) {
-    auto stored = store.Get(runner_family, OffsetKey(lane.prefix, options.topic, p));
-    if (stored.ok()) {
-      lane.next_offset[p] = static_cast<int64_t>(ReadU64(*stored));
-    } else if (stored.status().code() != absl::StatusCode::kNotFound) {
-      return stored.status();
-    }
-  }
+  // Queries need the partition count to find a customer's partition.
+  own_state.emplace(store, runner_family, options.topic);
+  RETURN_IF_ERROR(own_state->CheckPartitionCount(partition_count));
+  ASSIGN_OR_RETURN(lane.next_offset, own_state->Offsets(lane.prefix));
+  ASSIGN_OR_RETURN(std::string store_id, own_state->StoreId());
   const char* fault = std::getenv("RAPPORT_FAULT");
   exit_after_outbox_write = fault != nullptr && std::string_view(fault) == "exit-after-outbox-write";
-  auto stored_id = store.Get(runner_family, kStoreIdKey);
-  if (stored_id.ok()) {
-    store_id = *stored_id;
-  } else {
-    std::random_device entropy;
-    for (int i = 0; i < 4; ++i) AppendU32(store_id, entropy());
-    rocksdb::WriteBatch batch;
-    batch.Put(runner_family, kStoreIdKey, store_id).PermitUncheckedError();
-    RETURN_IF_ERROR(store.Write(batch));
-  }
   RETURN_IF_ERROR(LoadWindows(lane));
-  auto next_seq = store.Get(runner_family, kOutboxNextKey);
-  if (next_seq.ok()) next_outbox_seq = ReadU64(*next_seq);
-  if (!options.replay) RETURN_IF_ERROR(ResumeOutbox());
+  InitMetrics();
+  if (!options.replay) {
+    ASSIGN_OR_RETURN(
+        relay,
+        OutboxRelay::Create({.kafka = options.kafka, .store_id = store_id, .parked = meters ? meters->parked : nullptr},
+                            store, runner_family));
+    RETURN_IF_ERROR(relay->Resume());
+  }
 
   // Where each partition starts and ends now. A partition with no stored
   // offset is assigned its first offset as a number rather than the logical
   // "beginning", which spares librdkafka an offset lookup at assignment.
   for (int32_t p = 0; p < partition_count; ++p) {
-    ASSIGN_OR_RETURN(producers::LogBounds bounds,
-                     producers::QueryLogBounds(consumer.get(), options.kafka, options.topic, p));
+    ASSIGN_OR_RETURN(kafka::LogBounds bounds, kafka::QueryLogBounds(consumer.get(), options.kafka, options.topic, p));
     const int64_t low = bounds.low, high = bounds.high;
     log_start[p] = low;
     RETURN_IF_ERROR(CheckLogHolds(lane, p, low, high));
@@ -326,7 +225,6 @@ Status ProjectionRunner::Impl::Init() {
     log_end[p] = std::max(high, applied);
     progress.Update(p, applied, log_end[p]);
   }
-  InitMetrics();
   RETURN_IF_ERROR(InitVersions());  // which projections the lane applies; a rebuild if a version was raised
   if (options.replay) RETURN_IF_ERROR(AssignForReplay());
   progress.MarkStarted();
@@ -344,7 +242,7 @@ Status ProjectionRunner::Impl::Subscribe() {
   rd_kafka_topic_partition_list_add(topics, options.topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), topics);
   rd_kafka_topic_partition_list_destroy(topics);
-  if (err) return producers::KafkaStatus(err, absl::StrCat("subscribing to ", options.topic));
+  if (err) return kafka::KafkaStatus(err, absl::StrCat("subscribing to ", options.topic));
   subscribed = true;
   log->info("consuming {} ({} partitions) as group {} into {} projections", options.topic, partition_count,
             options.group_id, lane.projections.size());
@@ -371,145 +269,6 @@ Status ProjectionRunner::Impl::LoadWindows(Lane& reading) {
     window.Trim([&](uint64_t first) { trim.Delete(runner_family, prefix + U64(first)).PermitUncheckedError(); });
   }
   if (trim.Count() > 0) RETURN_IF_ERROR(store.Write(trim));
-  return absl::OkStatus();
-}
-
-// Sends what the outbox still holds, except what the target topics already
-// have: the relay produces in sequence order per partition, so each target
-// partition holds a prefix, whose last sequence number its tail tells.
-Status ProjectionRunner::Impl::ResumeOutbox() {
-  std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> pending;
-  RETURN_IF_ERROR(store.Scan(runner_family, "x", [&](std::string_view key, std::string_view value) -> Result<bool> {
-    state::v1::OutboxEntry entry;
-    if (key.size() != 9 || !entry.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-      return absl::InternalError("an outbox entry does not parse; the store is damaged");
-    }
-    pending.emplace_back(ReadU64(key.substr(1, 8)), std::move(entry));
-    return true;
-  }));
-  if (pending.empty()) return absl::OkStatus();
-
-  std::map<std::pair<std::string, int32_t>, uint64_t> delivered_up_to;
-  std::set<std::pair<std::string, int32_t>> targets;
-  for (const auto& [seq, entry] : pending) {
-    ASSIGN_OR_RETURN(int32_t partitions, TargetPartitions(entry.topic()));
-    targets.insert({entry.topic(), producers::PartitionForKey(entry.key(), partitions)});
-  }
-  ASSIGN_OR_RETURN(producers::KafkaConf conf,
-                   producers::BuildKafkaConf(options.kafka, {{"group.id", "rapport-outbox-resume", "joins no group"},
-                                                             {"enable.auto.commit", "false", "commits nothing"},
-                                                             {"enable.partition.eof", "true", "reads to the end"}}));
-  ASSIGN_OR_RETURN(producers::KafkaHandle reader, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
-  for (const auto& [topic, partition] : targets) {
-    ASSIGN_OR_RETURN(producers::LogBounds bounds,
-                     producers::QueryLogBounds(reader.get(), options.kafka, topic, partition));
-    const int64_t low = bounds.low, high = bounds.high;
-    if (high == low) continue;
-    // The tail: enough records to pass any written by other clients.
-    rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(assignment, topic.c_str(), partition)->offset = std::max(low, high - 1000);
-    rd_kafka_assign(reader.get(), assignment);
-    rd_kafka_topic_partition_list_destroy(assignment);
-    auto deadline = Clock::now() + options.kafka.timeout;
-    for (bool done = false; !done && Clock::now() < deadline;) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(reader.get(), 200);
-      if (m == nullptr) continue;
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (m->err == 0 && m->offset + 1 >= high)) done = true;
-      rd_kafka_headers_t* headers = nullptr;
-      const void* value = nullptr;
-      size_t size = 0;
-      if (m->err == 0 && rd_kafka_message_headers(m, &headers) == 0 &&
-          rd_kafka_header_get_last(headers, kOutboxSeqHeader, &value, &size) == 0 && size == 24 &&
-          std::string_view(static_cast<const char*>(value), 16) == store_id) {
-        uint64_t seq = ReadU64(std::string_view(static_cast<const char*>(value) + 16, 8));
-        auto& up_to = delivered_up_to[{topic, partition}];
-        up_to = std::max(up_to, seq + 1);
-      }
-      rd_kafka_message_destroy(m);
-    }
-    rd_kafka_assign(reader.get(), nullptr);
-  }
-  rd_kafka_consumer_close(reader.get());
-
-  size_t resent = 0, already = 0;
-  for (const auto& [seq, entry] : pending) {
-    int32_t partition = producers::PartitionForKey(entry.key(), target_partitions[entry.topic()]);
-    if (seq < delivered_up_to[{entry.topic(), partition}]) {
-      delivered.push_back(seq);
-      ++already;
-    } else {
-      RETURN_IF_ERROR(Relay(seq, entry));
-      ++resent;
-    }
-  }
-  log->info("outbox: {} records were already on their topics, {} sent again", already, resent);
-  return absl::OkStatus();
-}
-
-Status ProjectionRunner::Impl::Relay(uint64_t seq, const state::v1::OutboxEntry& entry) {
-  ASSIGN_OR_RETURN(int32_t partitions, TargetPartitions(entry.topic()));
-  rd_kafka_headers_t* headers = rd_kafka_headers_new(static_cast<size_t>(entry.headers_size()) + 1);
-  for (const auto& h : entry.headers()) {
-    rd_kafka_header_add(headers, h.name().data(), static_cast<ssize_t>(h.name().size()), h.value().data(),
-                        static_cast<ssize_t>(h.value().size()));
-  }
-  std::string seq_bytes = store_id + U64(seq);
-  rd_kafka_header_add(headers, kOutboxSeqHeader, -1, seq_bytes.data(), static_cast<ssize_t>(seq_bytes.size()));
-  rd_kafka_resp_err_t err =
-      producers::ProduceWaitingForRoom(relay.get(), {.topic = entry.topic(),
-                                                     .partition = producers::PartitionForKey(entry.key(), partitions),
-                                                     .key = entry.key(),
-                                                     .value = entry.value(),
-                                                     .timestamp_ms = entry.timestamp_ms(),
-                                                     .headers = headers,
-                                                     .opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(seq))});
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-  if (RefusedForGood(err)) {
-    Park(seq, entry.topic(), err);
-    return absl::OkStatus();
-  }
-  return producers::KafkaStatus(err, absl::StrCat("relaying to ", entry.topic()));
-}
-
-void ProjectionRunner::Impl::Park(uint64_t seq, const std::string& topic, rd_kafka_resp_err_t err) {
-  to_park.push_back(seq);
-  sent_alone.erase(seq);
-  if (meters) meters->parked->Add();
-  log->error(
-      "outbox record {} to {} refused by Kafka for good ({}); set aside under the runner family's parked "
-      "keys, the pipeline goes on",
-      seq, topic, rd_kafka_err2str(err));
-}
-
-Status ProjectionRunner::Impl::RetryAlone() {
-  while (!retry_alone.empty()) {
-    rd_kafka_flush(relay.get(), 30000);  // nothing else in flight (its reports may add to retry_alone)
-    std::vector<uint64_t> seqs = std::exchange(retry_alone, {});
-    for (uint64_t seq : seqs) {
-      auto stored = store.Get(runner_family, OutboxKey(seq));
-      if (!stored.ok()) {
-        if (stored.status().code() == absl::StatusCode::kNotFound) continue;
-        return stored.status();
-      }
-      state::v1::OutboxEntry entry;
-      if (!entry.ParseFromString(*stored))
-        return absl::InternalError("an outbox entry does not parse; the store is damaged");
-      sent_alone.insert(seq);
-      RETURN_IF_ERROR(Relay(seq, entry));
-      rd_kafka_flush(relay.get(), 30000);
-    }
-  }
-  return absl::OkStatus();
-}
-
-Status ProjectionRunner::Impl::StageParked(rocksdb::WriteBatch& batch) {
-  for (uint64_t seq : to_park) {
-    auto entry = store.Get(runner_family, OutboxKey(seq));
-    if (!entry.ok() && entry.status().code() != absl::StatusCode::kNotFound) return entry.status();
-    if (entry.ok()) batch.Put(runner_family, runner_keys::ParkedKey(seq), *entry).PermitUncheckedError();
-    batch.Delete(runner_family, OutboxKey(seq)).PermitUncheckedError();
-  }
-  to_park.clear();
   return absl::OkStatus();
 }
 
@@ -585,8 +344,8 @@ Status ProjectionRunner::Impl::OnOffsetOutOfRange(Lane& reading, int32_t partiti
     log->info("{}[{}]: out of range, but no longer assigned here; left to its new owner", options.topic, partition);
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(producers::LogBounds bounds,
-                   producers::QueryLogBounds(reading.consumer, options.kafka, options.topic, partition));
+  ASSIGN_OR_RETURN(kafka::LogBounds bounds,
+                   kafka::QueryLogBounds(reading.consumer, options.kafka, options.topic, partition));
   // A new store's partition with nothing applied goes on from the start too.
   reading.next_offset.try_emplace(partition, bounds.low);
   RETURN_IF_ERROR(CheckLogHolds(reading, partition, bounds.low, bounds.high));
@@ -731,7 +490,7 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
       // with another partitioner) would fold into a shadow copy of the
       // customer, and queries, which find the partition by murmur2, would
       // never see it.
-      if (const int32_t home = producers::PartitionForKey(key, partition_count); home != m->partition) {
+      if (const int32_t home = kafka::PartitionForKey(key, partition_count); home != m->partition) {
         dead_letter(m, "key",
                     absl::StrCat("the record is on partition ", m->partition, ", but its key \"", std::string(key),
                                  "\" belongs on partition ", home,
@@ -887,7 +646,7 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   // with its offset in one atomic write. Otherwise one write takes it all,
   // with the outbox in sequence order.
   const bool write_per_shard =
-      shard_count > 1 && delivered.empty() && to_park.empty() &&
+      shard_count > 1 && !(relay && relay->HasSettled()) &&
       std::all_of(shards.begin(), shards.end(), [](const Shard& shard) { return shard.outbox.empty(); });
   if (write_per_shard) {
     on_every_shard([&](Shard& shard) {
@@ -896,15 +655,13 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
       shard.runner_state->CommitTo(own);
       for (const auto& [window, records] : shard.partitions) {
         const int32_t partition = records.front()->partition;
-        own.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition),
-                U64(static_cast<uint64_t>(advanced.at(partition))))
-            .PermitUncheckedError();
+        own_state->StageOffset(own, reading.prefix, partition, advanced.at(partition));
       }
       shard.status = store.Write(own);
     });
   }
 
-  std::vector<std::pair<uint64_t, state::v1::OutboxEntry>> outbox;
+  std::vector<state::v1::OutboxEntry> outbox;
   for (Shard& shard : shards) {
     if (!shard.status.ok()) {
       for (auto& cache : reading.caches) cache->Clear();  // they may hold what was not written
@@ -914,7 +671,7 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
     stats.duplicates += shard.duplicates;
     stats.dead_lettered += shard.dead_lettered;
     stats.outside_window += shard.outside_window;
-    for (auto& entry : shard.outbox) outbox.emplace_back(next_outbox_seq++, std::move(entry));
+    for (auto& entry : shard.outbox) outbox.push_back(std::move(entry));
   }
 
   // One atomic write: projection state, offsets, the de-duplication window,
@@ -925,16 +682,13 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
     shard.runner_state->CommitTo(batch);
   }
   for (const auto& [partition, offset] : write_per_shard ? std::map<int32_t, int64_t>() : advanced) {
-    batch.Put(runner_family, OffsetKey(reading.prefix, options.topic, partition), U64(static_cast<uint64_t>(offset)))
-        .PermitUncheckedError();
+    own_state->StageOffset(batch, reading.prefix, partition, offset);
   }
-  for (const auto& [seq, entry] : outbox) {
-    batch.Put(runner_family, OutboxKey(seq), events::EncodeDeterministic(entry)).PermitUncheckedError();
+  const bool sending = !outbox.empty();
+  if (relay) {
+    relay->Stage(std::move(outbox), batch);
+    RETURN_IF_ERROR(relay->StageSettled(batch));
   }
-  if (!outbox.empty()) batch.Put(runner_family, kOutboxNextKey, U64(next_outbox_seq)).PermitUncheckedError();
-  for (uint64_t seq : delivered) batch.Delete(runner_family, OutboxKey(seq)).PermitUncheckedError();
-  delivered.clear();
-  RETURN_IF_ERROR(StageParked(batch));
   if (batch.Count() > 0) {
     if (Status written = store.Write(batch); !written.ok()) {
       for (auto& cache : reading.caches) cache->Clear();  // they hold what was not written
@@ -947,11 +701,8 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
     meters->batch_seconds->Observe(std::chrono::duration<double>(Clock::now() - started).count());
   }
   if (reading.live) UpdateProgress();
-  if (exit_after_outbox_write && !outbox.empty()) _exit(86);
-
-  for (const auto& [seq, entry] : outbox) RETURN_IF_ERROR(Relay(seq, entry));
-  if (relay) rd_kafka_poll(relay.get(), 0);
-  if (relay) RETURN_IF_ERROR(RetryAlone());
+  if (exit_after_outbox_write && sending) _exit(86);
+  if (relay) RETURN_IF_ERROR(relay->SendStaged());
   if (!reading.stop.empty()) PauseAtStop(reading);
   if (reading.live && !options.replay && !advanced.empty()) {
     advisory_commit_due = true;
@@ -1098,20 +849,9 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   if (r.joined) r.CommitAdvisory(/*now=*/true);
   rd_kafka_consumer_close(r.consumer.get());
   r.consumer_closed = true;
-  if (r.relay && rd_kafka_flush(r.relay.get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR && result.ok()) {
-    result = r.RetryAlone();
-  }
-  if (r.relay && rd_kafka_flush(r.relay.get(), 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    r.log->warn("{} outbox records still in flight at exit; they are sent on the next start",
-                rd_kafka_outq_len(r.relay.get()));
-  }
-  if (!r.delivered.empty() || !r.to_park.empty()) {
-    rocksdb::WriteBatch batch;
-    for (uint64_t seq : r.delivered) batch.Delete(r.runner_family, OutboxKey(seq)).PermitUncheckedError();
-    r.delivered.clear();
-    Status written = r.StageParked(batch);
-    if (written.ok()) written = r.store.Write(batch);
-    if (result.ok()) result = written;
+  if (r.relay) {
+    Status drained = r.relay->Drain();
+    if (result.ok()) result = drained;
   }
   r.log->info("stopped: {} batches, {} events applied, {} duplicates, {} dead-lettered", r.stats.batches,
               r.stats.applied, r.stats.duplicates, r.stats.dead_lettered);
@@ -1121,26 +861,13 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
 Result<int32_t> StoredPartitionCount(projections::ProjectionStore& store, const std::string& topic) {
   auto* family = store.family(ProjectionRunner::kFamily);
   if (family == nullptr) return absl::NotFoundError("the store has no runner state; has `rapport run` filled it?");
-  auto count = store.Get(family, PartitionCountKey(topic));
-  if (!count.ok()) return absl::NotFoundError(absl::StrCat("the store has never consumed ", topic));
-  return static_cast<int32_t>(projections::ReadU32(*count));
+  return RunnerState(store, family, topic).PartitionCount();
 }
 
 Result<std::map<int32_t, int64_t>> StoredOffsets(projections::ProjectionStore& store, const std::string& topic) {
   auto* family = store.family(ProjectionRunner::kFamily);
   if (family == nullptr) return absl::NotFoundError("the store has no runner state");
-  std::map<int32_t, int64_t> offsets;
-  std::string prefix = "o" + topic;
-  prefix.push_back('\0');
-  RETURN_IF_ERROR(store.Scan(family, prefix, [&](std::string_view key, std::string_view value) -> Result<bool> {
-    if (key.size() != prefix.size() + 4 || value.size() != 8) {
-      return absl::InternalError(absl::StrCat("a stored offset of ", topic, " is damaged"));
-    }
-    offsets[static_cast<int32_t>(projections::ReadU32(key.substr(prefix.size())))] =
-        static_cast<int64_t>(ReadU64(value));
-    return true;
-  }));
-  return offsets;
+  return RunnerState(store, family, topic).Offsets();
 }
 
 }  // namespace rapport::consumers

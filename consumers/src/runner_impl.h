@@ -19,54 +19,14 @@
 #include "apply_pool.h"
 #include "dead_letter.h"
 #include "dedup_window.h"
+#include "outbox_relay.h"
+#include "rapport/base/logging.h"
 #include "rapport/consumers/projection_runner.h"
-#include "rapport/events/logging.h"
-#include "rapport/projections/keys.h"
 #include "rapport/state/v1/runner.pb.h"
+#include "runner_keys.h"
+#include "runner_state.h"
 
 namespace rapport::consumers {
-namespace runner_keys {
-
-// Keys of the runner family. The live lane's have no prefix; the rebuild
-// lane's start with "b" (kRebuildPrefix), so that one range delete ends a
-// rebuild.
-inline std::string OffsetKey(const std::string& prefix, const std::string& topic, int32_t partition) {
-  std::string key = prefix + "o" + topic;
-  key.push_back('\0');
-  projections::AppendU32(key, static_cast<uint32_t>(partition));
-  return key;
-}
-inline std::string DedupKey(const std::string& prefix, int32_t partition, char kind) {
-  std::string key = prefix + "d";
-  projections::AppendU32(key, static_cast<uint32_t>(partition));
-  key.push_back(kind);
-  return key;
-}
-inline std::string OutboxKey(uint64_t seq) {
-  std::string key = "x";
-  projections::AppendU64(key, seq);
-  return key;
-}
-inline std::string U64(uint64_t value) {
-  std::string out;
-  projections::AppendU64(out, value);
-  return out;
-}
-inline std::string ParkedKey(uint64_t seq) {
-  std::string key = "p";
-  projections::AppendU64(key, seq);
-  return key;
-}
-inline const std::string kOutboxNextKey = "n";
-inline const std::string kStoreIdKey = "s";
-inline std::string PartitionCountKey(const std::string& topic) { return "c" + topic; }
-
-inline const std::string kRebuildPrefix = "b";
-inline const std::string kRebuildEnd = "c";  // just past every "b" key
-// The families being built, comma-separated: a different set starts over.
-inline const std::string kRebuildFamiliesKey = "bf";
-
-}  // namespace runner_keys
 
 // One reading of the log into a set of projections, at its own position,
 // with its own de-duplication window. `run` and `replay` have one lane; while
@@ -103,14 +63,14 @@ struct ProjectionRunner::Impl {
   rocksdb::ColumnFamilyHandle* runner_family = nullptr;
   std::shared_ptr<spdlog::logger> log;
 
-  producers::KafkaHandle consumer;  // the live (or replay) lane's
+  kafka::KafkaHandle consumer;  // the live (or replay) lane's
   bool consumer_closed = false;
   bool subscribed = false;
   bool joined = false;  // the first assignment arrived (possibly of no partitions)
   int32_t partition_count = 0;
   Lane lane;                    // live, or the replay
   std::optional<Lane> rebuild;  // while raised versions are built
-  producers::KafkaHandle rebuild_consumer;
+  kafka::KafkaHandle rebuild_consumer;
   std::set<int32_t> assigned;
   std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started
   std::map<int32_t, int64_t> log_start;     // low watermarks: where a partition with no stored offset starts
@@ -138,40 +98,16 @@ struct ProjectionRunner::Impl {
   };
   std::optional<Meters> meters;
 
-  // The outbox relay.
-  producers::KafkaHandle relay;
-  std::map<std::string, int32_t> target_partitions;
-  uint64_t next_outbox_seq = 0;
-  std::string store_id;  // 16 random bytes, made when the store is first used
+  std::optional<RunnerState> own_state;  // offsets, partition count, store id
+  std::unique_ptr<OutboxRelay> relay;    // none in a replay, which sends nothing
   // Fault injection for tests/fault: RAPPORT_FAULT=exit-after-outbox-write
   // makes the process die right after a batch with outbox entries is written
   // and before the relay sends them, the moment a random kill rarely hits.
   bool exit_after_outbox_write = false;
-  std::vector<uint64_t> delivered;  // outbox entries the broker acknowledged; deleted in the next write
-  // Outbox entries the broker can never take (too large, a timestamp it
-  // refuses, ...): moved from the outbox to the parked keys in the next
-  // write, so that they neither stop the pipeline nor its restart.
-  std::vector<uint64_t> to_park;
-  // Refused as too large, possibly only for the company it had: Kafka
-  // checks the size of a whole batch of records, so a small record batched
-  // with a too-large one is refused with it. Each is sent again alone; one
-  // still refused alone is parked.
-  std::vector<uint64_t> retry_alone;
-  std::set<uint64_t> sent_alone;
-  uint64_t relay_failures = 0;
 
   // projection_runner.cc
   Status Init();
-  Status ResumeOutbox();
   Status LoadWindows(Lane& lane);
-  Result<int32_t> TargetPartitions(const std::string& topic);
-  Status Relay(uint64_t seq, const state::v1::OutboxEntry& entry);
-  // Sets an entry the broker refused for good aside (metric, log line).
-  void Park(uint64_t seq, const std::string& topic, rd_kafka_resp_err_t err);
-  // Sends each of `retry_alone` with nothing else in flight.
-  Status RetryAlone();
-  // Stages the move of `to_park`'s entries from the outbox to the parked keys.
-  Status StageParked(rocksdb::WriteBatch& batch);
   size_t PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages, std::chrono::milliseconds wait);
   struct Shard;
   Status ProcessBatch(Lane& lane, rd_kafka_message_t** messages, size_t count);

@@ -16,7 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "rapport/producers/kafka_client.h"
+#include "rapport/kafka/client.h"
 #include "runner_impl.h"
 
 namespace rapport::consumers {
@@ -26,7 +26,6 @@ using projections::ReadU64;
 using runner_keys::kRebuildEnd;
 using runner_keys::kRebuildFamiliesKey;
 using runner_keys::kRebuildPrefix;
-using runner_keys::OffsetKey;
 
 // The version number of "name@vN", or -1.
 int VersionOf(const std::string& family) {
@@ -146,30 +145,30 @@ Status ProjectionRunner::Impl::StartRebuild(const std::vector<projections::Proje
   building.live = false;
   building.prefix = kRebuildPrefix;
   SetProjections(building, to_build);
+  auto built_up_to = own_state->Offsets(kRebuildPrefix);
+  if (!built_up_to.ok()) return built_up_to.status();
   for (int32_t p = 0; p < partition_count; ++p) {
-    auto offset = store.Get(runner_family, OffsetKey(kRebuildPrefix, options.topic, p));
-    if (!offset.ok() && offset.status().code() != absl::StatusCode::kNotFound) return offset.status();
-    building.next_offset[p] = offset.ok() ? static_cast<int64_t>(ReadU64(*offset)) : log_start[p];
+    building.next_offset[p] = built_up_to->count(p) ? built_up_to->at(p) : log_start[p];
     RETURN_IF_ERROR(CheckLogHolds(building, p, log_start[p], log_end[p]));
     building.stop[p] = building.next_offset[p];  // StepRebuild moves it to the live position
   }
   RETURN_IF_ERROR(LoadWindows(building));
 
   // Its own consumer: read by assignment, never in the group.
-  ASSIGN_OR_RETURN(producers::KafkaConf conf,
-                   producers::BuildKafkaConf(options.kafka,
-                                             {{"group.id", options.group_id + ".rebuild", "joins no group"},
-                                              {"enable.auto.commit", "false", "offsets live in RocksDB"},
-                                              {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
-                                              {"auto.offset.reset", "error", "the runner decides where it goes on"}}));
-  ASSIGN_OR_RETURN(rebuild_consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(
+      kafka::KafkaConf conf,
+      kafka::BuildKafkaConf(options.kafka, {{"group.id", options.group_id + ".rebuild", "joins no group"},
+                                            {"enable.auto.commit", "false", "offsets live in RocksDB"},
+                                            {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
+                                            {"auto.offset.reset", "error", "the runner decides where it goes on"}}));
+  ASSIGN_OR_RETURN(rebuild_consumer, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   building.consumer = rebuild_consumer.get();
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count);
   for (const auto& [p, offset] : building.next_offset)
     rd_kafka_topic_partition_list_add(assignment, options.topic.c_str(), p)->offset = offset;
   rd_kafka_resp_err_t err = rd_kafka_assign(building.consumer, assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
-  if (err) return producers::KafkaStatus(err, absl::StrCat("reading ", options.topic, " to build ", families));
+  if (err) return kafka::KafkaStatus(err, absl::StrCat("reading ", options.topic, " to build ", families));
   PauseAtStop(building);  // every partition, until StepRebuild gives it somewhere to go
   return absl::OkStatus();
 }

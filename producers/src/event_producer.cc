@@ -3,15 +3,15 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "rapport/base/logging.h"
 #include "rapport/events/cloudevents.h"
-#include "rapport/events/logging.h"
 #include "rapport/events/time_text.h"
 
 namespace rapport::producers {
 namespace {
 
-const std::vector<RequiredProperty>& ProducerGuarantees() {
-  static const std::vector<RequiredProperty> required = {
+const std::vector<kafka::RequiredProperty>& ProducerGuarantees() {
+  static const std::vector<kafka::RequiredProperty> required = {
       {"enable.idempotence", "true", "retries must not duplicate or reorder events"},
       {"acks", "all", "an acknowledged event must survive the loss of a broker"},
       {"partitioner", "murmur2_random", "customers must land on the partition other Kafka clients choose"},
@@ -28,15 +28,16 @@ EventProducer::EventProducer(ProducerOptions options, DeliveryHandler on_deliver
 
 Result<std::unique_ptr<EventProducer>> EventProducer::Connect(ProducerOptions options, DeliveryHandler on_delivery) {
   std::unique_ptr<EventProducer> producer(new EventProducer(std::move(options), std::move(on_delivery)));
-  std::vector<RequiredProperty> required = ProducerGuarantees();
+  std::vector<kafka::RequiredProperty> required = ProducerGuarantees();
   required.push_back({"message.timeout.ms", std::to_string(producer->options_.delivery_timeout.count()),
                       "set it with [producer] delivery_timeout_ms"});
-  ASSIGN_OR_RETURN(KafkaConf conf, BuildKafkaConf(producer->options_.kafka, required));
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(producer->options_.kafka, required));
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &EventProducer::OnDelivery);
   rd_kafka_conf_set_opaque(conf.get(), producer.get());
-  ASSIGN_OR_RETURN(producer->handle_, NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
-  ASSIGN_OR_RETURN(producer->partition_count_,
-                   TopicPartitionCount(producer->handle_.get(), producer->options_.kafka, producer->options_.topic));
+  ASSIGN_OR_RETURN(producer->handle_, kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  ASSIGN_OR_RETURN(
+      producer->partition_count_,
+      kafka::TopicPartitionCount(producer->handle_.get(), producer->options_.kafka, producer->options_.topic));
   ModuleLogger("producers")
       ->debug("producer connected to {}, topic {} has {} partitions", producer->options_.kafka.brokers,
               producer->options_.topic, producer->partition_count_);
@@ -65,14 +66,14 @@ Status EventProducer::SendRecord(std::string_view key, std::string_view value, i
 Status EventProducer::Produce(std::string_view key, std::string_view value, int64_t timestamp_ms,
                               rd_kafka_headers_t* headers, uint64_t ticket, std::string_view what) {
   rd_kafka_resp_err_t err =
-      ProduceWaitingForRoom(handle_.get(), {.topic = options_.topic,
-                                            .key = key.empty() ? std::string_view() : key,
-                                            .value = value,
-                                            .timestamp_ms = timestamp_ms,
-                                            .headers = headers,
-                                            .opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(ticket))});
+      kafka::ProduceWaitingForRoom(handle_.get(), {.topic = options_.topic,
+                                                   .key = key.empty() ? std::string_view() : key,
+                                                   .value = value,
+                                                   .timestamp_ms = timestamp_ms,
+                                                   .headers = headers,
+                                                   .opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(ticket))});
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-  return KafkaStatus(err, absl::StrCat("queueing ", std::string(what), " for ", options_.topic));
+  return kafka::KafkaStatus(err, absl::StrCat("queueing ", std::string(what), " for ", options_.topic));
 }
 
 void EventProducer::Poll(std::chrono::milliseconds wait) {
@@ -97,7 +98,7 @@ void EventProducer::OnDelivery(rd_kafka_t* /*handle*/, const rd_kafka_message_t*
         absl::StrCat("not acknowledged by Kafka at ", self->options_.kafka.brokers, " within ",
                      self->options_.delivery_timeout.count(), " ms (is the broker reachable?)"));
   } else if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    delivery.status = KafkaStatus(message->err, "delivery failed");
+    delivery.status = kafka::KafkaStatus(message->err, "delivery failed");
   }
   // An exception must not unwind through librdkafka's C frames.
   try {

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "rapport/api/auth.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 
@@ -44,7 +44,7 @@ ApiInstance::~ApiInstance() {
 }
 
 bool ApiInstance::Prepare() {
-  auto ensured = producers::EnsureTopics(
+  auto ensured = kafka::EnsureTopics(
       broker_, {{prefix_ + ".events", 4, -1, {}}, {prefix_ + ".dlq", 1, -1, {}}, {prefix_ + ".alerts", 1, -1, {}}});
   EXPECT_TRUE(ensured.ok()) << ensured.status();
   if (!ensured.ok()) return false;

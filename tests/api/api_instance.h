@@ -7,7 +7,7 @@
 #include <string>
 
 #include "nlohmann/json.hpp"
-#include "rapport/producers/kafka_client.h"
+#include "rapport/kafka/client.h"
 #include "rapport/testing/command.h"
 
 namespace rapport::testing {
@@ -47,7 +47,7 @@ class ApiInstance {
                        const std::string& content_type = "application/json") const;
 
  private:
-  producers::KafkaSettings broker_;
+  kafka::KafkaSettings broker_;
   std::string prefix_;
   std::string dir_;
   std::string config_;

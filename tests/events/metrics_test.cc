@@ -1,4 +1,4 @@
-#include "rapport/events/metrics.h"
+#include "rapport/base/metrics.h"
 
 #include <gtest/gtest.h>
 

@@ -9,7 +9,7 @@
 #include <regex>
 #include <thread>
 
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -25,8 +25,8 @@ class OwnBroker {
     return testing::RunProgram({testing::SourceDir() + "/ops/kafka", action}, "",
                                {{"KAFKA_PORT", "19092"}, {"RAPPORT_KAFKA_DIR", dir_}, {"KAFKA_HEAP", "512m"}});
   }
-  producers::KafkaSettings settings() const {
-    producers::KafkaSettings s;
+  kafka::KafkaSettings settings() const {
+    kafka::KafkaSettings s;
     s.brokers = "127.0.0.1:19092";
     s.timeout = std::chrono::milliseconds(20000);
     return s;

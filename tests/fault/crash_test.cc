@@ -11,7 +11,7 @@
 #include <set>
 #include <thread>
 
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -20,14 +20,14 @@ namespace rapport {
 namespace {
 
 TEST(CrashSafety, KilledTwentyTimesItLosesAndDoublesNothing) {
-  producers::KafkaSettings broker = testing::TestBroker();
+  kafka::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string prefix = testing::UniqueTopicName("fault.crash");
-  ASSERT_OK(producers::EnsureTopics(broker, {{prefix + ".events", 6, -1, {}},
-                                             {prefix + ".calm.dlq", 1, -1, {}},
-                                             {prefix + ".crashy.dlq", 1, -1, {}},
-                                             {prefix + ".calm.alerts", 3, -1, {}},
-                                             {prefix + ".crashy.alerts", 3, -1, {}}}));
+  ASSERT_OK(kafka::EnsureTopics(broker, {{prefix + ".events", 6, -1, {}},
+                                         {prefix + ".calm.dlq", 1, -1, {}},
+                                         {prefix + ".crashy.dlq", 1, -1, {}},
+                                         {prefix + ".calm.alerts", 3, -1, {}},
+                                         {prefix + ".crashy.alerts", 3, -1, {}}}));
   auto config = [&](const std::string& name) {
     std::string dir = ::testing::TempDir() + prefix + "." + name;
     std::filesystem::remove_all(dir);

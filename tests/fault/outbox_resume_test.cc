@@ -7,7 +7,7 @@
 #include <set>
 
 #include "rapport/events/codec.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -16,10 +16,10 @@ namespace rapport {
 namespace {
 
 TEST(OutboxResume, ANewStoreNeverTakesAnOlderStoresRecordsForItsOwn) {
-  producers::KafkaSettings broker = testing::TestBroker();
+  kafka::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string prefix = testing::UniqueTopicName("fault.outbox");
-  ASSERT_OK(producers::EnsureTopics(
+  ASSERT_OK(kafka::EnsureTopics(
       broker, {{prefix + ".events", 2, -1, {}}, {prefix + ".dlq", 1, -1, {}}, {prefix + ".alerts", 1, -1, {}}}));
   for (int i = 0; i < 5; ++i) ASSERT_OK(testing::ProduceRaw(broker, prefix + ".events", "c-1", "not an envelope"));
 

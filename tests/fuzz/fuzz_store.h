@@ -13,10 +13,10 @@
 
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/admission.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/registry.h"
 #include "rapport/projections/store.h"
-#include "runner_impl.h"
+#include "runner_keys.h"
 
 namespace rapport::fuzz {
 
@@ -53,7 +53,7 @@ struct FuzzStore {
 
   // Folds `event` into every projection as the runner would, in one write.
   void Apply(const v1::Envelope& event) {
-    const int32_t partition = producers::PartitionForKey(event.customer_id(), kPartitions);
+    const int32_t partition = kafka::PartitionForKey(event.customer_id(), kPartitions);
     rocksdb::WriteBatch batch;
     std::vector<projections::OutboxRecord> produced;
     for (auto* projection : registry.all()) {

@@ -18,8 +18,8 @@
 #include <thread>
 
 #include "rapport/consumers/projection_runner.h"
-#include "rapport/producers/partitioner.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/partitioner.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/registry.h"
 #include "rapport/testing/command.h"
@@ -44,7 +44,7 @@ class ChurnModel : public ::testing::Test {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     prefix_ = testing::UniqueTopicName("it.churn");
     dir_ = ::testing::TempDir() + prefix_;
-    ASSERT_OK(producers::EnsureTopics(
+    ASSERT_OK(kafka::EnsureTopics(
                   broker_,
                   {{prefix_ + ".events", 4, -1, {}}, {prefix_ + ".dlq", 1, -1, {}}, {prefix_ + ".alerts", 1, -1, {}}})
                   .status());
@@ -70,7 +70,7 @@ class ChurnModel : public ::testing::Test {
     return files_.back();
   }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_, dir_, config_;
   std::vector<std::string> files_;
 };
@@ -144,7 +144,7 @@ TEST_F(ChurnModel, FitAgreesWithLifetimesAndPAliveIsCalibratedOnTheSimulatorsTru
   std::map<std::string, double> p_alive;
   int compared = 0;
   for (const auto& [id, customer] : theirs["customers"].items()) {
-    auto assessed = view.Assess(id, producers::PartitionForKey(id, 4), end);
+    auto assessed = view.Assess(id, kafka::PartitionForKey(id, 4), end);
     ASSERT_OK(assessed);
     ASSERT_TRUE(assessed->model.has_value()) << id;
     ExpectRelative(assessed->model->p_alive, customer["p_alive"].get<double>(), 1e-3, id + " P(alive)");

@@ -6,7 +6,7 @@
 
 #include <cstdlib>
 
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -23,7 +23,7 @@ std::string KafkaLibs() {
 }
 
 TEST(CrossClient, JavaProducerAndRapportPutTheSameCustomerOnTheSamePartition) {
-  producers::KafkaSettings broker = testing::TestBroker();
+  kafka::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string topic = testing::UniqueTopicName("it.crossclient");
   constexpr int kPartitions = 12;
@@ -48,7 +48,7 @@ TEST(CrossClient, JavaProducerAndRapportPutTheSameCustomerOnTheSamePartition) {
   ASSERT_EQ(records->size(), keys.size());
   std::set<int32_t> partitions_used;
   for (const auto& r : *records) {
-    EXPECT_EQ(r.partition, producers::PartitionForKey(r.key, kPartitions)) << "key " << r.key;
+    EXPECT_EQ(r.partition, kafka::PartitionForKey(r.key, kPartitions)) << "key " << r.key;
     partitions_used.insert(r.partition);
   }
   EXPECT_EQ(partitions_used.size(), static_cast<size_t>(kPartitions)) << "200 keys should spread over all partitions";

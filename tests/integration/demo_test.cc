@@ -18,7 +18,7 @@ namespace rapport {
 namespace {
 
 TEST(Demo, RunsEveryStepOfTheTourAndStopsWhatItStarted) {
-  producers::KafkaSettings broker = testing::TestBroker();
+  kafka::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string prefix = testing::UniqueTopicName("it.demo");
   const std::string dir = ::testing::TempDir() + prefix;

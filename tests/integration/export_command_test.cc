@@ -10,7 +10,7 @@
 #include <set>
 
 #include "nlohmann/json.hpp"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -25,7 +25,7 @@ class ExportCommand : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     prefix_ = testing::UniqueTopicName("it.export");
-    ASSERT_OK(producers::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {}}}));
+    ASSERT_OK(kafka::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {}}}));
     config_ = testing::WriteTestConfig(broker_, prefix_, "[topics]\nevents = \"" + prefix_ + ".events\"\n");
     auto published =
         testing::RunRapport({"--config", config_, "publish", testing::SourceDir() + "/examples/events.jsonl"});
@@ -73,7 +73,7 @@ class ExportCommand : public ::testing::Test {
     return m.empty() ? std::pair{-1, -1} : std::pair{std::stoi(m[1]), std::stoi(m[2])};
   }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_, config_;
   std::vector<json> examples_;
 };

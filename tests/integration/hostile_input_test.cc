@@ -13,15 +13,15 @@
 #include "absl/strings/str_format.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/codec.h"
-#include "rapport/producers/partitioner.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/partitioner.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/projections/registry.h"
 #include "rapport/projections/store.h"
 #include "rapport/state/v1/runner.pb.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
-#include "runner_impl.h"
+#include "runner_keys.h"
 
 namespace rapport {
 namespace {
@@ -40,9 +40,9 @@ class HostileInput : public ::testing::Test {
   }
   // Topics of their own; `dlq_configs` for the dead-letter topic.
   std::string Config(const std::map<std::string, std::string>& dlq_configs = {}) {
-    EXPECT_OK(producers::EnsureTopics(broker_, {{events_, kPartitions, -1, {}},
-                                                {prefix_ + ".dlq", 1, -1, dlq_configs},
-                                                {prefix_ + ".alerts", 1, -1, {}}})
+    EXPECT_OK(kafka::EnsureTopics(broker_, {{events_, kPartitions, -1, {}},
+                                            {prefix_ + ".dlq", 1, -1, dlq_configs},
+                                            {prefix_ + ".alerts", 1, -1, {}}})
                   .status());
     const std::string dir = DataDir();
     dirs_.push_back(dir);
@@ -86,7 +86,7 @@ class HostileInput : public ::testing::Test {
 
   std::string DataDir() const { return ::testing::TempDir() + prefix_; }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_;
   std::string events_;
   std::vector<std::string> dirs_;
@@ -172,7 +172,7 @@ TEST_F(HostileInput, AHeaderNameThatIsNotUtf8SurvivesTheOutboxAcrossACrash) {
 // customer's state is what the valid events make.
 TEST_F(HostileInput, ARecordOnTheWrongPartitionOrStampedLongBeforeItOccurredIsDeadLettered) {
   const std::string config = Config();
-  const int32_t home = producers::PartitionForKey("c-5", kPartitions);
+  const int32_t home = kafka::PartitionForKey("c-5", kPartitions);
   ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-5", events::EncodeEvent(Event("c-5", 5, "2026-04-21T10:00:00Z")),
                                 {}, 1776765600000, (home + 1) % kPartitions));
   ASSERT_OK(testing::ProduceRaw(broker_, events_, "c-5", events::EncodeEvent(Event("c-5", 6, "2099-01-01T00:00:00Z")),
@@ -299,7 +299,7 @@ TEST_F(HostileInput, AStoreWhoseOutboxHoldsARecordKafkaCannotTakeStartsAndParksI
 // past the stored offset. Now the run stops and says what happened.
 TEST_F(HostileInput, ALogShorterThanWhatTheStoreAppliedStopsTheRunWithWhatToDo) {
   const std::string config = Config();
-  const int32_t partition = producers::PartitionForKey("c-4", kPartitions);
+  const int32_t partition = kafka::PartitionForKey("c-4", kPartitions);
   for (int n = 1; n <= 3; ++n) {
     ASSERT_OK(testing::ProduceRaw(
         broker_, events_, "c-4", events::EncodeEvent(Event("c-4", 40 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));
@@ -337,7 +337,7 @@ TEST_F(HostileInput, ATopicRecreatedUnderARunningRunnerStopsIt) {
   }
   const std::string log_path = DataDir() + ".log";
   const int pid = testing::StartRapport({"--config", config, "run"}, log_path);
-  const int32_t partition = producers::PartitionForKey("c-6", kPartitions);
+  const int32_t partition = kafka::PartitionForKey("c-6", kPartitions);
   for (int waited = 0; waited < 300; ++waited) {  // until the advisory commit shows all three applied
     auto committed = testing::CommittedOffsets(broker_, prefix_, events_);
     if (committed.ok() && (*committed)[partition] == 3) break;
@@ -368,7 +368,7 @@ TEST_F(HostileInput, ATopicRecreatedUnderARunningRunnerStopsIt) {
 // run goes on from the log's start, and says how many it lost.
 TEST_F(HostileInput, RecordsDeletedByRetentionBeforeTheyWereAppliedAreCountedAndTheRunGoesOn) {
   const std::string config = Config();
-  const int32_t partition = producers::PartitionForKey("c-5", kPartitions);
+  const int32_t partition = kafka::PartitionForKey("c-5", kPartitions);
   auto send = [&](int n) {
     ASSERT_OK(testing::ProduceRaw(
         broker_, events_, "c-5", events::EncodeEvent(Event("c-5", 50 + n, "2026-04-21T10:00:00Z")), {}, 1776765600000));

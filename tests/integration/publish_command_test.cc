@@ -25,7 +25,7 @@ class PublishCommand : public ::testing::Test {
     return testing::RunRapport(all, input);
   }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string topic_;
   std::string config_path_;
 };

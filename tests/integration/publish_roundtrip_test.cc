@@ -7,8 +7,8 @@
 
 #include "rapport/events/cloudevents.h"
 #include "rapport/events/codec.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/producers/event_producer.h"
-#include "rapport/producers/partitioner.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
 
@@ -18,7 +18,7 @@ namespace {
 class PublishRoundTrip : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_OK(testing::CheckBrokerAnswers(broker_)); }
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
 };
 
 v1::Envelope PurchaseEvent(int n) {
@@ -68,7 +68,7 @@ TEST_F(PublishRoundTrip, ConsumerReadsBackExactlyWhatWasPublished) {
     const v1::Envelope& e = it->second;
     EXPECT_EQ(r.value, events::EncodeEvent(e));
     EXPECT_EQ(r.key, e.customer_id());
-    EXPECT_EQ(r.partition, producers::PartitionForKey(e.customer_id(), 12));
+    EXPECT_EQ(r.partition, kafka::PartitionForKey(e.customer_id(), 12));
     EXPECT_EQ(r.headers, events::CloudEventHeaders(e));
     EXPECT_EQ(r.timestamp_ms, e.occurred_at().seconds() * 1000 + 123);
   }

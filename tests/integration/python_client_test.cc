@@ -10,7 +10,7 @@
 #include "rapport/events/cloudevents.h"
 #include "rapport/events/codec.h"
 #include "rapport/events/validation.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -21,7 +21,7 @@ namespace {
 std::string VenvPython() { return testing::VenvBin("python"); }
 
 TEST(PythonClient, RecordsFromAnotherLanguageAreFirstClassEvents) {
-  producers::KafkaSettings broker = testing::TestBroker();
+  kafka::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string topic = testing::UniqueTopicName("it.python");
   constexpr int kPartitions = 12;
@@ -44,7 +44,7 @@ TEST(PythonClient, RecordsFromAnotherLanguageAreFirstClassEvents) {
     events::Violations violations = events::Validate(event, {.reference_time = recorded});
     EXPECT_TRUE(violations.empty()) << r.key << ": " << violations.front().ToString();
     EXPECT_EQ(r.key, event.customer_id());
-    EXPECT_EQ(r.partition, producers::PartitionForKey(r.key, kPartitions)) << r.key;
+    EXPECT_EQ(r.partition, kafka::PartitionForKey(r.key, kPartitions)) << r.key;
     EXPECT_EQ(r.headers, events::CloudEventHeaders(event)) << r.key;
     EXPECT_EQ(r.timestamp_ms, event.occurred_at().seconds() * 1000 + event.occurred_at().nanos() / 1000000);
   }

@@ -15,7 +15,7 @@
 
 #include "nlohmann/json.hpp"
 #include "rapport/events/time_text.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -34,7 +34,7 @@ class Replay : public ::testing::Test {
   }
   // A config reading `events`, with its own store directory `name`.
   std::string Config(const std::string& events, const std::string& name, const std::string& extra = "") {
-    EXPECT_OK(producers::EnsureTopics(
+    EXPECT_OK(kafka::EnsureTopics(
                   broker_, {{events, 4, -1, {}}, {prefix_ + ".dlq", 1, -1, {}}, {prefix_ + ".alerts", 1, -1, {}}})
                   .status());
     std::string dir = Dir(name);
@@ -70,7 +70,7 @@ class Replay : public ::testing::Test {
     return total;
   }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_;
   std::vector<std::string> dirs_;
 };

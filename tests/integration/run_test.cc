@@ -9,7 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/codec.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -22,7 +22,7 @@ class RunCommand : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     prefix_ = testing::UniqueTopicName("it.run");
-    ASSERT_OK(producers::EnsureTopics(
+    ASSERT_OK(kafka::EnsureTopics(
         broker_, {{prefix_ + ".events", 6, -1, {}}, {prefix_ + ".dlq", 1, -1, {}}, {prefix_ + ".alerts", 1, -1, {}}}));
   }
   void TearDown() override {
@@ -57,7 +57,7 @@ class RunCommand : public ::testing::Test {
     return result.out;
   }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_;
   std::vector<std::string> dirs_;
 };

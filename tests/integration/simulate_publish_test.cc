@@ -7,7 +7,7 @@
 
 #include "rapport/events/codec.h"
 #include "rapport/events/validation.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/testing/command.h"
 #include "rapport/testing/kafka.h"
 #include "rapport/testing/status.h"
@@ -16,7 +16,7 @@ namespace rapport {
 namespace {
 
 TEST(SimulatePublish, TheTopicHoldsTheSameStreamAsTheFile) {
-  producers::KafkaSettings broker = testing::TestBroker();
+  kafka::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string topic = testing::UniqueTopicName("it.simulate");
   ASSERT_OK(testing::CreateTopic(broker, topic, 6));
@@ -65,7 +65,7 @@ TEST(SimulatePublish, TheTopicHoldsTheSameStreamAsTheFile) {
       ++invalid_records;
       continue;
     }
-    EXPECT_EQ(r.partition, producers::PartitionForKey(r.key, 6));
+    EXPECT_EQ(r.partition, kafka::PartitionForKey(r.key, 6));
     actual[r.key].push_back(events::EventToJson(e));
   }
   EXPECT_EQ(invalid_records, invalid_lines);
@@ -73,7 +73,7 @@ TEST(SimulatePublish, TheTopicHoldsTheSameStreamAsTheFile) {
 }
 
 TEST(SimulatePublish, RatePacesPublishing) {
-  producers::KafkaSettings broker = testing::TestBroker();
+  kafka::KafkaSettings broker = testing::TestBroker();
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string topic = testing::UniqueTopicName("it.simulate.rate");
   ASSERT_OK(testing::CreateTopic(broker, topic, 2));

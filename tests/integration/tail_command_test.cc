@@ -25,7 +25,7 @@ class TailCommand : public ::testing::Test {
     return testing::RunRapport(args);
   }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string topic_;
   std::string config_path_;
 };

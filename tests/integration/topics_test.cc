@@ -1,5 +1,5 @@
 // `rapport topics ensure` against the real broker.
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 
 #include <gtest/gtest.h>
 
@@ -23,7 +23,7 @@ class TopicsEnsure : public ::testing::Test {
   }
   testing::CommandResult Ensure() { return testing::RunRapport({"--config", config_path_, "topics", "ensure"}); }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_;
   std::string config_path_;
 };
@@ -42,7 +42,7 @@ TEST_F(TopicsEnsure, CreatesThenFindsThemAsConfigured) {
 
 TEST_F(TopicsEnsure, ReportsEveryDifferenceOnAnExistingTopicAndChangesNothing) {
   // Someone created the events topic by hand, with 4 partitions and 7 days' retention.
-  ASSERT_OK(producers::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {{"retention.ms", "604800000"}}}}));
+  ASSERT_OK(kafka::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {{"retention.ms", "604800000"}}}}));
   auto result = Ensure();
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.err, prefix_ +

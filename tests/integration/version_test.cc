@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "rapport/consumers/projection_runner.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/registry.h"
 #include "rapport/projections/reviews.h"
@@ -54,11 +54,11 @@ class Versions : public ::testing::Test {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     spdlog::set_level(spdlog::level::warn);
     prefix_ = testing::UniqueTopicName("it.versions");
-    ASSERT_OK(producers::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {}},
-                                                {prefix_ + ".dlq", 1, -1, {}},
-                                                {prefix_ + ".alerts", 1, -1, {}},
-                                                {prefix_ + ".reference.dlq", 1, -1, {}},
-                                                {prefix_ + ".reference.alerts", 1, -1, {}}}));
+    ASSERT_OK(kafka::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {}},
+                                            {prefix_ + ".dlq", 1, -1, {}},
+                                            {prefix_ + ".alerts", 1, -1, {}},
+                                            {prefix_ + ".reference.dlq", 1, -1, {}},
+                                            {prefix_ + ".reference.alerts", 1, -1, {}}}));
     config_ = testing::WriteTestConfig(broker_, prefix_,
                                        "[topics]\nevents = \"" + prefix_ + ".events\"\nevents_partitions = 4\n");
     projections::RegisterProjections(registry_);
@@ -160,7 +160,7 @@ class Versions : public ::testing::Test {
     return records.ok() ? static_cast<int64_t>(records->size()) : -1;
   }
 
-  producers::KafkaSettings broker_ = testing::TestBroker();
+  kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_, config_;
   Metrics* metrics_ = nullptr;  // the running fold's
   double rebuild_lag_at_exit_ = -1;

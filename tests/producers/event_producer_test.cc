@@ -4,12 +4,12 @@
 #include "rapport/producers/event_producer.h"
 
 #include <gtest/gtest.h>
-#include <librdkafka/rdkafka_mock.h>
 
 #include <map>
 
 #include "rapport/events/codec.h"
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
+#include "rapport/testing/mock_cluster.h"
 #include "rapport/testing/status.h"
 
 namespace rapport::producers {
@@ -18,31 +18,9 @@ namespace {
 constexpr char kTopic[] = "cx.events";
 constexpr int kPartitions = 6;
 
-class MockCluster {
- public:
-  MockCluster() {
-    char error[256];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "0", error, sizeof(error));
-    owner_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof(error));
-    cluster_ = rd_kafka_mock_cluster_new(owner_, 1);
-    rd_kafka_mock_topic_create(cluster_, kTopic, kPartitions, 1);
-  }
-  ~MockCluster() {
-    rd_kafka_mock_cluster_destroy(cluster_);
-    rd_kafka_destroy(owner_);
-  }
-  std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
-  void BrokerDown() { rd_kafka_mock_broker_set_down(cluster_, 1); }
-  // The next `count` requests of Kafka API `api_key` fail with `error`.
-  void FailNextRequests(int16_t api_key, size_t count, rd_kafka_resp_err_t error) {
-    std::vector<rd_kafka_resp_err_t> errors(count, error);
-    rd_kafka_mock_push_request_errors_array(cluster_, api_key, errors.size(), errors.data());
-  }
-
- private:
-  rd_kafka_t* owner_ = nullptr;
-  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+// The mock cluster with the events topic.
+struct EventsCluster : testing::MockCluster {
+  EventsCluster() { CreateTopic(kTopic, kPartitions); }
 };
 
 v1::Envelope Event(const std::string& customer, int n) {
@@ -66,7 +44,7 @@ ProducerOptions Options(const std::string& brokers) {
 }
 
 TEST(EventProducer, ReportsEachDeliveryOnceOnTheCustomersPartition) {
-  MockCluster cluster;
+  EventsCluster cluster;
   std::map<uint64_t, Delivery> deliveries;
   int reports = 0;
   auto producer = EventProducer::Connect(Options(cluster.bootstrap()), [&](const Delivery& d) {
@@ -87,7 +65,7 @@ TEST(EventProducer, ReportsEachDeliveryOnceOnTheCustomersPartition) {
   for (const auto& [ticket, d] : deliveries) {
     EXPECT_OK(d.status);
     const std::string& customer = customers[ticket % customers.size()];
-    EXPECT_EQ(d.partition, PartitionForKey(customer, kPartitions)) << customer;
+    EXPECT_EQ(d.partition, kafka::PartitionForKey(customer, kPartitions)) << customer;
     // Within a partition, events keep the order they were sent in.
     if (last_offset.contains(d.partition)) {
       EXPECT_GT(d.offset, last_offset[d.partition]);
@@ -110,7 +88,7 @@ TEST(EventProducer, UnreachableBrokerFailsWithinTheTimeoutAndSaysSo) {
 }
 
 TEST(EventProducer, EventsNotAcknowledgedInTimeAreReportedUndelivered) {
-  MockCluster cluster;
+  EventsCluster cluster;
   ProducerOptions options = Options(cluster.bootstrap());
   options.delivery_timeout = std::chrono::milliseconds(1500);
   std::vector<Delivery> deliveries;
@@ -128,7 +106,7 @@ TEST(EventProducer, EventsNotAcknowledgedInTimeAreReportedUndelivered) {
 }
 
 TEST(EventProducer, ConfigCannotWeakenDeliveryGuarantees) {
-  MockCluster cluster;
+  EventsCluster cluster;
   ProducerOptions options = Options(cluster.bootstrap());
   options.kafka.properties["acks"] = "1";
   auto producer = EventProducer::Connect(options, [](const Delivery&) {});
@@ -146,36 +124,6 @@ TEST(EventProducer, UnknownKafkaPropertyIsNamed) {
   ASSERT_FALSE(producer.ok());
   EXPECT_EQ(std::string(producer.status().message()).rfind("kafka property \"sasl.mechanismz\" = \"PLAIN\": ", 0), 0u)
       << producer.status().message();
-}
-
-}  // namespace
-}  // namespace rapport::producers
-
-namespace rapport::producers {
-namespace {
-
-constexpr int16_t kListOffsetsApi = 2;
-
-// A just-created partition answers "not leader" for a moment (seen with a real
-// broker right after `rapport topics ensure`): reading its bounds waits it out.
-TEST(QueryLogBounds, RetriesNotLeaderUntilThePartitionAnswers) {
-  MockCluster cluster;
-  KafkaSettings settings = Options(cluster.bootstrap()).kafka;
-  auto conf = BuildKafkaConf(settings, {{"group.id", "bounds-test", "a consumer needs one"}});
-  ASSERT_OK(conf);
-  auto consumer = NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-  ASSERT_OK(consumer);
-  cluster.FailNextRequests(kListOffsetsApi, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
-  auto bounds = QueryLogBounds(consumer->get(), settings, kTopic, 2);
-  ASSERT_OK(bounds);
-  EXPECT_EQ(bounds->low, 0);
-  EXPECT_EQ(bounds->high, 0);
-
-  // Not transient: reported at once, naming the partition.
-  cluster.FailNextRequests(kListOffsetsApi, 2, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-  auto denied = QueryLogBounds(consumer->get(), settings, kTopic, 2);
-  ASSERT_FALSE(denied.ok());
-  EXPECT_NE(denied.status().message().find("cx.events partition 2"), std::string_view::npos) << denied.status();
 }
 
 }  // namespace

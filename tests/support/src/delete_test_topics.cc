@@ -10,21 +10,21 @@
 #include <string>
 #include <vector>
 
-#include "rapport/producers/kafka_client.h"
+#include "rapport/kafka/client.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr, "usage: %s BROKERS PREFIX...\n", argv[0]);
     return 2;
   }
-  rapport::producers::KafkaSettings settings;
+  rapport::kafka::KafkaSettings settings;
   settings.brokers = argv[1];
-  auto conf = rapport::producers::BuildKafkaConf(settings, {});
+  auto conf = rapport::kafka::BuildKafkaConf(settings, {});
   if (!conf.ok()) {
     std::fprintf(stderr, "delete-test-topics: %s\n", std::string(conf.status().message()).c_str());
     return 2;
   }
-  auto client = rapport::producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf).value());
+  auto client = rapport::kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf).value());
   if (!client.ok()) {
     std::fprintf(stderr, "delete-test-topics: %s\n", std::string(client.status().message()).c_str());
     return 2;

@@ -12,12 +12,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 
 namespace rapport::testing {
 
-producers::KafkaSettings TestBroker() {
-  producers::KafkaSettings settings;
+kafka::KafkaSettings TestBroker() {
+  kafka::KafkaSettings settings;
   if (const char* brokers = std::getenv("RAPPORT_TEST_BROKERS"); brokers != nullptr && *brokers != '\0') {
     settings.brokers = brokers;
   }
@@ -25,12 +25,12 @@ producers::KafkaSettings TestBroker() {
   return settings;
 }
 
-Status CheckBrokerAnswers(const producers::KafkaSettings& broker) {
-  producers::KafkaSettings quick = broker;
+Status CheckBrokerAnswers(const kafka::KafkaSettings& broker) {
+  kafka::KafkaSettings quick = broker;
   quick.timeout = std::chrono::milliseconds(5000);
-  auto conf = producers::BuildKafkaConf(quick, {});
+  auto conf = kafka::BuildKafkaConf(quick, {});
   if (!conf.ok()) return conf.status();
-  auto handle = producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf).value());
+  auto handle = kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf).value());
   if (!handle.ok()) return handle.status();
   const rd_kafka_metadata_t* metadata = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_metadata(handle->get(), 0, nullptr, &metadata, 5000);
@@ -49,23 +49,23 @@ std::string UniqueTopicName(const std::string& prefix) {
   return absl::StrCat(prefix, ".", getpid(), ".", counter++, ".", random % 100000);
 }
 
-std::string WriteTestConfig(const producers::KafkaSettings& broker, const std::string& name,
+std::string WriteTestConfig(const kafka::KafkaSettings& broker, const std::string& name,
                             const std::string& extra_toml) {
   std::string path = ::testing::TempDir() + name + ".toml";
   std::ofstream(path) << "[kafka]\nbrokers = \"" << broker.brokers << "\"\n" << extra_toml;
   return path;
 }
 
-Status CreateTopic(const producers::KafkaSettings& broker, const std::string& topic, int32_t partitions) {
-  auto reports = producers::EnsureTopics(broker, {{topic, partitions, -1, {{"retention.ms", "-1"}}}});
+Status CreateTopic(const kafka::KafkaSettings& broker, const std::string& topic, int32_t partitions) {
+  auto reports = kafka::EnsureTopics(broker, {{topic, partitions, -1, {{"retention.ms", "-1"}}}});
   return reports.status();
 }
 
 namespace {
 
-Result<producers::KafkaHandle> AdminClient(const producers::KafkaSettings& broker) {
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
-  return producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf));
+Result<kafka::KafkaHandle> AdminClient(const kafka::KafkaSettings& broker) {
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(broker, {}));
+  return kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf));
 }
 
 // Runs one admin request: `send` issues it on `queue`, and `check` reads the
@@ -99,10 +99,10 @@ Status TopicResultStatus(const rd_kafka_topic_result_t** results, size_t count, 
 
 // Admin changes reach the metadata clients see a little later: waits (at
 // most 30 s) until `seen` says the topic's partition count shows the change.
-Status WaitForMetadata(rd_kafka_t* client, const producers::KafkaSettings& broker, const std::string& topic,
+Status WaitForMetadata(rd_kafka_t* client, const kafka::KafkaSettings& broker, const std::string& topic,
                        const std::function<bool(const Result<int32_t>&)>& seen, const std::string& what) {
   for (int attempt = 0; attempt < 300; ++attempt) {
-    if (seen(producers::TopicPartitionCount(client, broker, topic))) return absl::OkStatus();
+    if (seen(kafka::TopicPartitionCount(client, broker, topic))) return absl::OkStatus();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return absl::DeadlineExceededError(absl::StrCat(what, ": not visible 30 s later"));
@@ -110,8 +110,8 @@ Status WaitForMetadata(rd_kafka_t* client, const producers::KafkaSettings& broke
 
 }  // namespace
 
-Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& topic) {
-  ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
+Status DeleteTopic(const kafka::KafkaSettings& broker, const std::string& topic) {
+  ASSIGN_OR_RETURN(kafka::KafkaHandle client, AdminClient(broker));
   const std::string what = "deleting " + topic;
   RETURN_IF_ERROR(AdminRequest(
       client.get(), what,
@@ -130,8 +130,8 @@ Status DeleteTopic(const producers::KafkaSettings& broker, const std::string& to
       [](const Result<int32_t>& count) { return count.status().code() == absl::StatusCode::kNotFound; }, what);
 }
 
-Status AddPartitions(const producers::KafkaSettings& broker, const std::string& topic, int32_t total) {
-  ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
+Status AddPartitions(const kafka::KafkaSettings& broker, const std::string& topic, int32_t total) {
+  ASSIGN_OR_RETURN(kafka::KafkaHandle client, AdminClient(broker));
   const std::string what = absl::StrCat("raising ", topic, " to ", total, " partitions");
   char error[256] = "";
   rd_kafka_NewPartitions_t* more =
@@ -152,9 +152,9 @@ Status AddPartitions(const producers::KafkaSettings& broker, const std::string& 
       what);
 }
 
-Status DeleteRecordsBefore(const producers::KafkaSettings& broker, const std::string& topic, int32_t partition,
+Status DeleteRecordsBefore(const kafka::KafkaSettings& broker, const std::string& topic, int32_t partition,
                            int64_t offset) {
-  ASSIGN_OR_RETURN(producers::KafkaHandle client, AdminClient(broker));
+  ASSIGN_OR_RETURN(kafka::KafkaHandle client, AdminClient(broker));
   return AdminRequest(
       client.get(), absl::StrCat("deleting records of ", topic, "[", partition, "]"),
       [&](rd_kafka_t* rk, rd_kafka_queue_t* queue) {
@@ -169,27 +169,27 @@ Status DeleteRecordsBefore(const producers::KafkaSettings& broker, const std::st
         const rd_kafka_topic_partition_list_t* results =
             rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(event));
         for (int i = 0; results && i < results->cnt; ++i) {
-          if (results->elems[i].err) return producers::KafkaStatus(results->elems[i].err, "deleting records");
+          if (results->elems[i].err) return kafka::KafkaStatus(results->elems[i].err, "deleting records");
         }
         return absl::OkStatus();
       });
 }
 
-Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& topic, const std::string& key,
+Status ProduceRaw(const kafka::KafkaSettings& broker, const std::string& topic, const std::string& key,
                   const std::string& value, const std::vector<events::Header>& headers, int64_t timestamp_ms,
                   int32_t partition) {
   // Kafka's default partitioner (Java's, and librdkafka's murmur2_random),
   // and a request size that lets a test send records near the broker's
   // 1 MiB limit.
-  ASSIGN_OR_RETURN(producers::KafkaConf conf,
-                   producers::BuildKafkaConf(broker, {{"partitioner", "murmur2_random", "as Kafka's Java client"},
-                                                      {"message.max.bytes", "1040000", "records near 1 MiB"}}));
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf,
+                   kafka::BuildKafkaConf(broker, {{"partitioner", "murmur2_random", "as Kafka's Java client"},
+                                                  {"message.max.bytes", "1040000", "records near 1 MiB"}}));
   rd_kafka_resp_err_t delivery = RD_KAFKA_RESP_ERR_NO_ERROR;  // the report's, read after the flush
   rd_kafka_conf_set_opaque(conf.get(), &delivery);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     if (m->err) *static_cast<rd_kafka_resp_err_t*>(opaque) = m->err;
   });
-  ASSIGN_OR_RETURN(producers::KafkaHandle producer, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  ASSIGN_OR_RETURN(kafka::KafkaHandle producer, kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
   rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
   for (const auto& h : headers) rd_kafka_header_add(hdrs, h.name.data(), -1, h.value.data(), h.value.size());
 #pragma GCC diagnostic push
@@ -202,23 +202,23 @@ Status ProduceRaw(const producers::KafkaSettings& broker, const std::string& top
 #pragma GCC diagnostic pop
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     rd_kafka_headers_destroy(hdrs);
-    return producers::KafkaStatus(err, "producing a raw record");
+    return kafka::KafkaStatus(err, "producing a raw record");
   }
   if (rd_kafka_flush(producer.get(), 15000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return absl::DeadlineExceededError("raw record not acknowledged within 15 s");
   }
-  if (delivery != RD_KAFKA_RESP_ERR_NO_ERROR) return producers::KafkaStatus(delivery, "delivering a raw record");
+  if (delivery != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka::KafkaStatus(delivery, "delivering a raw record");
   return absl::OkStatus();
 }
 
-Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& broker, const std::string& topic,
+Result<std::vector<ConsumedRecord>> ReadTopic(const kafka::KafkaSettings& broker, const std::string& topic,
                                               size_t count, std::chrono::milliseconds timeout) {
-  producers::KafkaSettings settings = broker;
+  kafka::KafkaSettings settings = broker;
   settings.properties["enable.auto.commit"] = "false";
   settings.properties["group.id"] = UniqueTopicName("test-reader");  // required by librdkafka, never joined
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(settings, {}));
-  ASSIGN_OR_RETURN(producers::KafkaHandle consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
-  ASSIGN_OR_RETURN(int32_t partitions, producers::TopicPartitionCount(consumer.get(), settings, topic));
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(settings, {}));
+  ASSIGN_OR_RETURN(kafka::KafkaHandle consumer, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(int32_t partitions, kafka::TopicPartitionCount(consumer.get(), settings, topic));
 
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partitions);
   for (int32_t p = 0; p < partitions; ++p) {
@@ -226,7 +226,7 @@ Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& br
   }
   rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
-  if (err) return producers::KafkaStatus(err, "assigning partitions");
+  if (err) return kafka::KafkaStatus(err, "assigning partitions");
 
   std::vector<ConsumedRecord> records;
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -265,16 +265,16 @@ Result<std::vector<ConsumedRecord>> ReadTopic(const producers::KafkaSettings& br
 
 namespace rapport::testing {
 
-Result<std::vector<ConsumedRecord>> ReadTopicToEnd(const producers::KafkaSettings& broker, const std::string& topic,
+Result<std::vector<ConsumedRecord>> ReadTopicToEnd(const kafka::KafkaSettings& broker, const std::string& topic,
                                                    std::chrono::milliseconds timeout) {
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
-  ASSIGN_OR_RETURN(producers::KafkaHandle client, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
-  ASSIGN_OR_RETURN(int32_t partitions, producers::TopicPartitionCount(client.get(), broker, topic));
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(broker, {}));
+  ASSIGN_OR_RETURN(kafka::KafkaHandle client, kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  ASSIGN_OR_RETURN(int32_t partitions, kafka::TopicPartitionCount(client.get(), broker, topic));
   size_t total = 0;
   for (int32_t p = 0; p < partitions; ++p) {
     int64_t low = 0, high = 0;
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(client.get(), topic.c_str(), p, &low, &high, 10000);
-    if (err) return producers::KafkaStatus(err, "reading watermarks");
+    if (err) return kafka::KafkaStatus(err, "reading watermarks");
     total += static_cast<size_t>(high - low);
   }
   ASSIGN_OR_RETURN(auto records, ReadTopic(broker, topic, total, timeout));
@@ -289,27 +289,27 @@ Result<std::vector<ConsumedRecord>> ReadTopicToEnd(const producers::KafkaSetting
 
 namespace rapport::testing {
 
-Result<std::map<int32_t, int64_t>> EndOffsets(const producers::KafkaSettings& broker, const std::string& topic) {
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(broker, {}));
-  ASSIGN_OR_RETURN(producers::KafkaHandle client, producers::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
-  ASSIGN_OR_RETURN(int32_t partitions, producers::TopicPartitionCount(client.get(), broker, topic));
+Result<std::map<int32_t, int64_t>> EndOffsets(const kafka::KafkaSettings& broker, const std::string& topic) {
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(broker, {}));
+  ASSIGN_OR_RETURN(kafka::KafkaHandle client, kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  ASSIGN_OR_RETURN(int32_t partitions, kafka::TopicPartitionCount(client.get(), broker, topic));
   std::map<int32_t, int64_t> ends;
   for (int32_t p = 0; p < partitions; ++p) {
     int64_t low = 0, high = 0;
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(client.get(), topic.c_str(), p, &low, &high, 10000);
-    if (err) return producers::KafkaStatus(err, "reading watermarks");
+    if (err) return kafka::KafkaStatus(err, "reading watermarks");
     ends[p] = high;
   }
   return ends;
 }
 
-Result<std::map<int32_t, int64_t>> CommittedOffsets(const producers::KafkaSettings& broker, const std::string& group,
+Result<std::map<int32_t, int64_t>> CommittedOffsets(const kafka::KafkaSettings& broker, const std::string& group,
                                                     const std::string& topic) {
   ASSIGN_OR_RETURN(auto ends, EndOffsets(broker, topic));
-  producers::KafkaSettings settings = broker;
+  kafka::KafkaSettings settings = broker;
   settings.properties["group.id"] = group;  // only asks; never joins
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(settings, {}));
-  ASSIGN_OR_RETURN(producers::KafkaHandle consumer, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(settings, {}));
+  ASSIGN_OR_RETURN(kafka::KafkaHandle consumer, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(ends.size()));
   for (const auto& [p, end] : ends) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
   rd_kafka_resp_err_t err = rd_kafka_committed(consumer.get(), list, 10000);
@@ -317,7 +317,7 @@ Result<std::map<int32_t, int64_t>> CommittedOffsets(const producers::KafkaSettin
   for (int i = 0; i < list->cnt; ++i) committed[list->elems[i].partition] = list->elems[i].offset;
   rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_consumer_close(consumer.get());
-  if (err) return producers::KafkaStatus(err, "reading committed offsets");
+  if (err) return kafka::KafkaStatus(err, "reading committed offsets");
   return committed;
 }
 

@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "rapport/events/status.h"
+#include "rapport/base/status.h"
 
 namespace rapport::api {
 

@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "rapport/base/status.h"
 #include "rapport/events/admission.h"
-#include "rapport/events/status.h"
 #include "rapport/events/violation.h"
 #include "rapport/producers/event_producer.h"
 

@@ -7,8 +7,8 @@
 #include "rapport/api/auth.h"
 #include "rapport/api/http_server.h"
 #include "rapport/api/ingest.h"
+#include "rapport/base/metrics.h"
 #include "rapport/consumers/projection_runner.h"
-#include "rapport/events/metrics.h"
 #include "rapport/projections/store.h"
 
 namespace rapport::api {

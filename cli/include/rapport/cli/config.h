@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "rapport/api/auth.h"
+#include "rapport/base/status.h"
 #include "rapport/events/admission.h"
-#include "rapport/events/status.h"
-#include "rapport/producers/kafka_client.h"
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/client.h"
+#include "rapport/kafka/topics.h"
 
 namespace rapport::cli {
 
@@ -85,7 +85,7 @@ Status ParseListenAddress(const std::string& text, std::string& host, uint16_t& 
 // winning: built-in defaults, the TOML file, RAPPORT_* environment variables,
 // command-line flags (applied by the caller).
 struct Config {
-  producers::KafkaSettings kafka;
+  kafka::KafkaSettings kafka;
   TopicsConfig topics;
   PublishConfig publish;
   StoreConfig store;
@@ -114,6 +114,6 @@ Result<Config> ParseConfig(std::string_view toml, std::string_view origin);
 
 // The topics `rapport topics ensure` creates: events, dead letters and alerts,
 // all kept forever (the log is the source of truth).
-std::vector<producers::TopicSpec> TopicSpecs(const TopicsConfig& topics);
+std::vector<kafka::TopicSpec> TopicSpecs(const TopicsConfig& topics);
 
 }  // namespace rapport::cli

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "rapport/events/metrics.h"
-#include "rapport/events/status.h"
-#include "rapport/producers/kafka_client.h"
+#include "rapport/base/metrics.h"
+#include "rapport/base/status.h"
+#include "rapport/kafka/client.h"
 #include "rapport/projections/projection.h"
 #include "rapport/projections/store.h"
 
@@ -23,7 +23,7 @@ namespace rapport::consumers {
 class RunnerProgress;
 
 struct RunnerOptions {
-  producers::KafkaSettings kafka;
+  kafka::KafkaSettings kafka;
   std::string group_id = "rapport";
   // Static group membership (KIP-345): a process restarted with the same id,
   // after a crash too, takes its partitions back at once instead of waiting

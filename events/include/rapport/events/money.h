@@ -4,7 +4,7 @@
 #include <optional>
 #include <string_view>
 
-#include "rapport/events/status.h"
+#include "rapport/base/status.h"
 #include "rapport/events/violation.h"
 #include "rapport/v1/common.pb.h"
 

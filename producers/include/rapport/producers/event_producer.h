@@ -7,14 +7,14 @@
 #include <string>
 #include <string_view>
 
-#include "rapport/events/status.h"
-#include "rapport/producers/kafka_client.h"
+#include "rapport/base/status.h"
+#include "rapport/kafka/client.h"
 #include "rapport/v1/envelope.pb.h"
 
 namespace rapport::producers {
 
 struct ProducerOptions {
-  KafkaSettings kafka;
+  kafka::KafkaSettings kafka;
   std::string topic = "cx.events";
   // An event not acknowledged by the cluster within this time is reported
   // undelivered (librdkafka's message.timeout.ms).
@@ -79,7 +79,7 @@ class EventProducer {
 
   ProducerOptions options_;
   DeliveryHandler on_delivery_;
-  KafkaHandle handle_;
+  kafka::KafkaHandle handle_;
   int32_t partition_count_ = 0;
 };
 

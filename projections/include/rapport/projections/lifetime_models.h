@@ -3,7 +3,7 @@
 #include <span>
 #include <string>
 
-#include "rapport/events/status.h"
+#include "rapport/base/status.h"
 
 // Customer-base models fitted to the business's own purchase history:
 //  - BG/NBD (Fader, Hardie and Lee 2005, "Counting your customers the easy

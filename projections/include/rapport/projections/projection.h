@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "rapport/base/status.h"
 #include "rapport/events/cloudevents.h"
-#include "rapport/events/status.h"
 #include "rapport/projections/store.h"
 #include "rapport/v1/envelope.pb.h"
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
-#include "rapport/events/status.h"
+#include "rapport/base/status.h"
 
 namespace rapport::projections {
 

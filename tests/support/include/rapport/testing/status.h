@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "rapport/events/status.h"
+#include "rapport/base/status.h"
 
 // Assert that a Status or Result is OK, printing its message when it is not.
 #define ASSERT_OK(expr)                                          \

@@ -1,11 +1,11 @@
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <limits>
 
-namespace rapport::producers {
+namespace rapport::kafka {
 namespace {
 
 // murmur2 of the key bytes as Kafka's Java client computes it
@@ -45,4 +45,4 @@ TEST(Partitioner, SameCustomerAlwaysSamePartition) {
 }
 
 }  // namespace
-}  // namespace rapport::producers
+}  // namespace rapport::kafka

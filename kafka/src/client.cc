@@ -1,4 +1,4 @@
-#include "rapport/producers/kafka_client.h"
+#include "rapport/kafka/client.h"
 
 #include <algorithm>
 #include <array>
@@ -6,10 +6,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "rapport/events/logging.h"
+#include "rapport/base/logging.h"
 #include "spdlog/spdlog.h"
 
-namespace rapport::producers {
+namespace rapport::kafka {
 namespace {
 
 // librdkafka's own log lines, through the "kafka" logger so they look like
@@ -177,4 +177,4 @@ rd_kafka_resp_err_t ProduceWaitingForRoom(rd_kafka_t* producer, const OutgoingRe
   }
 }
 
-}  // namespace rapport::producers
+}  // namespace rapport::kafka

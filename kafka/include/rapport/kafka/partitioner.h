@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace rapport::producers {
+namespace rapport::kafka {
 
 // The partition of a record keyed by `key` among `partition_count`
 // partitions: Kafka's default (Java) partitioner, murmur2 of the key bytes,
@@ -12,4 +12,4 @@ namespace rapport::producers {
 // the same customer id lands on the same partition.
 int32_t PartitionForKey(std::string_view key, int32_t partition_count);
 
-}  // namespace rapport::producers
+}  // namespace rapport::kafka

@@ -1,4 +1,4 @@
-#include "rapport/events/logging.h"
+#include "rapport/base/logging.h"
 
 #include "spdlog/spdlog.h"
 

@@ -1,25 +1,24 @@
-#include "rapport/consumers/log_reader.h"
+#include "rapport/kafka/log_reader.h"
 
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "rapport/events/validation.h"
 
-namespace rapport::consumers {
+namespace rapport::kafka {
 Result<std::unique_ptr<LogReader>> LogReader::Open(LogReaderOptions options) {
   std::unique_ptr<LogReader> reader(new LogReader(std::move(options)));
-  const std::vector<producers::RequiredProperty> required = {
+  const std::vector<kafka::RequiredProperty> required = {
       // librdkafka needs a group id for a consumer handle; it is never joined
       // because partitions are assigned directly.
       {"group.id", "rapport-log-reader", "the log reader joins no group"},
       {"enable.auto.commit", "false", "the log reader commits nothing"},
       {"enable.partition.eof", "true", "the log reader must see where each partition ends"},
   };
-  ASSIGN_OR_RETURN(producers::KafkaConf conf, producers::BuildKafkaConf(reader->options_.kafka, required));
-  ASSIGN_OR_RETURN(reader->consumer_, producers::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
-  ASSIGN_OR_RETURN(
-      reader->partition_count_,
-      producers::TopicPartitionCount(reader->consumer_.get(), reader->options_.kafka, reader->options_.topic));
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(reader->options_.kafka, required));
+  ASSIGN_OR_RETURN(reader->consumer_, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(reader->partition_count_,
+                   kafka::TopicPartitionCount(reader->consumer_.get(), reader->options_.kafka, reader->options_.topic));
   RETURN_IF_ERROR(reader->ResolveRanges());
   return reader;
 }
@@ -34,16 +33,16 @@ Status LogReader::ResolveRanges() {
       return absl::InvalidArgumentError(
           absl::StrCat(options_.topic, " has no partition ", p, " (it has ", partition_count_, ")"));
     }
-    ASSIGN_OR_RETURN(producers::LogBounds bounds,
-                     producers::QueryLogBounds(consumer_.get(), options_.kafka, options_.topic, p));
+    ASSIGN_OR_RETURN(kafka::LogBounds bounds,
+                     kafka::QueryLogBounds(consumer_.get(), options_.kafka, options_.topic, p));
     ranges_[p] = {options_.start == StartAt::kBeginning ? bounds.low : bounds.high, bounds.high};
   }
   // Reading to the end means to the end as it was now, so that a log that
   // keeps growing still ends the read.
   fixed_stop_ = options_.at_end == AtEnd::kStop;
   if (options_.from_ms) {
-    ASSIGN_OR_RETURN(auto starts, producers::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
-                                                            events::EarliestStampOf(*options_.from_ms)));
+    ASSIGN_OR_RETURN(auto starts, kafka::OffsetsForTime(consumer_.get(), options_.kafka, options_.topic, partitions,
+                                                        events::EarliestStampOf(*options_.from_ms)));
     for (auto& [p, range] : ranges_) range.start = starts[p] < 0 ? range.stop : starts[p];
   }
   return absl::OkStatus();
@@ -62,7 +61,7 @@ Status LogReader::Run(const std::function<bool(const LogRecord&)>& on_record, co
   rd_kafka_resp_err_t err = rd_kafka_assign(consumer_.get(), assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return producers::KafkaStatus(err, absl::StrCat("reading ", options_.topic));
+    return kafka::KafkaStatus(err, absl::StrCat("reading ", options_.topic));
   }
   auto finished = [&](int32_t partition) {
     done.insert(partition);
@@ -91,7 +90,7 @@ Status LogReader::Run(const std::function<bool(const LogRecord&)>& on_record, co
       continue;
     }
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      Status status = producers::KafkaStatus(message->err, absl::StrCat("reading ", options_.topic));
+      Status status = kafka::KafkaStatus(message->err, absl::StrCat("reading ", options_.topic));
       if (status.code() == absl::StatusCode::kUnavailable) continue;  // librdkafka reconnects by itself
       result = status;
       break;
@@ -124,4 +123,4 @@ Status LogReader::Run(const std::function<bool(const LogRecord&)>& on_record, co
   return result;
 }
 
-}  // namespace rapport::consumers
+}  // namespace rapport::kafka

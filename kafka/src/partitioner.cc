@@ -1,8 +1,8 @@
-#include "rapport/producers/partitioner.h"
+#include "rapport/kafka/partitioner.h"
 
 #include <librdkafka/rdkafka.h>
 
-namespace rapport::producers {
+namespace rapport::kafka {
 
 int32_t PartitionForKey(std::string_view key, int32_t partition_count) {
   // librdkafka's own function, the same one its murmur2_random partitioner
@@ -10,4 +10,4 @@ int32_t PartitionForKey(std::string_view key, int32_t partition_count) {
   return rd_kafka_msg_partitioner_murmur2(nullptr, key.data(), key.size(), partition_count, nullptr, nullptr);
 }
 
-}  // namespace rapport::producers
+}  // namespace rapport::kafka

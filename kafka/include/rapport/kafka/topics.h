@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "rapport/events/status.h"
-#include "rapport/producers/kafka_client.h"
+#include "rapport/base/status.h"
+#include "rapport/kafka/client.h"
 
-namespace rapport::producers {
+namespace rapport::kafka {
 
 // The layout a topic must have.
 struct TopicSpec {
@@ -33,4 +33,4 @@ struct TopicReport {
 // other partitions). Idempotent. Waits up to settings.timeout for the cluster.
 Result<std::vector<TopicReport>> EnsureTopics(const KafkaSettings& settings, const std::vector<TopicSpec>& specs);
 
-}  // namespace rapport::producers
+}  // namespace rapport::kafka

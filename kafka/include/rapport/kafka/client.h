@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "rapport/events/status.h"
+#include "rapport/base/status.h"
 
-namespace rapport::producers {
+namespace rapport::kafka {
 
 // How to reach the Kafka cluster, from the config file's [kafka] table.
 struct KafkaSettings {
@@ -92,4 +92,4 @@ struct OutgoingRecord {
 // destroyed here. Returns librdkafka's answer.
 rd_kafka_resp_err_t ProduceWaitingForRoom(rd_kafka_t* producer, const OutgoingRecord& record);
 
-}  // namespace rapport::producers
+}  // namespace rapport::kafka

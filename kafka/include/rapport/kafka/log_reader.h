@@ -10,11 +10,11 @@
 #include <string_view>
 #include <vector>
 
+#include "rapport/base/status.h"
 #include "rapport/events/cloudevents.h"
-#include "rapport/events/status.h"
-#include "rapport/producers/kafka_client.h"
+#include "rapport/kafka/client.h"
 
-namespace rapport::consumers {
+namespace rapport::kafka {
 
 // One record as it is stored in Kafka. The views are valid only during the
 // callback that receives it.
@@ -31,7 +31,7 @@ enum class StartAt { kBeginning, kEnd };
 enum class AtEnd { kStop, kFollow };
 
 struct LogReaderOptions {
-  producers::KafkaSettings kafka;
+  kafka::KafkaSettings kafka;
   std::string topic;
   StartAt start = StartAt::kBeginning;
   AtEnd at_end = AtEnd::kStop;
@@ -78,10 +78,10 @@ class LogReader {
   LogReaderOptions options_;
   Status ResolveRanges();
 
-  producers::KafkaHandle consumer_;
+  kafka::KafkaHandle consumer_;
   int32_t partition_count_ = 0;
   std::map<int32_t, PartitionRange> ranges_;
   bool fixed_stop_ = false;
 };
 
-}  // namespace rapport::consumers
+}  // namespace rapport::kafka

@@ -1,4 +1,4 @@
-#include "rapport/producers/topics.h"
+#include "rapport/kafka/topics.h"
 
 #include <algorithm>
 #include <array>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace rapport::producers {
+namespace rapport::kafka {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -215,4 +215,4 @@ Result<std::vector<TopicReport>> EnsureTopics(const KafkaSettings& settings, con
   return reports;
 }
 
-}  // namespace rapport::producers
+}  // namespace rapport::kafka

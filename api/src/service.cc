@@ -9,9 +9,9 @@
 #include "absl/time/clock.h"
 #include "fmt/format.h"
 #include "nlohmann/json.hpp"
+#include "rapport/api/reads.h"
 #include "rapport/base/logging.h"
 #include "rapport/events/time_text.h"
-#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/reviews.h"
@@ -20,6 +20,8 @@ namespace rapport::api {
 namespace {
 
 using Json = nlohmann::ordered_json;
+using projections::ChurnView;
+using projections::CustomerProfileView;
 using Clock = std::chrono::steady_clock;
 using Params = std::map<std::string, std::string>;  // path parameters by name
 
@@ -207,13 +209,32 @@ struct ApiService::Impl {
     routes.push_back(std::move(route));
   }
 
+  // The events topic's partition count as the store was built under it: read
+  // from the store until the runner has written it, then kept (a store's
+  // count never changes: the runner stops rather than change it).
+  std::atomic<int32_t> known_partition_count{0};
   Result<int32_t> PartitionCount() {
+    if (int32_t known = known_partition_count.load(std::memory_order_relaxed); known > 0) return known;
     auto count = consumers::StoredPartitionCount(store, options.events_topic);
     if (!count.ok() && count.status().code() == absl::StatusCode::kNotFound) {
       return absl::UnavailableError("the projections have not started consuming yet");
     }
+    if (count.ok()) known_partition_count.store(*count, std::memory_order_relaxed);
     return count;
   }
+
+  // The one path every read takes: the ?after= wait, the partition count,
+  // the view's answer (`read`), and the answer with how fresh it is.
+  using ViewRead = std::function<Result<Answer>(int32_t partitions)>;
+  HttpResponse Serve(const HttpRequest& request, const ViewRead& read) {
+    if (auto wait = WaitForAfter(request)) return *wait;
+    auto partitions = PartitionCount();
+    if (!partitions.ok()) return StatusResponse(partitions.status());
+    auto answer = read(*partitions);
+    if (!answer.ok()) return StatusResponse(answer.status());
+    return Read(answer->json, answer->partition);
+  }
+  StoreReads Reads(int32_t partitions) { return StoreReads(store, partitions, kCompact); }
 
   // How far the projections are applied: for one partition, or for all.
   Json Freshness(std::optional<int32_t> partition) {
@@ -351,15 +372,25 @@ struct ApiService::Impl {
   }
 
   void AddRoutes();
+  void AddOperationsRoutes();
+  void AddCustomerRoutes();
+  void AddSubjectRoutes();
+  void AddPopulationRoutes();
   const Route* Match(const HttpRequest& request, Params& params, std::vector<std::string>& allowed) const;
   HttpResponse PostEvents(const HttpRequest& request);
 };
 
 void ApiService::Impl::AddRoutes() {
-  using projections::ChurnView;
-  using projections::CustomerProfileView;
-  using projections::ReviewsView;
+  AddOperationsRoutes();
+  AddCustomerRoutes();
+  AddSubjectRoutes();
+  AddPopulationRoutes();
+  Add("POST", "/v1/events", Scope::kIngest, kSlow,
+      [this](const HttpRequest& request, const Params&) { return PostEvents(request); });
+}
 
+// Health, readiness, the API's description, metrics.
+void ApiService::Impl::AddOperationsRoutes() {
   Add("GET", "/healthz", std::nullopt, kQuick,
       [](const HttpRequest&, const Params&) { return JsonResponse(200, R"({"status":"ok"})"); });
   Add("GET", "/readyz", std::nullopt, kQuick, [this](const HttpRequest&, const Params&) {
@@ -379,7 +410,10 @@ void ApiService::Impl::AddRoutes() {
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return response;
   });
+}
 
+// One customer's views, by id or by an identity.
+void ApiService::Impl::AddCustomerRoutes() {
   Add("GET", "/v1/customers/lookup", Scope::kRead, kQuick, [this](const HttpRequest& request, const Params&) {
     const std::pair<std::string_view, v1::IdentityKind>* kind = nullptr;
     for (const auto& k : projections::kLookupKinds) {
@@ -394,53 +428,24 @@ void ApiService::Impl::AddRoutes() {
       return ErrorResponse(400, "invalid_argument",
                            "give one identity to look up: email, phone, card, device or external_id");
     }
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
-    CustomerProfileView view(store);
-    auto customer = view.Lookup(kind->second, *request.Param(std::string(kind->first)), *partitions);
-    if (!customer.ok()) return StatusResponse(customer.status());
-    int32_t partition = kafka::PartitionForKey(*customer, *partitions);
-    auto profile = view.Profile(*customer, partition);
-    if (!profile.ok()) return StatusResponse(profile.status());
-    return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
+    const std::string& value = *request.Param(std::string(kind->first));
+    return Serve(request, [&](int32_t partitions) { return Reads(partitions).Lookup(kind->second, value); });
   });
 
   Add("GET", "/v1/customers/{id}", Scope::kRead, kQuick, [this](const HttpRequest& request, const Params& params) {
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
-    const std::string& id = params.at("id");
-    int32_t partition = kafka::PartitionForKey(id, *partitions);
-    auto profile = CustomerProfileView(store).Profile(id, partition);
-    if (!profile.ok()) return StatusResponse(profile.status());
-    return Read(CustomerProfileView::ToJson(*profile, kCompact), partition);
+    return Serve(request, [&](int32_t partitions) { return Reads(partitions).Profile(params.at("id")); });
   });
 
   Add("GET", "/v1/customers/{id}/churn", Scope::kRead, kQuick,
       [this](const HttpRequest& request, const Params& params) {
         absl::Time as_of;
         if (auto bad = ParseAsOf(request, as_of)) return *bad;
-        if (auto wait = WaitForAfter(request)) return *wait;
-        auto partitions = PartitionCount();
-        if (!partitions.ok()) return StatusResponse(partitions.status());
-        const std::string& id = params.at("id");
-        int32_t partition = kafka::PartitionForKey(id, *partitions);
-        auto assessment = ChurnView(store, *partitions).Assess(id, partition, as_of);
-        if (!assessment.ok()) return StatusResponse(assessment.status());
-        return Read(ChurnView::ToJson(*assessment, as_of, kCompact), partition);
+        return Serve(request, [&](int32_t partitions) { return Reads(partitions).Churn(params.at("id"), as_of); });
       });
 
   Add("GET", "/v1/customers/{id}/reviews", Scope::kRead, kQuick,
       [this](const HttpRequest& request, const Params& params) {
-        if (auto wait = WaitForAfter(request)) return *wait;
-        auto partitions = PartitionCount();
-        if (!partitions.ok()) return StatusResponse(partitions.status());
-        const std::string& id = params.at("id");
-        int32_t partition = kafka::PartitionForKey(id, *partitions);
-        auto reviews = ReviewsView(store, *partitions).ByCustomer(id, partition);
-        if (!reviews.ok()) return StatusResponse(reviews.status());
-        return Read(ReviewsView::ToJson(*reviews, kCompact), partition);
+        return Serve(request, [&](int32_t partitions) { return Reads(partitions).CustomerReviews(params.at("id")); });
       });
 
   Add("GET", "/v1/customers", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
@@ -463,29 +468,29 @@ void ApiService::Impl::AddRoutes() {
     }
     size_t limit = 0;
     if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
     const std::string* cursor = request.Param("cursor");
-    auto page = CustomerProfileView(store).Targeted(query, *partitions, limit, cursor ? *cursor : "");
-    if (!page.ok()) return StatusResponse(page.status());
-    const std::string items =
-        JsonArray(page->customers, [](const auto& profile) { return CustomerProfileView::ToJson(profile, kCompact); });
-    return Read(fmt::format("{{\"customers\":{},\"next_cursor\":{}}}", items, CursorJson(page->next_cursor)),
-                std::nullopt);
+    return Serve(request, [&](int32_t partitions) -> Result<Answer> {
+      ASSIGN_OR_RETURN(auto page, CustomerProfileView(store, partitions).Targeted(query, limit, cursor ? *cursor : ""));
+      const std::string items =
+          JsonArray(page.customers, [](const auto& profile) { return CustomerProfileView::ToJson(profile, kCompact); });
+      return Answer{fmt::format("{{\"customers\":{},\"next_cursor\":{}}}", items, CursorJson(page.next_cursor)),
+                    std::nullopt};
+    });
   });
+}
 
+// What customers say about a subject (a hotel, a product, an agent, ...).
+void ApiService::Impl::AddSubjectRoutes() {
   auto subject = [](const Params& params, v1::SubjectType& type) -> std::optional<HttpResponse> {
-    std::string name = "SUBJECT_TYPE_" + params.at("type");
-    for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (!v1::SubjectType_Parse(name, &type) || type == v1::SUBJECT_TYPE_UNSPECIFIED) {
-      return ErrorResponse(404, "not_found",
-                           fmt::format("\"{}\" is not a subject type (hotel, product, store, agent, route, restaurant, "
-                                       "service, other)",
-                                       params.at("type")),
-                           "type");
+    if (auto named = SubjectTypeNamed(params.at("type"))) {
+      type = *named;
+      return std::nullopt;
     }
-    return std::nullopt;
+    return ErrorResponse(404, "not_found",
+                         fmt::format("\"{}\" is not a subject type (hotel, product, store, agent, route, restaurant, "
+                                     "service, other)",
+                                     params.at("type")),
+                         "type");
   };
 
   Add("GET", "/v1/subjects/{type}/{id}/reviews", Scope::kRead, kQuick,
@@ -494,12 +499,9 @@ void ApiService::Impl::AddRoutes() {
         if (auto bad = subject(params, type)) return *bad;
         absl::Time as_of;
         if (auto bad = ParseAsOf(request, as_of)) return *bad;
-        if (auto wait = WaitForAfter(request)) return *wait;
-        auto partitions = PartitionCount();
-        if (!partitions.ok()) return StatusResponse(partitions.status());
-        auto summary = ReviewsView(store, *partitions).Summary(type, params.at("id"), as_of);
-        if (!summary.ok()) return StatusResponse(summary.status());
-        return Read(ReviewsView::ToJson(*summary, kCompact), std::nullopt);
+        return Serve(request, [&](int32_t partitions) {
+          return Reads(partitions).SubjectSummary(type, params.at("id"), as_of);
+        });
       });
 
   Add("GET", "/v1/subjects/{type}/{id}/reviews/items", Scope::kRead, kQuick,
@@ -508,30 +510,28 @@ void ApiService::Impl::AddRoutes() {
         if (auto bad = subject(params, type)) return *bad;
         size_t limit = 0;
         if (auto bad = ParseLimit(request, limit, 20)) return *bad;
-        if (auto wait = WaitForAfter(request)) return *wait;
-        auto partitions = PartitionCount();
-        if (!partitions.ok()) return StatusResponse(partitions.status());
         const std::string* cursor = request.Param("cursor");
-        auto page = ReviewsView(store, *partitions).Reviews(type, params.at("id"), limit, cursor ? *cursor : "");
-        if (!page.ok()) return StatusResponse(page.status());
-        return Read(ReviewsView::ToJson(*page, kCompact), std::nullopt);
+        return Serve(request, [&](int32_t partitions) {
+          return Reads(partitions).SubjectReviews(type, params.at("id"), limit, cursor ? *cursor : "");
+        });
       });
+}
 
+// Scans of every customer as of a time: segments, revenue concentration,
+// a segment's members, the customers most at risk.
+void ApiService::Impl::AddPopulationRoutes() {
   // Segments and pareto: one scan of every customer as of T, rendered into `data`.
   using Render = std::function<void(const projections::PopulationView&, Json&)>;
   auto population = [this](const HttpRequest& request, const Render& render) {
     absl::Time as_of;
     if (auto bad = ParseAsOf(request, as_of)) return *bad;
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
-    auto view = ChurnView(store, *partitions).Population(as_of);
-    if (!view.ok()) return StatusResponse(view.status());
-    Json data = {{"as_of", events::FormatTime(as_of)}, {"customers", view->customers}};
-    render(*view, data);
-    return Read(data.dump(), std::nullopt);
+    return Serve(request, [&](int32_t partitions) -> Result<Answer> {
+      ASSIGN_OR_RETURN(auto view, ChurnView(store, partitions).Population(as_of));
+      Json data = {{"as_of", events::FormatTime(as_of)}, {"customers", view.customers}};
+      render(view, data);
+      return Answer{data.dump(), std::nullopt};
+    });
   };
-
   Add("GET", "/v1/segments", Scope::kRead, kSlow, [population](const HttpRequest& request, const Params&) {
     return population(request, [](const projections::PopulationView& view, Json& data) {
       Json segments = Json::object();
@@ -562,18 +562,17 @@ void ApiService::Impl::AddRoutes() {
         if (auto bad = ParseAsOf(request, as_of)) return *bad;
         size_t limit = 0;
         if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
-        if (auto wait = WaitForAfter(request)) return *wait;
-        auto partitions = PartitionCount();
-        if (!partitions.ok()) return StatusResponse(partitions.status());
         const std::string* cursor = request.Param("cursor");
-        auto page = ChurnView(store, *partitions).Members(*segment, as_of, limit, cursor ? *cursor : "");
-        if (!page.ok()) return StatusResponse(page.status());
-        const std::string items =
-            JsonArray(page->customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
-        return Read(fmt::format("{{\"segment\":{},\"customers\":{},\"next_cursor\":{}}}",
-                                Json(std::string(projections::SegmentName(*segment))).dump(), items,
-                                CursorJson(page->next_cursor)),
-                    std::nullopt);
+        return Serve(request, [&](int32_t partitions) -> Result<Answer> {
+          ASSIGN_OR_RETURN(auto page,
+                           ChurnView(store, partitions).Members(*segment, as_of, limit, cursor ? *cursor : ""));
+          const std::string items =
+              JsonArray(page.customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
+          return Answer{fmt::format("{{\"segment\":{},\"customers\":{},\"next_cursor\":{}}}",
+                                    Json(std::string(projections::SegmentName(*segment))).dump(), items,
+                                    CursorJson(page.next_cursor)),
+                        std::nullopt};
+        });
       });
 
   Add("GET", "/v1/churn/at-risk", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
@@ -589,21 +588,16 @@ void ApiService::Impl::AddRoutes() {
       }
       currency = *code;
     }
-    if (auto wait = WaitForAfter(request)) return *wait;
-    auto partitions = PartitionCount();
-    if (!partitions.ok()) return StatusResponse(partitions.status());
-    auto top = ChurnView(store, *partitions).AtRisk(as_of, limit, currency);
-    if (!top.ok()) return StatusResponse(top.status());
-    const std::string items =
-        JsonArray(top->customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
-    return Read(fmt::format("{{\"as_of\":\"{}\",\"currency\":{},\"customers_per_currency\":{},\"customers\":{}}}",
-                            events::FormatTime(as_of), top->currency.empty() ? "null" : Json(top->currency).dump(),
-                            Json(top->customers_per_currency).dump(), items),
-                std::nullopt);
+    return Serve(request, [&](int32_t partitions) -> Result<Answer> {
+      ASSIGN_OR_RETURN(auto top, ChurnView(store, partitions).AtRisk(as_of, limit, currency));
+      const std::string items =
+          JsonArray(top.customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
+      return Answer{fmt::format("{{\"as_of\":\"{}\",\"currency\":{},\"customers_per_currency\":{},\"customers\":{}}}",
+                                events::FormatTime(as_of), top.currency.empty() ? "null" : Json(top.currency).dump(),
+                                Json(top.customers_per_currency).dump(), items),
+                    std::nullopt};
+    });
   });
-
-  Add("POST", "/v1/events", Scope::kIngest, kSlow,
-      [this](const HttpRequest& request, const Params&) { return PostEvents(request); });
 }
 
 HttpResponse ApiService::Impl::PostEvents(const HttpRequest& request) {

@@ -16,13 +16,13 @@
 #include "rapport/api/http_server.h"
 #include "rapport/api/ingest.h"
 #include "rapport/api/openapi_document.h"
+#include "rapport/api/reads.h"
 #include "rapport/api/service.h"
 #include "rapport/base/logging.h"
 #include "rapport/cli/progress.h"
 #include "rapport/cli/simulate_command.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/time_text.h"
-#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/churn.h"
 #include "rapport/projections/customer_profile.h"
 #include "rapport/projections/registry.h"
@@ -449,91 +449,51 @@ int RunQuery(const Config& config, const QueryArgs& args, std::ostream& out, std
   const std::optional<absl::Time> maybe_as_of = AsOf(args.as_of, absl::Now(), "query", err);
   if (!maybe_as_of) return 2;
   const absl::Time as_of = *maybe_as_of;
-  if (args.what == "churn" || args.what == "segments") {
-    projections::ChurnView churn(**store, *partitions);
-    if (args.what == "segments") {
-      auto population = churn.Population(as_of);
-      if (!population.ok()) {
-        err << "query: " << population.status().message() << "\n";
-        return 2;
-      }
-      out << projections::ChurnView::ToJson(*population, as_of) << "\n";
-      return 0;
+  // An answer is printed; a customer or subject the store does not know exits 1.
+  auto print = [&](const Result<api::Answer>& answer) {
+    if (!answer.ok()) {
+      err << "query: " << answer.status().message() << "\n";
+      return answer.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
     }
-    auto assessment = churn.Assess(args.id, kafka::PartitionForKey(args.id, *partitions), as_of);
-    if (!assessment.ok()) {
-      err << "query: " << assessment.status().message() << "\n";
-      return assessment.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
+    out << answer->json << "\n";
+    return 0;
+  };
+  const api::StoreReads reads(**store, *partitions, events::JsonStyle::kIndented);
+  if (args.what == "segments") {
+    auto population = projections::ChurnView(**store, *partitions).Population(as_of);
+    if (!population.ok()) {
+      err << "query: " << population.status().message() << "\n";
+      return 2;
     }
-    out << projections::ChurnView::ToJson(*assessment, as_of) << "\n";
+    out << projections::ChurnView::ToJson(*population, as_of) << "\n";
     return 0;
   }
+  if (args.what == "churn") return print(reads.Churn(args.id, as_of));
   if (args.what == "reviews") {
-    projections::ReviewsView reviews(**store, *partitions);
-    if (!args.customer.empty()) {
-      auto written = reviews.ByCustomer(args.customer, kafka::PartitionForKey(args.customer, *partitions));
-      if (!written.ok()) {
-        err << "query: " << written.status().message() << "\n";
-        return 2;
-      }
-      out << projections::ReviewsView::ToJson(*written) << "\n";
-      return 0;
-    }
-    size_t slash = args.id.find('/');
-    v1::SubjectType type = v1::SUBJECT_TYPE_UNSPECIFIED;
-    std::string type_name = args.id.substr(0, slash);
-    for (auto& c : type_name) c = static_cast<char>(std::toupper(c));
-    if (slash == std::string::npos || !v1::SubjectType_Parse("SUBJECT_TYPE_" + type_name, &type) ||
-        type == v1::SUBJECT_TYPE_UNSPECIFIED) {
+    if (!args.customer.empty()) return print(reads.CustomerReviews(args.customer));
+    const size_t slash = args.id.find('/');
+    const auto type = slash == std::string::npos ? std::nullopt : api::SubjectTypeNamed(args.id.substr(0, slash));
+    if (!type) {
       err << "query: reviews: \"" << args.id
           << "\" is not a subject such as hotel/hotel-001 (types: hotel, product, store, agent, route, restaurant, "
              "service, other)\n";
       return 2;
     }
-    std::string subject_id = args.id.substr(slash + 1);
-    if (args.items) {
-      auto page = reviews.Reviews(type, subject_id, args.limit, args.cursor);
-      if (!page.ok()) {
-        err << "query: " << page.status().message() << "\n";
-        return 2;
-      }
-      out << projections::ReviewsView::ToJson(*page) << "\n";
-      return 0;
-    }
-    auto summary = reviews.Summary(type, subject_id, as_of);
-    if (!summary.ok()) {
-      err << "query: " << summary.status().message() << "\n";
-      return summary.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
-    }
-    out << projections::ReviewsView::ToJson(*summary) << "\n";
-    return 0;
+    const std::string subject_id = args.id.substr(slash + 1);
+    if (args.items) return print(reads.SubjectReviews(*type, subject_id, args.limit, args.cursor));
+    return print(reads.SubjectSummary(*type, subject_id, as_of));
   }
-  projections::CustomerProfileView view(**store);
-  std::string customer_id = args.id;
   if (args.what == "lookup") {
     // The API's names; "external", this command's name for external_id
     // before, still works.
-    const std::string name = args.identity_kind == "external" ? std::string("external_id") : args.identity_kind;
-    auto kind = std::find_if(projections::kLookupKinds.begin(), projections::kLookupKinds.end(),
-                             [&](const auto& k) { return k.first == name; });
-    if (kind == projections::kLookupKinds.end()) {
+    const auto kind = api::LookupKindNamed(args.identity_kind == "external" ? "external_id" : args.identity_kind);
+    if (!kind) {
       err << "query: lookup: \"" << args.identity_kind << "\" is not one of email, phone, card, device, external_id\n";
       return 2;
     }
-    auto found = view.Lookup(kind->second, args.id, *partitions);
-    if (!found.ok()) {
-      err << "query: " << found.status().message() << "\n";
-      return found.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
-    }
-    customer_id = *found;
+    return print(reads.Lookup(*kind, args.id));
   }
-  auto profile = view.Profile(customer_id, kafka::PartitionForKey(customer_id, *partitions));
-  if (!profile.ok()) {
-    err << "query: " << profile.status().message() << "\n";
-    return profile.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
-  }
-  out << projections::CustomerProfileView::ToJson(*profile) << "\n";
-  return 0;
+  return print(reads.Profile(args.id));
 }
 
 projections::ChurnModelOptions ChurnModelOptionsOf(const ChurnConfig& churn) {

@@ -12,6 +12,7 @@
 #include "rapport/events/codec.h"
 #include "rapport/events/money.h"
 #include "rapport/events/time_text.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/keys.h"
 #include "rapport/projections/lifetime_models.h"
 
@@ -506,9 +507,10 @@ void ChurnView::AddModelFigures(ChurnAssessment& a, int64_t as_of_ms) const {
   if (m.has_order_value) a.value_at_risk = m.value_at_risk;
 }
 
-Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, int32_t partition, absl::Time as_of) {
+Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, absl::Time as_of) {
   if (family_ == nullptr) return NoLiveState("churn");
-  auto bytes = store_.Get(family_.get(), CustomerKey(partition, customer_id));
+  auto bytes =
+      store_.Get(family_.get(), CustomerKey(kafka::PartitionForKey(customer_id, partition_count_), customer_id));
   if (!bytes.ok()) {
     if (bytes.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(

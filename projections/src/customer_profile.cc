@@ -13,6 +13,7 @@
 #include "rapport/events/codec.h"
 #include "rapport/events/money.h"
 #include "rapport/events/time_text.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/keys.h"
 
 namespace rapport::projections {
@@ -292,12 +293,15 @@ Status CustomerProfileProjection::DoApply(const v1::Envelope& e, const LogPositi
   return absl::OkStatus();
 }
 
-CustomerProfileView::CustomerProfileView(ProjectionStore& store)
-    : store_(store), family_(store.ServingFamily(CustomerProfileProjection().Family())) {}
+CustomerProfileView::CustomerProfileView(ProjectionStore& store, int32_t partition_count)
+    : store_(store),
+      family_(store.ServingFamily(CustomerProfileProjection().Family())),
+      partition_count_(partition_count) {}
 
-Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::string& customer_id, int32_t partition) {
+Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::string& customer_id) {
   if (family_ == nullptr) return NoLiveState("customer_profile");
-  auto bytes = store_.Get(family_.get(), ProfileKey(partition, customer_id));
+  auto bytes =
+      store_.Get(family_.get(), ProfileKey(kafka::PartitionForKey(customer_id, partition_count_), customer_id));
   if (!bytes.ok()) {
     if (bytes.status().code() == absl::StatusCode::kNotFound) {
       return absl::NotFoundError(absl::StrCat("no customer ", customer_id));
@@ -309,12 +313,11 @@ Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::strin
   return profile;
 }
 
-Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std::string& value,
-                                                int32_t partition_count) {
+Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std::string& value) {
   if (family_ == nullptr) return NoLiveState("customer_profile");
   // The index entry sits in the customer's partition, which the identity
   // does not tell: look in each.
-  for (int32_t partition = 0; partition < partition_count; ++partition) {
+  for (int32_t partition = 0; partition < partition_count_; ++partition) {
     auto customer = store_.Get(family_.get(), IdentityKey(partition, kind, value));
     if (customer.ok()) return customer;
     if (customer.status().code() != absl::StatusCode::kNotFound) return customer.status();
@@ -322,8 +325,7 @@ Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std
   return absl::NotFoundError(absl::StrCat("no customer has ", v1::IdentityKind_Name(kind), " ", value));
 }
 
-Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, int32_t partition_count, size_t limit,
-                                                  const std::string& cursor) {
+Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, size_t limit, const std::string& cursor) {
   if (family_ == nullptr) return NoLiveState("customer_profile");
   auto matches = [&](const CustomerProfile& p) {
     for (const auto& spend : p.category_spend()) {
@@ -336,7 +338,7 @@ Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, int3
   };
   ProfilePage page;
   ASSIGN_OR_RETURN(page.next_cursor,
-                   ScanPage(store_, family_.get(), partition_count, 'c', cursor, limit,
+                   ScanPage(store_, family_.get(), partition_count_, 'c', cursor, limit,
                             [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
                               CustomerProfile profile;
                               if (!profile.ParseFromArray(value.data(), static_cast<int>(value.size()))) {

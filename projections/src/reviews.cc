@@ -10,6 +10,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "rapport/events/codec.h"
 #include "rapport/events/time_text.h"
+#include "rapport/kafka/partitioner.h"
 #include "rapport/projections/keys.h"
 
 namespace rapport::projections {
@@ -282,9 +283,9 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
   return page;
 }
 
-Result<std::vector<ReviewRecord>> ReviewsView::ByCustomer(const std::string& customer_id, int32_t partition) {
+Result<std::vector<ReviewRecord>> ReviewsView::ByCustomer(const std::string& customer_id) {
   if (family_ == nullptr) return NoLiveState("reviews");
-  std::string prefix = PartitionKey(partition, 'w', customer_id);
+  std::string prefix = PartitionKey(kafka::PartitionForKey(customer_id, partition_count_), 'w', customer_id);
   prefix.push_back('\0');
   std::vector<ReviewRecord> reviews;
   RETURN_IF_ERROR(store_.Scan(family_.get(), prefix, [&](std::string_view, std::string_view value) -> Result<bool> {

@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto& store = *fuzz->store;
   rapport::projections::TargetQuery query;
   query.category = "dining";
-  (void)rapport::projections::CustomerProfileView(store).Targeted(query, rapport::fuzz::kPartitions, 3, cursor);
+  (void)rapport::projections::CustomerProfileView(store, rapport::fuzz::kPartitions).Targeted(query, 3, cursor);
   (void)rapport::projections::ChurnView(store, rapport::fuzz::kPartitions)
       .Members(rapport::projections::Segment::kChampions, absl::FromUnixSeconds(1795348800), 3, cursor);
   (void)rapport::projections::ReviewsView(store, rapport::fuzz::kPartitions)

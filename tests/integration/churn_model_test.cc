@@ -144,7 +144,7 @@ TEST_F(ChurnModel, FitAgreesWithLifetimesAndPAliveIsCalibratedOnTheSimulatorsTru
   std::map<std::string, double> p_alive;
   int compared = 0;
   for (const auto& [id, customer] : theirs["customers"].items()) {
-    auto assessed = view.Assess(id, kafka::PartitionForKey(id, 4), end);
+    auto assessed = view.Assess(id, end);
     ASSERT_OK(assessed);
     ASSERT_TRUE(assessed->model.has_value()) << id;
     ExpectRelative(assessed->model->p_alive, customer["p_alive"].get<double>(), 1e-3, id + " P(alive)");

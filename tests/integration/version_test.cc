@@ -279,7 +279,7 @@ TEST_F(Versions, AProjectionNewToTheStoreIsBuiltFromHistoryOnceAndServedOnlyWhen
                if (progress.rebuild().families != "reviews@v1") return false;
                ++building;
                EXPECT_EQ(store.ServingFamily("reviews@v1"), nullptr);
-               auto view = projections::ReviewsView(store, 4).ByCustomer("c-0000001", 0);
+               auto view = projections::ReviewsView(store, 4).ByCustomer("c-0000001");
                EXPECT_EQ(view.status().code(), absl::StatusCode::kUnavailable) << view.status();
                return false;
              }});

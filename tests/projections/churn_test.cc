@@ -20,7 +20,7 @@ class ChurnTest : public ::testing::Test {
  protected:
   void Apply(const std::vector<std::string>& lines, size_t per_batch = 0) { harness_.Apply(lines, 0, per_batch); }
   ChurnAssessment Assess(const std::string& customer) {
-    auto a = ChurnView(harness_.store(), 1).Assess(customer, 0, kAsOf);
+    auto a = ChurnView(harness_.store(), 1).Assess(customer, kAsOf);
     EXPECT_OK(a);
     return a.ok() ? *a : ChurnAssessment{};
   }
@@ -221,7 +221,7 @@ TEST_F(ChurnTest, AStoredModelGivesFiguresInItsPeriodAndValueAtRiskComesFromIt) 
 
   // As of a time before the last purchase the state cannot say what the
   // customer looked like then: no model figures, the rules' value at risk.
-  auto before = ChurnView(harness_.store(), 1).Assess("c-1", 0, absl::FromUnixSeconds(1768000000));  // 2026-01-09
+  auto before = ChurnView(harness_.store(), 1).Assess("c-1", absl::FromUnixSeconds(1768000000));  // 2026-01-09
   ASSERT_OK(before);
   EXPECT_FALSE(before->model.has_value());
   EXPECT_NE(ChurnView::ToJson(*before, absl::FromUnixSeconds(1768000000)).find("\"basis\": \"rules\""),
@@ -253,7 +253,7 @@ TEST(ChurnOlderVersion, StateOfAnOlderChurnVersionGivesNoModelFiguresAndCannotBe
     ASSERT_OK(StoreChurnModel(**store, model));
 
     ChurnView view(**store, 1);
-    auto a = view.Assess("c-1", 0, kAsOf);
+    auto a = view.Assess("c-1", kAsOf);
     ASSERT_OK(a);
     EXPECT_FALSE(a->model.has_value());
     auto fit = view.Fit(kAsOf, {});

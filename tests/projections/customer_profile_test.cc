@@ -17,7 +17,7 @@ class CustomerProfileTest : public ::testing::Test {
     EXPECT_TRUE(harness_.Apply(lines, 0, per_batch).empty());
   }
   state::v1::CustomerProfile Profile(const std::string& id) {
-    auto profile = CustomerProfileView(harness_.store()).Profile(id, 0);
+    auto profile = CustomerProfileView(harness_.store(), 1).Profile(id);
     EXPECT_OK(profile);
     return profile.ok() ? *profile : state::v1::CustomerProfile();
   }
@@ -130,11 +130,11 @@ TEST_F(CustomerProfileTest, TheJsonViewShowsMoneyAsDecimalsAndAverages) {
 
 TEST_F(CustomerProfileTest, IdentityLookupFindsTheCustomer) {
   Apply(kJourney);
-  CustomerProfileView view(harness_.store());
-  auto found = view.Lookup(v1::IDENTITY_KIND_EMAIL, "ada@example.com", 1);
+  CustomerProfileView view(harness_.store(), 1);
+  auto found = view.Lookup(v1::IDENTITY_KIND_EMAIL, "ada@example.com");
   ASSERT_OK(found);
   EXPECT_EQ(*found, "c-1");
-  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_PHONE, "ada@example.com", 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_PHONE, "ada@example.com").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(CustomerProfileTest, ContactDetailsAreFoundByLookupAndFollowChanges) {
@@ -142,22 +142,22 @@ TEST_F(CustomerProfileTest, ContactDetailsAreFoundByLookupAndFollowChanges) {
                R"("customer_registered":{"details":{"email":"bo@example.com","phone":"+441234567890"}})", "c-2"),
          Event("2026-03-01T11:00:00Z", "CHANNEL_WEB", R"("customer_registered":{"details":{"email":"cy@example.com"}})",
                "c-3")});
-  CustomerProfileView view(harness_.store());
-  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@example.com", 1).value_or(""), "c-2");
-  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_PHONE, "+441234567890", 1).value_or(""), "c-2");
+  CustomerProfileView view(harness_.store(), 1);
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@example.com").value_or(""), "c-2");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_PHONE, "+441234567890").value_or(""), "c-2");
   // A changed e-mail: the new one is found, the old one no longer.
   Apply({Event("2026-03-02T10:00:00Z", "CHANNEL_APP", R"("profile_updated":{"details":{"email":"bo@new.example"}})",
                "c-2")});
-  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@new.example", 1).value_or(""), "c-2");
-  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@example.com", 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@new.example").value_or(""), "c-2");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "bo@example.com").status().code(), absl::StatusCode::kNotFound);
   // Taking over an address another customer used: it now points to the newcomer,
   // and the other customer's later change does not remove it.
   Apply({Event("2026-03-03T10:00:00Z", "CHANNEL_APP", R"("profile_updated":{"details":{"email":"cy@example.com"}})",
                "c-2"),
          Event("2026-03-04T10:00:00Z", "CHANNEL_APP", R"("profile_updated":{"details":{"email":"cy@other.example"}})",
                "c-3")});
-  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@example.com", 1).value_or(""), "c-2");
-  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@other.example", 1).value_or(""), "c-3");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@example.com").value_or(""), "c-2");
+  EXPECT_EQ(view.Lookup(v1::IDENTITY_KIND_EMAIL, "cy@other.example").value_or(""), "c-3");
 }
 
 // Sets every string field (and map) of `message` to a value naming it.

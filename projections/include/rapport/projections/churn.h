@@ -122,7 +122,7 @@ class ChurnView {
   ChurnView(ProjectionStore& store, int32_t partition_count);
 
   // NotFound for a customer the projection has never seen.
-  Result<ChurnAssessment> Assess(const std::string& customer_id, int32_t partition, absl::Time as_of);
+  Result<ChurnAssessment> Assess(const std::string& customer_id, absl::Time as_of);
   // Segments and revenue concentration over every customer, as of T.
   Result<PopulationView> Population(absl::Time as_of);
   // The customers in `segment` as of T, in storage order, `limit` at a time;

@@ -55,16 +55,18 @@ inline constexpr std::array<std::pair<std::string_view, v1::IdentityKind>, 5> kL
     {"external_id", v1::IDENTITY_KIND_EXTERNAL_ID},
 }};
 
-// Read-only queries of the customer_profile state.
+// Read-only queries of the customer_profile state. Like every view, it is
+// made with the events topic's partition count (the one the store was built
+// under), which tells where each customer's state lies: murmur2 of the id
+// modulo the count.
 class CustomerProfileView {
  public:
-  explicit CustomerProfileView(ProjectionStore& store);
+  CustomerProfileView(ProjectionStore& store, int32_t partition_count);
 
-  // The profile of `customer_id`, whose events are on `partition`; NotFound
-  // when the customer is unknown.
-  Result<state::v1::CustomerProfile> Profile(const std::string& customer_id, int32_t partition);
+  // NotFound when the customer is unknown.
+  Result<state::v1::CustomerProfile> Profile(const std::string& customer_id);
   // The customer an identity belongs to (the most recent link wins).
-  Result<std::string> Lookup(v1::IdentityKind kind, const std::string& value, int32_t partition_count);
+  Result<std::string> Lookup(v1::IdentityKind kind, const std::string& value);
   // The profile as JSON for people and downstream services: money as decimal
   // strings, times in RFC 3339, the average order value per currency.
   static std::string ToJson(const state::v1::CustomerProfile& profile,
@@ -72,13 +74,13 @@ class CustomerProfileView {
 
   // Customers matching `query`, in storage order, `limit` at a time; `cursor`
   // is a previous page's next_cursor. Scans from the cursor.
-  Result<ProfilePage> Targeted(const TargetQuery& query, int32_t partition_count, size_t limit,
-                               const std::string& cursor);
+  Result<ProfilePage> Targeted(const TargetQuery& query, size_t limit, const std::string& cursor);
 
  private:
   ProjectionStore& store_;
   std::shared_ptr<rocksdb::ColumnFamilyHandle>
       family_;  // the live version: held, so a swap cannot pull it away mid-query
+  int32_t partition_count_;
 };
 
 }  // namespace rapport::projections

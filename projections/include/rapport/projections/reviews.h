@@ -59,14 +59,14 @@ class ReviewsView {
  public:
   static constexpr double kPriorWeight = 10;  // reviews' worth of belief in the type's mean
 
-  explicit ReviewsView(ProjectionStore& store, int32_t partition_count);
+  ReviewsView(ProjectionStore& store, int32_t partition_count);
 
   // NotFound when the subject has no reviews.
   Result<SubjectSummary> Summary(v1::SubjectType type, const std::string& id, absl::Time as_of);
   // Newest first; `cursor` is a previous page's next_cursor (empty: the first page).
   Result<ReviewPage> Reviews(v1::SubjectType type, const std::string& id, size_t limit, const std::string& cursor);
-  // The reviews `customer_id` wrote, newest first; `partition` is the customer's.
-  Result<std::vector<state::v1::ReviewRecord>> ByCustomer(const std::string& customer_id, int32_t partition);
+  // The reviews `customer_id` wrote, newest first.
+  Result<std::vector<state::v1::ReviewRecord>> ByCustomer(const std::string& customer_id);
 
   static std::string ToJson(const SubjectSummary& summary, events::JsonStyle style = events::JsonStyle::kIndented);
   static std::string ToJson(const ReviewPage& page, events::JsonStyle style = events::JsonStyle::kIndented);

@@ -16,6 +16,7 @@
 
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/kafka/partitioner.h"
+#include "rapport/testing/kafka.h"
 #include "rapport/testing/mock_cluster.h"
 #include "rapport/testing/status.h"
 #include "runner_keys.h"
@@ -95,69 +96,36 @@ class OutboxRelayTest : public ::testing::Test {
   std::set<uint64_t> Outbox() { return Keys("x"); }
   std::set<uint64_t> Parked() { return Keys("p"); }
 
-  // Produces a record to `partition` as a relay would have, seq header and all.
+  // Produces a record to its key's partition as a relay would have, seq
+  // header and all (`seq_header` empty: as a client with no header).
   void ProduceAsRelay(const state::v1::OutboxEntry& entry, const std::string& store_id, uint64_t seq) {
     ProduceRaw(entry, store_id + runner_keys::U64(seq));
   }
   void ProduceRaw(const state::v1::OutboxEntry& entry, const std::string& seq_header) {
-    auto conf = kafka::BuildKafkaConf(cluster_.settings(), {});
-    ASSERT_OK(conf);
-    auto producer = kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(*conf));
-    ASSERT_OK(producer);
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(1);
-    if (!seq_header.empty()) {
-      rd_kafka_header_add(headers, "rapport-outbox-seq", -1, seq_header.data(),
-                          static_cast<ssize_t>(seq_header.size()));
-    }
-    ASSERT_EQ(
-        kafka::ProduceWaitingForRoom(producer->get(), {.topic = entry.topic(),
-                                                       .partition = kafka::PartitionForKey(entry.key(), kPartitions),
-                                                       .key = entry.key(),
-                                                       .value = entry.value(),
-                                                       .timestamp_ms = entry.timestamp_ms(),
-                                                       .headers = headers}),
-        RD_KAFKA_RESP_ERR_NO_ERROR);
-    ASSERT_EQ(rd_kafka_flush(producer->get(), 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    std::vector<events::Header> headers;
+    if (!seq_header.empty()) headers.push_back({"rapport-outbox-seq", seq_header});
+    ASSERT_OK(testing::ProduceRaw(cluster_.settings(), entry.topic(), entry.key(), entry.value(), headers,
+                                  entry.timestamp_ms(), PartitionOf(entry.key())));
   }
+  static int32_t PartitionOf(const std::string& key) { return kafka::PartitionForKey(key, kPartitions); }
 
   std::vector<Received> ReadAll() {
     std::vector<Received> received;
-    auto conf = kafka::BuildKafkaConf(cluster_.settings(), {{"group.id", "outbox-relay-test", "no group"},
-                                                            {"enable.partition.eof", "true", "reads to the end"}});
-    EXPECT_OK(conf);
-    auto reader = kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-    EXPECT_OK(reader);
-    rd_kafka_topic_partition_list_t* all = rd_kafka_topic_partition_list_new(kPartitions);
-    for (int32_t p = 0; p < kPartitions; ++p) {
-      rd_kafka_topic_partition_list_add(all, kAlerts, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    }
-    rd_kafka_assign(reader->get(), all);
-    rd_kafka_topic_partition_list_destroy(all);
-    int at_end = 0;
-    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-         at_end < kPartitions && std::chrono::steady_clock::now() < until;) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(reader->get(), 100);
-      if (m == nullptr) continue;
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        ++at_end;
-      } else if (m->err == 0) {
-        Received& r = received.emplace_back();
-        r.partition = m->partition;
-        r.key.assign(static_cast<const char*>(m->key), m->key_len);
-        r.value.assign(static_cast<const char*>(m->payload), m->len);
-        rd_kafka_headers_t* headers = nullptr;
-        const void* value = nullptr;
-        size_t size = 0;
-        if (rd_kafka_message_headers(m, &headers) == 0 &&
-            rd_kafka_header_get_last(headers, "rapport-outbox-seq", &value, &size) == 0 && size == 24) {
-          r.store_id.assign(static_cast<const char*>(value), 16);
-          r.seq = projections::ReadU64(std::string_view(static_cast<const char*>(value) + 16, 8));
+    auto records = testing::ReadTopicToEnd(cluster_.settings(), kAlerts, std::chrono::seconds(10));
+    EXPECT_OK(records);
+    if (!records.ok()) return received;
+    for (const auto& record : *records) {
+      Received& r = received.emplace_back();
+      r.partition = record.partition;
+      r.key = record.key;
+      r.value = record.value;
+      for (const auto& header : record.headers) {
+        if (header.name == "rapport-outbox-seq" && header.value.size() == 24) {
+          r.store_id = header.value.substr(0, 16);
+          r.seq = projections::ReadU64(std::string_view(header.value).substr(16));
         }
       }
-      rd_kafka_message_destroy(m);
     }
-    EXPECT_EQ(at_end, kPartitions) << "the alerts topic was not read to its end";
-    rd_kafka_consumer_close(reader->get());
     return received;
   }
   // How often each sequence number of this store arrived.

@@ -1,8 +1,12 @@
 #pragma once
 
-// The runner's insides, shared by projection_runner.cc (reading the log into
-// the live projections, or a replay) and versions.cc (building a raised
-// projection version beside the live one, then swapping it in).
+// The runner's insides, shared by the files that hold its parts:
+// projection_runner.cc (setting up, the loop), partitions.cc (assignments,
+// where the log stands, commits, progress), batch.cc (checking, applying and
+// writing a batch) and versions.cc (building a raised projection version
+// beside the live one, then swapping it in). The parts that need no Impl
+// have headers of their own: runner_state.h, outbox_relay.h, dedup_window.h,
+// dead_letter.h, apply_pool.h.
 
 #include <array>
 #include <chrono>
@@ -27,6 +31,8 @@
 #include "runner_state.h"
 
 namespace rapport::consumers {
+
+using Clock = std::chrono::steady_clock;
 
 // One reading of the log into a set of projections, at its own position,
 // with its own de-duplication window. `run` and `replay` have one lane; while
@@ -107,14 +113,23 @@ struct ProjectionRunner::Impl {
 
   // projection_runner.cc
   Status Init();
+  void InitMetrics();
   Status LoadWindows(Lane& lane);
+  void SetProjections(Lane& lane, const std::vector<projections::Projection*>& projections);
+  Status Subscribe();
   size_t PollBatch(rd_kafka_t* from, std::vector<rd_kafka_message_t*>& messages, std::chrono::milliseconds wait);
+
+  // batch.cc
   struct Shard;
   Status ProcessBatch(Lane& lane, rd_kafka_message_t** messages, size_t count);
   void ApplyShard(Lane& lane, Shard& shard);
   // Replay: whether a valid event lies inside RunnerOptions::Replay's window.
   bool InReplayWindow(const v1::Envelope& event, const rd_kafka_message_t* m) const;
+
+  // partitions.cc
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  Status AssignForReplay();
+  void PauseAtStop(Lane& lane);
   // Whether the log still holds `partition` where `reading` stands. Past its
   // end (`high`): the topic was recreated or its log cut, and the offsets now
   // name other records, so the run stops with what happened and what to do.
@@ -131,12 +146,7 @@ struct ProjectionRunner::Impl {
   // at most once per kAdvisoryCommitInterval, or at once with `now` (when the
   // run ends; closing the consumer sends it).
   void CommitAdvisory(bool now = false);
-  void InitMetrics();
-  Status AssignForReplay();
-  Status Subscribe();
-  void PauseAtStop(Lane& lane);
   void UpdateProgress();
-  void SetProjections(Lane& lane, const std::vector<projections::Projection*>& projections);
 
   // versions.cc
   Status InitVersions();

@@ -1,0 +1,235 @@
+// Where the runner reads: the group's assignments and revocations, a
+// replay's own assignment, partitions paused at their stop, whether the log
+// still holds what the store applied, the stall watchdog, the advisory
+// commits for lag tools, and the progress readers see.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "rapport/events/validation.h"
+#include "runner_impl.h"
+
+namespace rapport::consumers {
+
+// Publishes, after a write, how far each partition is applied and where its
+// log ends (librdkafka's cached watermarks: no request to the broker).
+void ProjectionRunner::Impl::UpdateProgress() {
+  for (int32_t p : assigned) {
+    int64_t low = 0, high = -1;
+    int64_t applied = lane.next_offset.count(p) ? lane.next_offset.at(p) : log_start[p];
+    rd_kafka_get_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high);
+    int64_t& end = log_end[p];
+    end = options.replay ? caught_up_at[p] : std::max({end, high, applied});
+    progress.Update(p, applied, end);
+  }
+}
+
+// Replay: every partition assigned directly, from the stored offset (or
+// --from-time, or the start) to --until (or the end now).
+Status ProjectionRunner::Impl::AssignForReplay() {
+  std::vector<int32_t> all;
+  for (int32_t p = 0; p < partition_count; ++p) all.push_back(p);
+  // Applied events are stamped no earlier than events::kMaxStampLead
+  // before they occurred (ApplyShard), so every record before the first one
+  // stamped at or after EarliestStampOf(from) occurred before `from`.
+  auto offsets_for = [&](int64_t ms) {
+    return kafka::OffsetsForTime(consumer.get(), options.kafka, options.topic, all, events::EarliestStampOf(ms));
+  };
+  // Offsets-for-times only where it is exact: as the start of a window
+  // (every record before the offset it gives is stamped earlier), never as
+  // its end (a record stamped earlier may follow one stamped later).
+  std::map<int32_t, int64_t> from;
+  if (options.replay->from_ms) {
+    ASSIGN_OR_RETURN(from, offsets_for(*options.replay->from_ms));
+  }
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count);
+  for (int32_t p = 0; p < partition_count; ++p) {
+    const int64_t end = log_end[p];  // the high watermark now (Init)
+    const int64_t stop = end;
+    int64_t start = log_start[p];
+    if (from.count(p)) start = from[p] >= 0 ? from[p] : end;
+    if (!lane.next_offset.count(p)) lane.next_offset[p] = std::min(start, stop);  // "applied" for a new store
+    caught_up_at[p] = stop;
+    lane.stop[p] = stop;
+    log_end[p] = stop;
+    progress.Update(p, lane.next_offset[p], stop);
+    assigned.insert(p);
+    rd_kafka_topic_partition_list_add(assignment, options.topic.c_str(), p)->offset = lane.next_offset[p];
+  }
+  options.stop_when_caught_up = true;
+  rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  if (err) return kafka::KafkaStatus(err, absl::StrCat("reading ", options.topic));
+  PauseAtStop(lane);
+  log->info("replaying {} ({} partitions) into {} projections", options.topic, partition_count,
+            lane.projections.size());
+  return absl::OkStatus();
+}
+
+// Replay and rebuild: partitions that reached their stop are paused, so that
+// the others are not slowed by fetching records that will not be applied.
+void ProjectionRunner::Impl::PauseAtStop(Lane& reading) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  for (const auto& [p, stop] : reading.stop) {
+    if (reading.next_offset[p] >= stop && !reading.paused.contains(p)) {
+      rd_kafka_topic_partition_list_add(list, options.topic.c_str(), p);
+      reading.paused.insert(p);
+    }
+  }
+  if (list->cnt > 0) rd_kafka_pause_partitions(reading.consumer, list);
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+  // NULL before the consumer has joined a group (a runner closed before it ran).
+  const char* protocol = rd_kafka_rebalance_protocol(consumer.get());
+  bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    joined = true;
+    // Start where the store says, not where Kafka's committed offsets say.
+    for (int i = 0; i < partitions->cnt; ++i) {
+      auto& tp = partitions->elems[i];
+      auto stored = lane.next_offset.find(tp.partition);
+      auto start = log_start.find(tp.partition);
+      tp.offset = stored != lane.next_offset.end() ? stored->second
+                  : start != log_start.end()       ? start->second
+                                                   : RD_KAFKA_OFFSET_BEGINNING;
+      assigned.insert(tp.partition);
+      log->info("assigned {}[{}] from offset {}", tp.topic, tp.partition,
+                stored == lane.next_offset.end() ? std::string("the beginning") : std::to_string(stored->second));
+    }
+    if (cooperative) {
+      rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer.get(), partitions);
+      if (error) {
+        log->error("assigning partitions: {}", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+      }
+    } else {
+      rd_kafka_assign(consumer.get(), partitions);
+    }
+  } else {
+    // Every applied batch is already written, so nothing is lost on revoke.
+    for (int i = 0; i < partitions->cnt; ++i) {
+      assigned.erase(partitions->elems[i].partition);
+      log->info("revoked {}[{}]", partitions->elems[i].topic, partitions->elems[i].partition);
+    }
+    if (cooperative) {
+      rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer.get(), partitions);
+      if (error) rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(consumer.get(), nullptr);
+    }
+  }
+}
+
+Status ProjectionRunner::Impl::CheckLogHolds(Lane& reading, int32_t partition, int64_t low, int64_t high) {
+  auto at = reading.next_offset.find(partition);
+  if (at == reading.next_offset.end()) return absl::OkStatus();
+  if (at->second > high) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        options.topic, "[", partition, "] now ends at offset ", high, ", but this store has applied it up to offset ",
+        at->second,
+        ": the topic was deleted and recreated, or its log was cut (an unclean leader election). Those offsets now "
+        "name other records, so rapport stops rather than skip or mix them. To rebuild from the log as it is: stop "
+        "every rapport instance, move the store's directory ([store] data_dir) aside and start again. If the topic "
+        "was replaced by mistake, point [topics] events at the original one."));
+  }
+  if (at->second < low) {
+    log->warn(
+        "{}[{}]: records {}..{} were deleted from the log (retention) before this store applied them; going on "
+        "from offset {}. Keep the topic's retention.ms longer than rapport may be stopped.",
+        options.topic, partition, at->second, low - 1, low);
+    if (meters) meters->lost_to_retention->Add(static_cast<uint64_t>(low - at->second));
+    at->second = low;
+  }
+  return absl::OkStatus();
+}
+
+Status ProjectionRunner::Impl::OnOffsetOutOfRange(Lane& reading, int32_t partition) {
+  // The group may have moved the partition to another instance since Kafka
+  // answered: that instance checks it on assignment; here nothing to seek.
+  if (reading.live && !options.replay && !assigned.contains(partition)) {
+    log->info("{}[{}]: out of range, but no longer assigned here; left to its new owner", options.topic, partition);
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(kafka::LogBounds bounds,
+                   kafka::QueryLogBounds(reading.consumer, options.kafka, options.topic, partition));
+  // A new store's partition with nothing applied goes on from the start too.
+  reading.next_offset.try_emplace(partition, bounds.low);
+  RETURN_IF_ERROR(CheckLogHolds(reading, partition, bounds.low, bounds.high));
+  log->info("{}[{}]: going on from offset {}", options.topic, partition, reading.next_offset[partition]);
+  rd_kafka_topic_partition_list_t* at = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(at, options.topic.c_str(), partition)->offset = reading.next_offset[partition];
+  rd_kafka_error_t* error = rd_kafka_seek_partitions(reading.consumer, at, 5000);
+  rd_kafka_topic_partition_list_destroy(at);
+  if (error) {
+    Status status = absl::UnavailableError(absl::StrCat("seeking ", options.topic, "[", partition,
+                                                        "] after out of range: ", rd_kafka_error_string(error)));
+    rd_kafka_error_destroy(error);
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+bool ProjectionRunner::Impl::CaughtUp() const {
+  if (!options.stop_when_caught_up || rebuild) return false;  // a rebuild goes on until swapped in
+  for (const auto& [partition, end] : caught_up_at) {
+    auto it = lane.next_offset.find(partition);
+    int64_t at = it == lane.next_offset.end() ? 0 : it->second;
+    if (at < end) return false;
+  }
+  return true;
+}
+
+// A consumer that holds partitions with records to read but receives none
+// for a while is stuck (seen once after a rapid series of crashes and
+// restarts with librdkafka 2.0.2): say so, and seek the partitions again to
+// the stored offsets, which restarts their fetchers.
+void ProjectionRunner::Impl::WatchForStall() {
+  constexpr auto kStall = std::chrono::seconds(15);
+  if (assigned.empty() || Clock::now() - last_record < kStall) return;
+  last_record = Clock::now();
+  rd_kafka_topic_partition_list_t* stalled = rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
+  std::string names;
+  for (int32_t p : assigned) {
+    int64_t low = 0, high = 0;
+    if (rd_kafka_query_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high, 2000) != 0) continue;
+    auto at = lane.next_offset.find(p);
+    int64_t position = at != lane.next_offset.end() ? at->second : low;
+    if (position >= high) continue;  // nothing to read: idle, not stuck
+    rd_kafka_topic_partition_list_add(stalled, options.topic.c_str(), p)->offset = position;
+    absl::StrAppend(&names, names.empty() ? "" : ", ", p);
+  }
+  if (stalled->cnt > 0) {
+    log->warn("no records for {} s from partitions with records to read ({}); seeking them again", kStall.count(),
+              names);
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer.get(), stalled, 5000);
+    if (error) {
+      log->error("seeking stalled partitions: {}", rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(stalled);
+}
+
+// The offsets Kafka holds are advisory (the stored ones are authoritative),
+// so they are committed once a second, not with every batch: caught up at
+// 20,000 events/s, batches of a few dozen events made the broker write about
+// 10,000 offset records a second to __consumer_offsets for nothing.
+constexpr auto kAdvisoryCommitInterval = std::chrono::seconds(1);
+
+void ProjectionRunner::Impl::CommitAdvisory(bool now) {
+  if (!advisory_commit_due || (!now && Clock::now() < next_advisory_commit)) return;
+  advisory_commit_due = false;
+  next_advisory_commit = Clock::now() + kAdvisoryCommitInterval;
+  if (assigned.empty()) return;
+  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
+  for (int32_t p : assigned) {
+    auto it = lane.next_offset.find(p);
+    if (it != lane.next_offset.end())
+      rd_kafka_topic_partition_list_add(offsets, options.topic.c_str(), p)->offset = it->second;
+  }
+  if (offsets->cnt > 0) rd_kafka_commit(consumer.get(), offsets, 1);  // async: close sends what is queued
+  rd_kafka_topic_partition_list_destroy(offsets);
+}
+
+}  // namespace rapport::consumers

@@ -1,0 +1,53 @@
+#include "rapport/consumers/projection_runner.h"
+
+namespace rapport::consumers {
+
+void RunnerProgress::Update(int32_t partition, int64_t applied, int64_t end) {
+  {
+    std::lock_guard lock(mutex_);
+    partitions_[partition] = {applied, end};
+  }
+  changed_.notify_all();
+}
+
+void RunnerProgress::SetRebuild(Rebuild rebuild) {
+  std::lock_guard lock(mutex_);
+  rebuild_ = std::move(rebuild);
+}
+
+RunnerProgress::Rebuild RunnerProgress::rebuild() const {
+  std::lock_guard lock(mutex_);
+  return rebuild_;
+}
+
+void RunnerProgress::MarkStarted() {
+  std::lock_guard lock(mutex_);
+  started_ = true;
+}
+
+bool RunnerProgress::started() const {
+  std::lock_guard lock(mutex_);
+  return started_;
+}
+
+std::map<int32_t, RunnerProgress::Partition> RunnerProgress::Snapshot() const {
+  std::lock_guard lock(mutex_);
+  return partitions_;
+}
+
+int64_t RunnerProgress::TotalLag() const {
+  std::lock_guard lock(mutex_);
+  int64_t lag = 0;
+  for (const auto& [partition, p] : partitions_) lag += std::max<int64_t>(p.end - p.applied, 0);
+  return lag;
+}
+
+bool RunnerProgress::WaitApplied(int32_t partition, int64_t offset, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] {
+    auto it = partitions_.find(partition);
+    return it != partitions_.end() && it->second.applied > offset;
+  });
+}
+
+}  // namespace rapport::consumers

@@ -1,3 +1,8 @@
+// One simulated customer's journey: a state machine over every touchpoint
+// event kind, with the follow-ups each one schedules (a complaint's
+// resolution, a campaign's conversion, a purchase's review). Kept in one
+// file, over 600 lines, because the kinds share the journey's state and its
+// one random stream: the stream's order is what makes a seed reproducible.
 #include "journey.h"
 
 #include <algorithm>

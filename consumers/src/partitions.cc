@@ -20,6 +20,16 @@ void ProjectionRunner::Impl::UpdateProgress() {
     int64_t& end = log_end[p];
     end = options.replay ? caught_up_at[p] : std::max({end, high, applied});
     progress.Update(p, applied, end);
+    if (auto catching = catching_up.find(p); catching != catching_up.end() && applied >= end) {
+      log->info("{}[{}] caught up: {} records applied in {:.1f} s since it was assigned", options.topic, p,
+                applied - catching->second.from,
+                std::chrono::duration<double>(Clock::now() - catching->second.since).count());
+      catching_up.erase(catching);
+    }
+  }
+  if (meters) {
+    meters->partitions_assigned->Set(static_cast<double>(assigned.size()));
+    meters->partitions_catching_up->Set(static_cast<double>(catching_up.size()));
   }
 }
 
@@ -86,6 +96,7 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     joined = true;
     // Start where the store says, not where Kafka's committed offsets say.
+    const bool new_store = lane.next_offset.empty();
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
       auto stored = lane.next_offset.find(tp.partition);
@@ -94,8 +105,28 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
                   : start != log_start.end()       ? start->second
                                                    : RD_KAFKA_OFFSET_BEGINNING;
       assigned.insert(tp.partition);
-      log->info("assigned {}[{}] from offset {}", tp.topic, tp.partition,
-                stored == lane.next_offset.end() ? std::string("the beginning") : std::to_string(stored->second));
+      const int64_t from = tp.offset >= 0 ? tp.offset : 0;
+      const int64_t behind = std::max<int64_t>(log_end[tp.partition] - from, 0);
+      if (behind > 0) catching_up[tp.partition] = {from, Clock::now()};
+      if (stored != lane.next_offset.end()) {
+        if (meters) meters->assigned_with_state->Add();
+        log->info("assigned {}[{}] from offset {}, where this store's state for it stands ({} records behind)",
+                  tp.topic, tp.partition, stored->second, behind);
+      } else {
+        if (meters) meters->assigned_without_state->Add();
+        // A store that holds other partitions but never this one: the
+        // partition moved here from another instance, and its state is
+        // built from the log's start, which takes a while on a long log.
+        if (new_store || behind == 0) {
+          log->info("assigned {}[{}] from the beginning ({} records)", tp.topic, tp.partition, behind);
+        } else {
+          log->warn(
+              "assigned {}[{}], for which this store has no state: building it from the log's start ({} "
+              "records); until it has caught up, this instance's answers for the partition's customers lack "
+              "what it has not yet applied",
+              tp.topic, tp.partition, behind);
+        }
+      }
     }
     if (cooperative) {
       rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer.get(), partitions);
@@ -110,6 +141,7 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
     // Every applied batch is already written, so nothing is lost on revoke.
     for (int i = 0; i < partitions->cnt; ++i) {
       assigned.erase(partitions->elems[i].partition);
+      catching_up.erase(partitions->elems[i].partition);
       log->info("revoked {}[{}]", partitions->elems[i].topic, partitions->elems[i].partition);
     }
     if (cooperative) {

@@ -40,6 +40,18 @@ void ProjectionRunner::Impl::InitMetrics() {
   meters_in.batches = &m->counter("rapport_batches_total", "Batches written to the store (one WriteBatch each).");
   meters_in.batch_seconds =
       &m->histogram("rapport_batch_apply_seconds", "Time to apply a batch to every projection and write it.", {});
+  meters_in.assigned_with_state = &m->counter(
+      "rapport_partition_assignments_total",
+      "Partitions assigned to this instance, by whether its store had state for them.", {{"state", "stored"}});
+  meters_in.assigned_without_state = &m->counter("rapport_partition_assignments_total",
+                                                 "Partitions assigned to this instance, by whether its store had "
+                                                 "state for them.",
+                                                 {{"state", "none"}});
+  meters_in.partitions_assigned =
+      &m->gauge("rapport_partitions_assigned", "Partitions of the events topic this instance applies now.");
+  meters_in.partitions_catching_up =
+      &m->gauge("rapport_partitions_catching_up",
+                "Assigned partitions not yet caught up with the log's end since they were assigned.");
   meters_in.rebuild_behind =
       &m->gauge("rapport_rebuild_lag_records",
                 "Records a projection version being built still has to apply to reach the live position (0: none).");

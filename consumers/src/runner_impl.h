@@ -78,6 +78,14 @@ struct ProjectionRunner::Impl {
   std::optional<Lane> rebuild;  // while raised versions are built
   kafka::KafkaHandle rebuild_consumer;
   std::set<int32_t> assigned;
+  // Partitions assigned and not yet caught up with the log's end as last
+  // seen: a partition that moved here (from another instance, or back after
+  // one left) catches up from where this store's state for it stands.
+  struct CatchUp {
+    int64_t from;
+    Clock::time_point since;
+  };
+  std::map<int32_t, CatchUp> catching_up;
   std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started
   std::map<int32_t, int64_t> log_start;     // low watermarks: where a partition with no stored offset starts
   std::chrono::steady_clock::time_point last_record = std::chrono::steady_clock::now();  // for the stall watchdog
@@ -101,6 +109,10 @@ struct ProjectionRunner::Impl {
     Counter* batches;
     Histogram* batch_seconds;
     Gauge* rebuild_behind;
+    Counter* assigned_with_state;     // partitions assigned from this store's stored offset
+    Counter* assigned_without_state;  // partitions assigned that this store has never applied
+    Gauge* partitions_assigned;
+    Gauge* partitions_catching_up;
   };
   std::optional<Meters> meters;
 

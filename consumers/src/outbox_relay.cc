@@ -122,7 +122,8 @@ Result<std::map<std::pair<std::string, int32_t>, uint64_t>> OutboxRelay::Deliver
     rd_kafka_assign(reader.get(), assignment);
     rd_kafka_topic_partition_list_destroy(assignment);
     const auto deadline = std::chrono::steady_clock::now() + options_.kafka.timeout;
-    for (bool done = false; !done && std::chrono::steady_clock::now() < deadline;) {
+    bool done = false;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(reader.get(), 200);
       if (m == nullptr) continue;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (m->err == 0 && m->offset + 1 >= bounds.high)) done = true;
@@ -137,6 +138,12 @@ Result<std::map<std::pair<std::string, int32_t>, uint64_t>> OutboxRelay::Deliver
         next = std::max(next, seq + 1);
       }
       rd_kafka_message_destroy(m);
+    }
+    if (!done) {
+      log_->warn(
+          "outbox: reading the end of {}[{}] took longer than the Kafka timeout ({} ms); entries for it not seen "
+          "there are sent again, and may arrive twice",
+          topic, partition, options_.kafka.timeout.count());
     }
     rd_kafka_assign(reader.get(), nullptr);
   }

@@ -16,9 +16,15 @@ namespace runner_keys {
 // Keys of the runner family. The live lane's have no prefix; the rebuild
 // lane's start with "b" (kRebuildPrefix), so that one range delete ends a
 // rebuild.
-inline std::string OffsetKey(const std::string& prefix, const std::string& topic, int32_t partition) {
+// Every offset key of one lane and topic starts with this (the NUL keeps a
+// topic whose name extends another's apart).
+inline std::string OffsetPrefix(const std::string& prefix, const std::string& topic) {
   std::string key = prefix + "o" + topic;
   key.push_back('\0');
+  return key;
+}
+inline std::string OffsetKey(const std::string& prefix, const std::string& topic, int32_t partition) {
+  std::string key = OffsetPrefix(prefix, topic);
   projections::AppendU32(key, static_cast<uint32_t>(partition));
   return key;
 }

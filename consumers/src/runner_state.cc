@@ -47,8 +47,7 @@ Status RunnerState::CheckPartitionCount(int32_t count) {
 
 Result<std::map<int32_t, int64_t>> RunnerState::Offsets(const std::string& lane_prefix) const {
   std::map<int32_t, int64_t> offsets;
-  const std::string prefix =
-      runner_keys::OffsetKey(lane_prefix, topic_, 0).substr(0, lane_prefix.size() + topic_.size() + 2);
+  const std::string prefix = runner_keys::OffsetPrefix(lane_prefix, topic_);
   RETURN_IF_ERROR(store_.Scan(family_, prefix, [&](std::string_view key, std::string_view value) -> Result<bool> {
     if (key.size() != prefix.size() + 4 || value.size() != 8) {
       return absl::InternalError(absl::StrCat("a stored offset of ", topic_, " is damaged"));

@@ -245,6 +245,12 @@ TEST_F(OutboxRelayTest, ABatchRefusedAsTooLargeIsSentAgainOneRecordAtATime) {
   EXPECT_EQ(OwnSeqs(ReadAll()), EachOnce(4));
 }
 
+TEST_F(OutboxRelayTest, AStoreIdOfTheWrongSizeIsRefused) {
+  auto relay = OutboxRelay::Create({.kafka = cluster_.settings(), .store_id = "short"}, *store_, family_);
+  EXPECT_EQ(relay.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(relay.status().message()).find("16 bytes"), std::string::npos) << relay.status();
+}
+
 TEST_F(OutboxRelayTest, ADamagedOutboxEntryStopsTheResumeWithAClearError) {
   rocksdb::WriteBatch batch;
   ASSERT_TRUE(batch.Put(family_, runner_keys::OutboxKey(0), "\xff\xff not a protobuf").ok());

@@ -90,6 +90,22 @@ TEST_F(RunnerStateTest, ADamagedOffsetIsAnErrorNotAPosition) {
   EXPECT_NE(std::string(offsets.status().message()).find("damaged"), std::string::npos);
 }
 
+TEST_F(RunnerStateTest, ADamagedPartitionCountOrStoreIdIsAnErrorNotAValue) {
+  rocksdb::WriteBatch batch;
+  auto* family = store_->family(ProjectionRunner::kFamily);
+  ASSERT_TRUE(batch.Put(family, runner_keys::PartitionCountKey("cx.events"), "12345678").ok());
+  ASSERT_TRUE(batch.Put(family, runner_keys::kStoreIdKey, "short").ok());
+  ASSERT_OK(store_->Write(batch));
+  auto count = State().PartitionCount();
+  EXPECT_EQ(count.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(std::string(count.status().message()).find("partition count of cx.events is damaged"), std::string::npos)
+      << count.status();
+  EXPECT_EQ(State().CheckPartitionCount(4).code(), absl::StatusCode::kInternal) << "never overwritten";
+  auto id = State().StoreId();
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(std::string(id.status().message()).find("store's id is damaged"), std::string::npos) << id.status();
+}
+
 TEST_F(RunnerStateTest, TheStoreIdIsMadeOnceAndKept) {
   auto first = State().StoreId();
   ASSERT_OK(first);

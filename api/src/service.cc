@@ -101,7 +101,8 @@ void ApiService::Impl::AddOperationsRoutes() {
       [](const HttpRequest&, const Params&) { return JsonResponse(200, R"({"status":"ok"})"); });
   Add("GET", "/readyz", std::nullopt, kQuick, [this](const HttpRequest&, const Params&) {
     // A store nobody applies to (run --read-only) is as ready as it will be.
-    const bool started = progress != nullptr && progress->started();
+    // Before the group's first assignment nothing is owned here yet.
+    const bool started = progress != nullptr && progress->started() && progress->joined();
     const int64_t lag = started ? progress->TotalLag() : -1;
     const bool ready = progress == nullptr || (started && lag <= options.ready_max_lag);
     Json body = {{"ready", ready},

@@ -206,7 +206,9 @@ void RefitOnSchedule(const Config& config, projections::ProjectionStore& store,
   std::condition_variable_any wake;
   std::unique_lock lock(mutex);
   auto pause = [&](std::chrono::seconds how_long) { wake.wait_for(lock, stop, how_long, [] { return false; }); };
-  while (!stop.stop_requested() && !(progress.started() && progress.TotalLag() == 0)) pause(std::chrono::seconds(1));
+  while (!stop.stop_requested() && !(progress.started() && progress.joined() && progress.TotalLag() == 0)) {
+    pause(std::chrono::seconds(1));
+  }
   while (!stop.stop_requested()) {
     RefitChurnModels(config, store);
     pause(std::chrono::seconds(config.churn.refit_interval_s));

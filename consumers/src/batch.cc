@@ -57,8 +57,10 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
     if (meters) meters->dead_lettered->Add();
     log->warn("dead-lettered {}/{}/{}: {}", options.topic, m->partition, m->offset, reason);
     if (!sends) return;
-    shard.outbox.push_back(
+    state::v1::OutboxEntry& letter = shard.outbox.emplace_back(
         BuildDeadLetter(RejectedRecordOf(m, options.topic), options.dead_letter_topic, stage, reason));
+    letter.set_source_partition(m->partition);
+    letter.set_source_offset(m->offset);
   };
 
   v1::Envelope event;
@@ -144,6 +146,8 @@ void ProjectionRunner::Impl::ApplyShard(Lane& reading, Shard& shard) {
           entry.set_key(record.key);
           entry.set_value(record.value);
           entry.set_timestamp_ms(events::ToUnixMillis(event.occurred_at()));
+          entry.set_source_partition(m->partition);
+          entry.set_source_offset(m->offset);
           for (const auto& h : record.headers) {
             auto* header = entry.add_headers();
             header->set_name(h.name);
@@ -298,12 +302,8 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
   }
   if (reading.live) UpdateProgress();
   if (exit_after_outbox_write && sending) _exit(86);
-  if (relay) RETURN_IF_ERROR(relay->SendStaged());
+  if (relay && reading.live) RETURN_IF_ERROR(relay->Flush(consumer.get(), lane.next_offset));
   if (!reading.stop.empty()) PauseAtStop(reading);
-  if (reading.live && !options.replay && !advanced.empty()) {
-    advisory_commit_due = true;
-    CommitAdvisory();
-  }
   return absl::OkStatus();
 }
 

@@ -1,7 +1,7 @@
 // Where the runner reads: the group's assignments and revocations, a
 // replay's own assignment, partitions paused at their stop, whether the log
-// still holds what the store applied, the stall watchdog, the advisory
-// commits for lag tools, and the progress readers see.
+// still holds what the store applied, the stall watchdog, and the progress
+// readers see.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -105,6 +105,8 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
                   : start != log_start.end()       ? start->second
                                                    : RD_KAFKA_OFFSET_BEGINNING;
       assigned.insert(tp.partition);
+      progress.SetOwned(tp.partition, true);
+      if (relay) relay->Own(tp.partition);
       const int64_t from = tp.offset >= 0 ? tp.offset : 0;
       const int64_t behind = std::max<int64_t>(log_end[tp.partition] - from, 0);
       if (behind > 0) catching_up[tp.partition] = {from, Clock::now()};
@@ -128,6 +130,7 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
         }
       }
     }
+    progress.MarkJoined();
     if (cooperative) {
       rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer.get(), partitions);
       if (error) {
@@ -139,7 +142,16 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
     }
   } else {
     // Every applied batch is already written, so nothing is lost on revoke.
+    // What the partitions' records caused is sent first, with their
+    // watermarks, so that their next owner has nothing of it to send.
+    if (relay) {
+      if (Status flushed = relay->Flush(consumer.get(), lane.next_offset, /*now=*/true); !flushed.ok()) {
+        log->error("sending the outbox before a revocation: {}", std::string(flushed.message()));
+      }
+    }
     for (int i = 0; i < partitions->cnt; ++i) {
+      if (relay) relay->Disown(partitions->elems[i].partition);
+      progress.SetOwned(partitions->elems[i].partition, false);
       assigned.erase(partitions->elems[i].partition);
       catching_up.erase(partitions->elems[i].partition);
       log->info("revoked {}[{}]", partitions->elems[i].topic, partitions->elems[i].partition);
@@ -204,6 +216,9 @@ Status ProjectionRunner::Impl::OnOffsetOutOfRange(Lane& reading, int32_t partiti
 
 bool ProjectionRunner::Impl::CaughtUp() const {
   if (!options.stop_when_caught_up || rebuild) return false;  // a rebuild goes on until swapped in
+  // What the outbox holds is sent before the run ends (a store that died
+  // after a write, before sending it, is caught up at once on restart).
+  if (relay && relay->HasToSend(joined)) return false;
   for (const auto& [partition, end] : caught_up_at) {
     auto it = lane.next_offset.find(partition);
     int64_t at = it == lane.next_offset.end() ? 0 : it->second;
@@ -241,27 +256,6 @@ void ProjectionRunner::Impl::WatchForStall() {
     }
   }
   rd_kafka_topic_partition_list_destroy(stalled);
-}
-
-// The offsets Kafka holds are advisory (the stored ones are authoritative),
-// so they are committed once a second, not with every batch: caught up at
-// 20,000 events/s, batches of a few dozen events made the broker write about
-// 10,000 offset records a second to __consumer_offsets for nothing.
-constexpr auto kAdvisoryCommitInterval = std::chrono::seconds(1);
-
-void ProjectionRunner::Impl::CommitAdvisory(bool now) {
-  if (!advisory_commit_due || (!now && Clock::now() < next_advisory_commit)) return;
-  advisory_commit_due = false;
-  next_advisory_commit = Clock::now() + kAdvisoryCommitInterval;
-  if (assigned.empty()) return;
-  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
-  for (int32_t p : assigned) {
-    auto it = lane.next_offset.find(p);
-    if (it != lane.next_offset.end())
-      rd_kafka_topic_partition_list_add(offsets, options.topic.c_str(), p)->offset = it->second;
-  }
-  if (offsets->cnt > 0) rd_kafka_commit(consumer.get(), offsets, 1);  // async: close sends what is queued
-  rd_kafka_topic_partition_list_destroy(offsets);
 }
 
 }  // namespace rapport::consumers

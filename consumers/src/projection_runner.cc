@@ -34,6 +34,12 @@ void ProjectionRunner::Impl::InitMetrics() {
   meters_in.alerts = &m->counter("rapport_alerts_emitted_total", "Alerts staged for the alerts topic.");
   meters_in.parked = &m->counter("rapport_outbox_parked_total",
                                  "Outbox records (alerts, dead letters) Kafka refused for good, set aside.");
+  meters_in.transactions = &m->counter("rapport_outbox_transactions_total",
+                                       "Transactions of the outbox relay (records and watermarks), by how they ended.",
+                                       {{"result", "committed"}});
+  meters_in.aborted = &m->counter("rapport_outbox_transactions_total",
+                                  "Transactions of the outbox relay (records and watermarks), by how they ended.",
+                                  {{"result", "aborted"}});
   meters_in.lost_to_retention =
       &m->counter("rapport_records_lost_to_retention_total",
                   "Records deleted from the log by retention before this store applied them.");
@@ -59,8 +65,9 @@ void ProjectionRunner::Impl::InitMetrics() {
   m->AddCollector([this, m] {
     for (const auto& [partition, p] : progress.Snapshot()) {
       Labels labels{{"topic", options.topic}, {"partition", std::to_string(partition)}};
-      m->gauge("rapport_consumer_lag_records", "Records in the log not yet applied, per partition.", labels)
-          .Set(static_cast<double>(std::max<int64_t>(p.end - p.applied, 0)));
+      m->gauge("rapport_consumer_lag_records",
+               "Records in the log not yet applied, per partition (0 for partitions another instance owns).", labels)
+          .Set(p.owned ? static_cast<double>(std::max<int64_t>(p.end - p.applied, 0)) : 0);
       m->gauge("rapport_applied_offset", "The next offset to apply, per partition.", labels)
           .Set(static_cast<double>(p.applied));
     }
@@ -113,6 +120,12 @@ Status ProjectionRunner::Impl::Init() {
   // 300,000 (bench/run). queued.max.messages.kbytes still bounds the memory.
   kafka::KafkaSettings kafka = options.kafka;
   kafka.properties.try_emplace("queued.min.messages", "300000");
+  // How soon the group gives a dead instance's partitions to the others
+  // (librdkafka's default is 45 s): a static member that stops, crashed or
+  // not, keeps its partitions this long, and one restarted within it gets
+  // them back with no rebalance. Heartbeats tell members of a rebalance.
+  kafka.properties.try_emplace("session.timeout.ms", "10000");
+  kafka.properties.try_emplace("heartbeat.interval.ms", "1000");
   ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(kafka, consumer_properties));
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_rebalance_cb(
@@ -137,11 +150,13 @@ Status ProjectionRunner::Impl::Init() {
   RETURN_IF_ERROR(LoadWindows(lane));
   InitMetrics();
   if (!options.replay) {
-    ASSIGN_OR_RETURN(
-        relay,
-        OutboxRelay::Create({.kafka = options.kafka, .store_id = store_id, .parked = meters ? meters->parked : nullptr},
-                            store, runner_family));
-    RETURN_IF_ERROR(relay->Resume());
+    ASSIGN_OR_RETURN(relay, OutboxRelay::Create({.kafka = options.kafka,
+                                                 .source_topic = options.topic,
+                                                 .transactional_id = OutboxTransactionalId(options.group_id, store_id),
+                                                 .parked = meters ? meters->parked : nullptr,
+                                                 .transactions = meters ? meters->transactions : nullptr,
+                                                 .aborted = meters ? meters->aborted : nullptr},
+                                                store, runner_family));
   }
 
   // Where each partition starts and ends now. A partition with no stored
@@ -156,9 +171,11 @@ Status ProjectionRunner::Impl::Init() {
     int64_t applied = lane.next_offset.count(p) ? lane.next_offset[p] : low;
     log_end[p] = std::max(high, applied);
     progress.Update(p, applied, log_end[p]);
+    progress.SetOwned(p, options.replay.has_value());  // a group run owns what the group assigns
   }
   RETURN_IF_ERROR(InitVersions());  // which projections the lane applies; a rebuild if a version was raised
   if (options.replay) RETURN_IF_ERROR(AssignForReplay());
+  if (options.replay) progress.MarkJoined();
   progress.MarkStarted();
   if (options.replay) return absl::OkStatus();
   rd_kafka_poll_set_consumer(consumer.get());
@@ -289,9 +306,13 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
   for (auto until = Clock::now() + std::chrono::seconds(15); r.subscribed && !r.joined && Clock::now() < until;) {
     if (rd_kafka_message_t* message = rd_kafka_consumer_poll(r.consumer.get(), 100)) rd_kafka_message_destroy(message);
   }
-  // Leave cleanly: lag tools see where the run ended, the group rebalances,
-  // the relay drains, and what it delivered is removed from the outbox.
-  if (r.joined) r.CommitAdvisory(/*now=*/true);
+  // Leave cleanly: the relay sends what waits, with the watermarks (which
+  // lag tools read as the group's offsets), the group rebalances, and what
+  // was delivered is removed from the outbox.
+  if (r.relay && r.joined) {
+    Status flushed = r.relay->Flush(r.consumer.get(), r.lane.next_offset, /*now=*/true);
+    if (result.ok()) result = flushed;
+  }
   rd_kafka_consumer_close(r.consumer.get());
   r.consumer_closed = true;
   if (r.relay) {

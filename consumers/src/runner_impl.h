@@ -39,7 +39,7 @@ using Clock = std::chrono::steady_clock;
 // a raised projection version is built, `run` has a second, the rebuild lane,
 // which reads the log from the start up to wherever the live lane is.
 struct Lane {
-  bool live = true;    // only the live lane sends (alerts, dead letters), publishes RunnerProgress, commits offsets
+  bool live = true;    // only the live lane sends (alerts, dead letters, watermarks) and publishes RunnerProgress
   std::string prefix;  // of its keys in the runner family ("" or runner_keys::kRebuildPrefix)
   rd_kafka_t* consumer = nullptr;
   std::vector<projections::Projection*> projections;
@@ -93,8 +93,6 @@ struct ProjectionRunner::Impl {
   RunnerProgress progress;
   std::map<int32_t, int64_t> log_end;  // the highest log end seen per partition
   std::unique_ptr<ApplyPool> pool;     // with more than one apply thread
-  std::chrono::steady_clock::time_point next_advisory_commit;
-  bool advisory_commit_due = false;  // positions moved since the last advisory commit
   // What the lanes' state caches may still take (RunnerOptions::state_cache_bytes).
   std::shared_ptr<std::atomic<int64_t>> cache_budget = std::make_shared<std::atomic<int64_t>>(0);
 
@@ -105,6 +103,8 @@ struct ProjectionRunner::Impl {
     Counter* dead_lettered;
     Counter* alerts;
     Counter* parked;
+    Counter* transactions;
+    Counter* aborted;
     Counter* lost_to_retention;
     Counter* batches;
     Histogram* batch_seconds;
@@ -154,10 +154,6 @@ struct ProjectionRunner::Impl {
   Status OnOffsetOutOfRange(Lane& reading, int32_t partition);
   bool CaughtUp() const;
   void WatchForStall();
-  // Commits the live lane's positions to Kafka for lag tools (asynchronously):
-  // at most once per kAdvisoryCommitInterval, or at once with `now` (when the
-  // run ends; closing the consumer sends it).
-  void CommitAdvisory(bool now = false);
   void UpdateProgress();
 
   // versions.cc

@@ -5,9 +5,26 @@ namespace rapport::consumers {
 void RunnerProgress::Update(int32_t partition, int64_t applied, int64_t end) {
   {
     std::lock_guard lock(mutex_);
-    partitions_[partition] = {applied, end};
+    Partition& p = partitions_[partition];
+    p.applied = applied;
+    p.end = end;
   }
   changed_.notify_all();
+}
+
+void RunnerProgress::SetOwned(int32_t partition, bool owned) {
+  std::lock_guard lock(mutex_);
+  partitions_[partition].owned = owned;
+}
+
+void RunnerProgress::MarkJoined() {
+  std::lock_guard lock(mutex_);
+  joined_ = true;
+}
+
+bool RunnerProgress::joined() const {
+  std::lock_guard lock(mutex_);
+  return joined_;
 }
 
 void RunnerProgress::SetRebuild(Rebuild rebuild) {
@@ -38,7 +55,9 @@ std::map<int32_t, RunnerProgress::Partition> RunnerProgress::Snapshot() const {
 int64_t RunnerProgress::TotalLag() const {
   std::lock_guard lock(mutex_);
   int64_t lag = 0;
-  for (const auto& [partition, p] : partitions_) lag += std::max<int64_t>(p.end - p.applied, 0);
+  for (const auto& [partition, p] : partitions_) {
+    if (p.owned) lag += std::max<int64_t>(p.end - p.applied, 0);
+  }
   return lag;
 }
 

@@ -36,8 +36,9 @@ class RunnerState {
   void StageOffset(rocksdb::WriteBatch& batch, const std::string& lane_prefix, int32_t partition,
                    int64_t next_offset) const;
 
-  // 16 random bytes that tell this store's relayed records from any other's
-  // (outbox_relay.h): made and written on first use, the same ever after.
+  // 16 random bytes that name this store, in the outbox relay's
+  // transactional id (outbox_relay.h): made and written on first use, the
+  // same ever after.
   Result<std::string> StoreId();
 
  private:

@@ -69,7 +69,11 @@ class Service : public ::testing::Test {
 TEST_F(Service, ReadyOnlyOnceStartedAndWithinTheConfiguredLag) {
   EXPECT_EQ(Get("/readyz").status, 503);  // not started
   progress_.Update(0, 5, 10);
+  progress_.Update(1, 0, 1000);  // another instance's partition: its lag is not this one's
+  progress_.SetOwned(1, false);
   progress_.MarkStarted();
+  EXPECT_EQ(Get("/readyz").status, 503) << "started, but the group has assigned nothing yet";
+  progress_.MarkJoined();
   auto behind = Get("/readyz");
   EXPECT_EQ(behind.status, 503);
   EXPECT_EQ(nlohmann::json::parse(behind.body)["lag_records"], 5);

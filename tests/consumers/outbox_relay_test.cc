@@ -1,10 +1,14 @@
 // OutboxRelay against librdkafka's in-process mock cluster and a temporary
-// store: staged entries leave after their write and are forgotten once
-// delivered; a restart sends exactly what the target partitions lack (the
-// resume arithmetic, which only this store's records count for); a record
-// Kafka refuses for good is parked while the rest go on; a batch refused as
-// too large is sent again one record at a time. The same relay under kill -9
-// against the real broker is tests/fault/outbox_resume_test.cc.
+// store: entries of owned partitions leave in a transaction with their
+// partitions' watermarks; entries below the group's watermark were sent by
+// an earlier owner and are forgotten unsent (the takeover arithmetic: what
+// makes alerts once across instances); a partition not owned sends nothing;
+// a record the client refuses for good is parked while the rest go on. The
+// mock cluster neither keeps transactional offsets nor hides aborted
+// records, so what needs them (the watermark reaching the group, aborts, a
+// zombie instance) is tested against the real broker in
+// tests/integration/outbox_relay_broker_test.cc; across processes and kill -9
+// in tests/fault/outbox_resume_test.cc and tests/integration/takeover_test.cc.
 #include "outbox_relay.h"
 
 #include <gtest/gtest.h>
@@ -24,56 +28,71 @@
 namespace rapport::consumers {
 namespace {
 
+constexpr char kEvents[] = "cx.events";
 constexpr char kAlerts[] = "cx.alerts";
+constexpr char kGroup[] = "rapport-test";
 constexpr int32_t kPartitions = 3;
-constexpr int16_t kProduceApi = 0;
-
-// A record read back from the target topic.
-struct Received {
-  int32_t partition;
-  std::string key;
-  std::string value;
-  std::string store_id;  // from the rapport-outbox-seq header; empty without one
-  uint64_t seq = 0;
-};
 
 class OutboxRelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    cluster_.CreateTopic(kEvents, 2);
     cluster_.CreateTopic(kAlerts, kPartitions);
     path_ =
         std::filesystem::path(::testing::TempDir()) / ("outbox-relay-" + std::to_string(::getpid()) + "-" +
                                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(path_);
+    OpenStore();
+    kafka::KafkaSettings settings = cluster_.settings();
+    settings.properties["group.id"] = kGroup;  // assigns itself; its group metadata carries the watermarks
+    auto conf = kafka::BuildKafkaConf(settings, {});
+    ASSERT_OK(conf);
+    auto consumer = kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+    ASSERT_OK(consumer);
+    consumer_ = std::move(*consumer);
+  }
+  void TearDown() override {
+    rd_kafka_consumer_close(consumer_.get());
+    store_.reset();
+    std::filesystem::remove_all(path_);
+  }
+  void OpenStore() {
+    store_.reset();
     auto opened = projections::ProjectionStore::Open({.path = path_}, {ProjectionRunner::kFamily});
     ASSERT_OK(opened);
     store_ = std::move(*opened);
     family_ = store_->family(ProjectionRunner::kFamily);
   }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(path_);
-  }
 
-  Result<std::unique_ptr<OutboxRelay>> Relay(kafka::KafkaSettings kafka) {
-    return OutboxRelay::Create({.kafka = std::move(kafka), .store_id = kStoreId, .parked = &parked_}, *store_, family_);
+  Result<std::unique_ptr<OutboxRelay>> Relay(kafka::KafkaSettings kafka, std::string transactional_id = "relay-a") {
+    return OutboxRelay::Create({.kafka = std::move(kafka),
+                                .source_topic = kEvents,
+                                .transactional_id = std::move(transactional_id),
+                                .parked = &parked_,
+                                .transactions = &committed_,
+                                .aborted = &aborted_,
+                                .linger = std::chrono::milliseconds(0)},
+                               *store_, family_);
   }
   Result<std::unique_ptr<OutboxRelay>> Relay() { return Relay(cluster_.settings()); }
 
-  static state::v1::OutboxEntry Entry(int n, size_t value_bytes = 0) {
+  // The entry the record at `partition`/`offset` of the events topic caused.
+  static state::v1::OutboxEntry Entry(int32_t partition, int64_t offset, size_t value_bytes = 0) {
     state::v1::OutboxEntry entry;
     entry.set_topic(kAlerts);
-    entry.set_key("c-" + std::to_string(n));
-    entry.set_value(value_bytes > 0 ? std::string(value_bytes, 'v') : "alert " + std::to_string(n));
-    entry.set_timestamp_ms(1776765600000 + n);
+    entry.set_key("c-" + std::to_string(offset));
+    entry.set_value(value_bytes > 0 ? std::string(value_bytes, 'v') : "alert " + std::to_string(offset));
+    entry.set_timestamp_ms(1776765600000 + offset);
+    entry.set_source_partition(partition);
+    entry.set_source_offset(offset);
     auto* header = entry.add_headers();
     header->set_name("rapport-type");
     header->set_value("alert");
     return entry;
   }
-  static std::vector<state::v1::OutboxEntry> Entries(int count) {
+  static std::vector<state::v1::OutboxEntry> Entries(int32_t partition, int64_t from, int64_t to) {
     std::vector<state::v1::OutboxEntry> entries;
-    for (int n = 0; n < count; ++n) entries.push_back(Entry(n));
+    for (int64_t offset = from; offset < to; ++offset) entries.push_back(Entry(partition, offset));
     return entries;
   }
 
@@ -81,6 +100,12 @@ class OutboxRelayTest : public ::testing::Test {
   void StageAndWrite(OutboxRelay& relay, std::vector<state::v1::OutboxEntry> entries) {
     rocksdb::WriteBatch batch;
     relay.Stage(std::move(entries), batch);
+    ASSERT_OK(relay.StageSettled(batch));
+    ASSERT_OK(store_->Write(batch));
+  }
+  // The runner's next write: removes what was delivered.
+  void WriteSettled(OutboxRelay& relay) {
+    rocksdb::WriteBatch batch;
     ASSERT_OK(relay.StageSettled(batch));
     ASSERT_OK(store_->Write(batch));
   }
@@ -96,120 +121,151 @@ class OutboxRelayTest : public ::testing::Test {
   std::set<uint64_t> Outbox() { return Keys("x"); }
   std::set<uint64_t> Parked() { return Keys("p"); }
 
-  // Produces a record to its key's partition as a relay would have, seq
-  // header and all (`seq_header` empty: as a client with no header).
-  void ProduceAsRelay(const state::v1::OutboxEntry& entry, const std::string& store_id, uint64_t seq) {
-    ProduceRaw(entry, store_id + runner_keys::U64(seq));
-  }
-  void ProduceRaw(const state::v1::OutboxEntry& entry, const std::string& seq_header) {
-    std::vector<events::Header> headers;
-    if (!seq_header.empty()) headers.push_back({"rapport-outbox-seq", seq_header});
-    ASSERT_OK(testing::ProduceRaw(cluster_.settings(), entry.topic(), entry.key(), entry.value(), headers,
-                                  entry.timestamp_ms(), PartitionOf(entry.key())));
-  }
-  static int32_t PartitionOf(const std::string& key) { return kafka::PartitionForKey(key, kPartitions); }
-
-  std::vector<Received> ReadAll() {
-    std::vector<Received> received;
-    auto records = testing::ReadTopicToEnd(cluster_.settings(), kAlerts, std::chrono::seconds(10));
+  // How often each origin arrived on the alerts topic (what a reader with
+  // isolation.level=read_committed sees), "" for records with none.
+  std::map<std::string, int> Origins() {
+    std::map<std::string, int> seen;
+    auto records = testing::ReadTopic(cluster_.settings(), kAlerts, 10000, std::chrono::milliseconds(1500));
     EXPECT_OK(records);
-    if (!records.ok()) return received;
+    if (!records.ok()) return seen;
     for (const auto& record : *records) {
-      Received& r = received.emplace_back();
-      r.partition = record.partition;
-      r.key = record.key;
-      r.value = record.value;
+      std::string origin;
       for (const auto& header : record.headers) {
-        if (header.name == "rapport-outbox-seq" && header.value.size() == 24) {
-          r.store_id = header.value.substr(0, 16);
-          r.seq = projections::ReadU64(std::string_view(header.value).substr(16));
-        }
+        if (header.name == kOriginHeader) origin = header.value;
       }
-    }
-    return received;
-  }
-  // How often each sequence number of this store arrived.
-  std::map<uint64_t, int> OwnSeqs(const std::vector<Received>& received) {
-    std::map<uint64_t, int> seen;
-    for (const auto& r : received) {
-      if (r.store_id == kStoreId) ++seen[r.seq];
+      EXPECT_EQ(record.partition, kafka::PartitionForKey(record.key, kPartitions)) << record.key;
+      ++seen[origin];
     }
     return seen;
   }
-  static std::map<uint64_t, int> EachOnce(uint64_t count) {
-    std::map<uint64_t, int> once;
-    for (uint64_t seq = 0; seq < count; ++seq) once[seq] = 1;
+  static std::map<std::string, int> Once(int32_t partition, int64_t from, int64_t to) {
+    std::map<std::string, int> once;
+    for (int64_t offset = from; offset < to; ++offset) {
+      once[std::string(kEvents) + "/" + std::to_string(partition) + "/" + std::to_string(offset)] = 1;
+    }
     return once;
   }
+  // What an earlier owner's transaction leaves: the group's watermark for
+  // `partition` (committed plainly: the mock cluster keeps only those).
+  void CommitWatermark(int32_t partition, int64_t offset) {
+    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(offsets, kEvents, partition)->offset = offset;
+    ASSERT_EQ(rd_kafka_commit(consumer_.get(), offsets, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(offsets);
+  }
 
-  const std::string kStoreId = std::string("store-id-0123456", 16);
   testing::MockCluster cluster_;
   std::filesystem::path path_;
   std::unique_ptr<projections::ProjectionStore> store_;
   rocksdb::ColumnFamilyHandle* family_ = nullptr;
-  Counter parked_;
+  kafka::KafkaHandle consumer_;
+  Counter parked_, committed_, aborted_;
 };
 
-TEST_F(OutboxRelayTest, SendsStagedEntriesAfterTheirWriteAndForgetsThemOnceDelivered) {
+TEST_F(OutboxRelayTest, SendsAnOwnedPartitionsEntriesWithItsWatermarkInOneTransaction) {
   auto relay = Relay();
   ASSERT_OK(relay);
-  StageAndWrite(**relay, Entries(10));
+  (*relay)->Own(0);
+  StageAndWrite(**relay, Entries(0, 0, 10));
   EXPECT_EQ(Outbox().size(), 10u) << "staged entries are in the store before anything is sent";
-  ASSERT_OK((*relay)->SendStaged());
-  ASSERT_OK((*relay)->Drain());
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {{0, 25}}));
+  WriteSettled(**relay);
   EXPECT_TRUE(Outbox().empty()) << "delivered entries are removed";
-  EXPECT_EQ((*relay)->next_seq(), 10u);
+  EXPECT_EQ(Origins(), Once(0, 0, 10));
+  EXPECT_EQ((*relay)->watermark(0), 25) << "every record of partition 0 below 25 has its entries on their topics";
+  EXPECT_EQ(committed_.value(), 1u);
 
-  const auto received = ReadAll();
-  EXPECT_EQ(OwnSeqs(received), EachOnce(10));
-  for (const auto& r : received) {
-    EXPECT_EQ(r.partition, kafka::PartitionForKey(r.key, kPartitions)) << r.key;
-    EXPECT_EQ(r.value, Entry(static_cast<int>(r.seq)).value());
-  }
   // A later relay of the same store numbers on from where this one stopped.
   relay->reset();
   auto next = Relay();
   ASSERT_OK(next);
   EXPECT_EQ((*next)->next_seq(), 10u);
+  EXPECT_EQ((*next)->pending(), 0u);
 }
 
-TEST_F(OutboxRelayTest, ResumeSendsExactlyWhatTheTargetPartitionsLack) {
-  // What a relay killed mid-send leaves: ten entries in the outbox, of which
-  // the first six reached their partitions (each partition holds a prefix
-  // of its entries) and were not yet forgotten.
-  rocksdb::WriteBatch batch;
-  for (int n = 0; n < 10; ++n) {
-    ASSERT_TRUE(batch.Put(family_, runner_keys::OutboxKey(n), Entry(n).SerializeAsString()).ok());
-  }
-  ASSERT_TRUE(batch.Put(family_, runner_keys::kOutboxNextKey, runner_keys::U64(10)).ok());
-  ASSERT_OK(store_->Write(batch));
-  for (int n = 0; n < 6; ++n) ProduceAsRelay(Entry(n), kStoreId, n);
-  // Other writers of the same topic after them: another store's relay (an
-  // emptied data directory) with higher numbers, and a client with no header.
-  for (int n = 0; n < 10; ++n) ProduceAsRelay(Entry(n), std::string("another-store-id", 16), 100 + n);
-  ProduceRaw(Entry(7), "");
-
+TEST_F(OutboxRelayTest, APartitionNotOwnedSendsNothingUntilItIs) {
   auto relay = Relay();
   ASSERT_OK(relay);
-  ASSERT_OK((*relay)->Resume());
-  ASSERT_OK((*relay)->Drain());
-  EXPECT_TRUE(Outbox().empty());
-  EXPECT_EQ(OwnSeqs(ReadAll()), EachOnce(10)) << "each outbox entry on its topic exactly once";
-  EXPECT_EQ((*relay)->next_seq(), 10u);
+  (*relay)->Own(0);
+  StageAndWrite(**relay, Entries(1, 0, 4));  // partition 1: another instance's, or a standby's
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {{0, 3}, {1, 4}}, /*now=*/true));
+  EXPECT_TRUE(Origins().empty());
+  EXPECT_EQ((*relay)->watermark(1), -1) << "no watermark for a partition not owned";
+  EXPECT_EQ((*relay)->pending(), 4u);
+
+  (*relay)->Own(1);
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {{0, 3}, {1, 4}}, /*now=*/true));
+  EXPECT_EQ(Origins(), Once(1, 0, 4));
+  EXPECT_EQ((*relay)->watermark(1), 4);
 }
 
-TEST_F(OutboxRelayTest, ResumeWithNothingSentSendsEverything) {
+TEST_F(OutboxRelayTest, ATakeoverSendsOnlyWhatNoEarlierOwnerSent) {
+  // The first owner of partition 0 sent the entries of records 0..5 with
+  // its watermark (6), applied records 6..9 too and died before it sent
+  // theirs.
   {
-    auto relay = Relay();
-    ASSERT_OK(relay);
-    StageAndWrite(**relay, Entries(5));  // written, then the process died before SendStaged
+    auto first = Relay(cluster_.settings(), "relay-first");
+    ASSERT_OK(first);
+    (*first)->Own(0);
+    StageAndWrite(**first, Entries(0, 0, 6));
+    ASSERT_OK((*first)->Flush(consumer_.get(), {{0, 6}}));
+    StageAndWrite(**first, Entries(0, 6, 10));
   }
+  CommitWatermark(0, 6);
+  // Another store takes the partition over and builds it from the log's
+  // start: it stages the entries of every record again.
+  std::filesystem::remove_all(path_);
+  OpenStore();
+  auto next = Relay(cluster_.settings(), "relay-next");
+  ASSERT_OK(next);
+  (*next)->Own(0);
+  StageAndWrite(**next, Entries(0, 0, 10));
+  ASSERT_OK((*next)->Flush(consumer_.get(), {{0, 10}}));
+  WriteSettled(**next);
+  EXPECT_EQ(Origins(), Once(0, 0, 10)) << "each entry on its topic exactly once";
+  EXPECT_TRUE(Outbox().empty()) << "the entries below the watermark are forgotten unsent";
+  EXPECT_EQ((*next)->watermark(0), 10);
+}
+
+TEST_F(OutboxRelayTest, APartitionOwnedAgainReadsItsWatermarkAgain) {
   auto relay = Relay();
   ASSERT_OK(relay);
-  ASSERT_OK((*relay)->Resume());
-  ASSERT_OK((*relay)->Drain());
+  (*relay)->Own(0);
+  StageAndWrite(**relay, Entries(0, 0, 2));
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {{0, 2}}));
+  (*relay)->Disown(0);
+  // Meanwhile another instance owned it and sent up to record 8; this store
+  // catches up from record 2 and stages what records 2..9 caused.
+  CommitWatermark(0, 8);
+  StageAndWrite(**relay, Entries(0, 2, 10));
+  (*relay)->Own(0);
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {{0, 10}}));
+  WriteSettled(**relay);
+  auto sent_here = Once(0, 0, 2);
+  sent_here.merge(Once(0, 8, 10));
+  EXPECT_EQ(Origins(), sent_here) << "2..7 are the other instance's to have sent";
+  EXPECT_EQ((*relay)->pending(), 0u);
   EXPECT_TRUE(Outbox().empty());
-  EXPECT_EQ(OwnSeqs(ReadAll()), EachOnce(5));
+}
+
+TEST_F(OutboxRelayTest, EntriesWithNoOriginAreSentAsTheyAre) {
+  rocksdb::WriteBatch batch;  // an outbox written before entries had origins
+  for (int n = 0; n < 3; ++n) {
+    state::v1::OutboxEntry entry = Entry(0, n);
+    entry.clear_source_partition();
+    entry.clear_source_offset();
+    ASSERT_TRUE(batch.Put(family_, runner_keys::OutboxKey(n), entry.SerializeAsString()).ok());
+  }
+  ASSERT_TRUE(batch.Put(family_, runner_keys::kOutboxNextKey, runner_keys::U64(3)).ok());
+  ASSERT_OK(store_->Write(batch));
+  auto relay = Relay();
+  ASSERT_OK(relay);
+  EXPECT_EQ((*relay)->pending(), 3u);
+  EXPECT_EQ((*relay)->next_seq(), 3u);
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {}, /*now=*/true));
+  WriteSettled(**relay);
+  EXPECT_EQ(Origins(), (std::map<std::string, int>{{"", 3}}));
+  EXPECT_TRUE(Outbox().empty());
 }
 
 TEST_F(OutboxRelayTest, ARecordKafkaRefusesForGoodIsParkedAndTheRestGoOn) {
@@ -217,9 +273,10 @@ TEST_F(OutboxRelayTest, ARecordKafkaRefusesForGoodIsParkedAndTheRestGoOn) {
   kafka.properties["message.max.bytes"] = "2000";
   auto relay = Relay(kafka);
   ASSERT_OK(relay);
-  StageAndWrite(**relay, {Entry(0), Entry(1, 5000), Entry(2)});
-  ASSERT_OK((*relay)->SendStaged());
-  ASSERT_OK((*relay)->Drain());
+  (*relay)->Own(0);
+  StageAndWrite(**relay, {Entry(0, 0), Entry(0, 1, 5000), Entry(0, 2)});
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {{0, 3}}));
+  WriteSettled(**relay);
   EXPECT_TRUE(Outbox().empty());
   EXPECT_EQ(Parked(), (std::set<uint64_t>{1}));
   EXPECT_EQ(parked_.value(), 1u);
@@ -228,38 +285,22 @@ TEST_F(OutboxRelayTest, ARecordKafkaRefusesForGoodIsParkedAndTheRestGoOn) {
   state::v1::OutboxEntry entry;
   ASSERT_TRUE(entry.ParseFromString(*kept));
   EXPECT_EQ(entry.value().size(), 5000u) << "the parked entry is kept whole";
-  EXPECT_EQ(OwnSeqs(ReadAll()), (std::map<uint64_t, int>{{0, 1}, {2, 1}}));
+  auto origins = Origins();
+  EXPECT_EQ(origins, (std::map<std::string, int>{{"cx.events/0/0", 1}, {"cx.events/0/2", 1}}));
 }
 
-TEST_F(OutboxRelayTest, ABatchRefusedAsTooLargeIsSentAgainOneRecordAtATime) {
-  auto relay = Relay();
-  ASSERT_OK(relay);
-  // The broker refuses the first produce request as a whole, as it does a
-  // record batch over its limit that holds one record too large.
-  cluster_.FailNextRequests(kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-  StageAndWrite(**relay, Entries(4));
-  ASSERT_OK((*relay)->SendStaged());
-  ASSERT_OK((*relay)->Drain());
-  EXPECT_TRUE(Outbox().empty());
-  EXPECT_TRUE(Parked().empty()) << "records refused only for the company they had are not parked";
-  EXPECT_EQ(OwnSeqs(ReadAll()), EachOnce(4));
-}
-
-TEST_F(OutboxRelayTest, AStoreIdOfTheWrongSizeIsRefused) {
-  auto relay = OutboxRelay::Create({.kafka = cluster_.settings(), .store_id = "short"}, *store_, family_);
-  EXPECT_EQ(relay.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(relay.status().message()).find("16 bytes"), std::string::npos) << relay.status();
-}
-
-TEST_F(OutboxRelayTest, ADamagedOutboxEntryStopsTheResumeWithAClearError) {
+TEST_F(OutboxRelayTest, ADamagedOutboxEntryStopsTheStartWithAClearError) {
   rocksdb::WriteBatch batch;
   ASSERT_TRUE(batch.Put(family_, runner_keys::OutboxKey(0), "\xff\xff not a protobuf").ok());
   ASSERT_OK(store_->Write(batch));
   auto relay = Relay();
-  ASSERT_OK(relay);
-  Status resumed = (*relay)->Resume();
-  EXPECT_EQ(resumed.code(), absl::StatusCode::kInternal);
-  EXPECT_NE(std::string(resumed.message()).find("outbox entry does not parse"), std::string::npos) << resumed;
+  EXPECT_EQ(relay.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(std::string(relay.status().message()).find("outbox entry does not parse"), std::string::npos)
+      << relay.status();
+}
+
+TEST(OutboxTransactionalId, IsTheGroupAndTheStoreIdInHex) {
+  EXPECT_EQ(OutboxTransactionalId("rapport", std::string("\x01\xab", 2)), "rapport.relay.01ab");
 }
 
 }  // namespace

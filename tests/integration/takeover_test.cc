@@ -4,7 +4,8 @@
 // it had go back to the first instance, which takes them over from where its
 // own state for them stands and catches up with what was published
 // meanwhile. The first instance then holds exactly what a single instance
-// folding the whole log holds.
+// folding the whole log holds, and the two instances together sent each
+// alert and dead letter once: what the single instance sent.
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
@@ -39,8 +40,11 @@ class Takeover : public ::testing::Test {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     spdlog::set_level(spdlog::level::warn);
     prefix_ = testing::UniqueTopicName("it.takeover");
-    ASSERT_OK(kafka::EnsureTopics(
-        broker_, {{prefix_ + ".events", 4, -1, {}}, {prefix_ + ".dlq", 1, -1, {}}, {prefix_ + ".alerts", 1, -1, {}}}));
+    ASSERT_OK(kafka::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {}},
+                                            {prefix_ + ".dlq", 1, -1, {}},
+                                            {prefix_ + ".alerts", 2, -1, {}},
+                                            {prefix_ + ".single.dlq", 1, -1, {}},
+                                            {prefix_ + ".single.alerts", 2, -1, {}}}));
     config_ = testing::WriteTestConfig(broker_, prefix_,
                                        "[topics]\nevents = \"" + prefix_ + ".events\"\nevents_partitions = 4\n");
     projections::RegisterProjections(registry_);
@@ -49,8 +53,8 @@ class Takeover : public ::testing::Test {
     for (const auto& dir : dirs_) std::filesystem::remove_all(dir);
   }
   void Simulate(const std::string& seed) {
-    auto simulated = testing::RunRapport(
-        {"--config", config_, "simulate", "--customers", "300", "--days", "120", "--seed", seed, "--publish"});
+    auto simulated = testing::RunRapport({"--config", config_, "simulate", "--customers", "300", "--days", "120",
+                                          "--seed", seed, "--invalid-rate", "0.01", "--publish"});
     ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
   }
   std::string Dir(const std::string& name) {
@@ -72,7 +76,10 @@ class Takeover : public ::testing::Test {
       if (thread.joinable()) thread.join();
     }
   };
-  std::unique_ptr<Instance> Start(const std::string& dir, const std::string& group, bool until_caught_up = false) {
+  // `sends_to`: the prefix of its dead-letter and alerts topics.
+  std::unique_ptr<Instance> Start(const std::string& dir, const std::string& group, bool until_caught_up = false,
+                                  std::string sends_to = "") {
+    if (sends_to.empty()) sends_to = prefix_;
     auto instance = std::make_unique<Instance>();
     std::vector<std::string> families = {ProjectionRunner::kFamily};
     for (auto* projection : registry_.all()) families.push_back(projection->Family());
@@ -83,8 +90,8 @@ class Takeover : public ::testing::Test {
     options.kafka = broker_;
     options.group_id = group;
     options.topic = prefix_ + ".events";
-    options.dead_letter_topic = prefix_ + ".dlq";
-    options.alerts_topic = prefix_ + ".alerts";
+    options.dead_letter_topic = sends_to + ".dlq";
+    options.alerts_topic = sends_to + ".alerts";
     options.metrics = &instance->metrics;
     options.stop_when_caught_up = until_caught_up;
     auto runner = ProjectionRunner::Create(options, *instance->store, registry_.all());
@@ -106,6 +113,20 @@ class Takeover : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     return done();
+  }
+  // How often each origin (events topic/partition/offset) arrived on `topic`,
+  // as a read_committed reader sees it.
+  std::map<std::string, int> Origins(const std::string& topic) {
+    std::map<std::string, int> seen;
+    auto records = testing::ReadTopicToEnd(broker_, topic, std::chrono::seconds(20));
+    EXPECT_OK(records);
+    if (!records.ok()) return seen;
+    for (const auto& record : *records) {
+      for (const auto& header : record.headers) {
+        if (header.name == "rapport-origin") ++seen[header.value + " " + record.value.substr(0, 40)];
+      }
+    }
+    return seen;
   }
   std::map<std::string, std::string> Digests(ProjectionStore& store) {
     std::map<std::string, std::string> digests;
@@ -174,10 +195,21 @@ TEST_F(Takeover, APartitionThatMovesBackCatchesUpFromWhereItsStateStands) {
   Stop(*first);
 
   // What a single instance folding the whole log holds.
-  auto single = Start(Dir("single"), prefix_ + ".single", /*until_caught_up=*/true);
+  auto single = Start(Dir("single"), prefix_ + ".single", /*until_caught_up=*/true, prefix_ + ".single");
   single->thread.join();
   ASSERT_OK(single->result);
   EXPECT_EQ(Digests(*first->store), Digests(*single->store));
+
+  // Whichever instance raised them, and though the second built its
+  // partitions' history from the log's start and the first caught up on
+  // what the second had sent: each alert and dead letter once.
+  for (const std::string kind : {".alerts", ".dlq"}) {
+    const auto sent = Origins(prefix_ + kind);
+    const auto single_sent = Origins(prefix_ + ".single" + kind);
+    EXPECT_FALSE(single_sent.empty()) << kind;
+    EXPECT_EQ(sent, single_sent) << kind;
+    for (const auto& [origin, count] : sent) EXPECT_EQ(count, 1) << kind << " " << origin;
+  }
 }
 
 }  // namespace

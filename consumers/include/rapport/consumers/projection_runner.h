@@ -78,6 +78,10 @@ class RunnerProgress {
   struct Partition {
     int64_t applied = 0;  // the next offset to apply: every offset below it is in the store
     int64_t end = 0;      // the log end (high watermark) last seen
+    // Applied here now: assigned to this instance by the group (a replay
+    // applies every partition). A partition not owned holds the state the
+    // store had when it last applied it, if any, and moves no further.
+    bool owned = true;
   };
 
   // A raised projection version being built beside the live one; until it is
@@ -89,13 +93,18 @@ class RunnerProgress {
   };
 
   void Update(int32_t partition, int64_t applied, int64_t end);
+  void SetOwned(int32_t partition, bool owned);
+  // The group's first assignment arrived (a replay: at once): which
+  // partitions are owned here is known.
+  void MarkJoined();
+  bool joined() const;
   void SetRebuild(Rebuild rebuild);
   Rebuild rebuild() const;
   void MarkStarted();  // the stored positions are loaded: figures are meaningful
 
   bool started() const;
   std::map<int32_t, Partition> Snapshot() const;
-  int64_t TotalLag() const;  // records in the log not yet applied (as last seen)
+  int64_t TotalLag() const;  // records of owned partitions not yet applied (as last seen)
 
   // Waits until the record at `offset` of `partition` has been applied, at
   // most `timeout`; false if it has not been by then.
@@ -107,6 +116,7 @@ class RunnerProgress {
   std::map<int32_t, Partition> partitions_;
   Rebuild rebuild_;
   bool started_ = false;
+  bool joined_ = false;
 };
 
 struct RunnerStats {

@@ -167,24 +167,26 @@ void ApiService::Impl::AddCustomerRoutes() {
       return ErrorResponse(400, "invalid_argument",
                            "give one identity to look up: email, phone, card, device or external_id");
     }
-    const std::string& value = *request.Param(std::string(kind->first));
-    return Serve(request, [&](int32_t partitions) { return Reads(partitions).Lookup(kind->second, value); });
+    return ServeLookup(request, kind->second, *request.Param(std::string(kind->first)));
   });
 
   Add("GET", "/v1/customers/{id}", Scope::kRead, kQuick, [this](const HttpRequest& request, const Params& params) {
-    return Serve(request, [&](int32_t partitions) { return Reads(partitions).Profile(params.at("id")); });
+    return ServeCustomer(request, params.at("id"),
+                         [&](int32_t partitions) { return Reads(partitions).Profile(params.at("id")); });
   });
 
   Add("GET", "/v1/customers/{id}/churn", Scope::kRead, kQuick,
       [this](const HttpRequest& request, const Params& params) {
         absl::Time as_of;
         if (auto bad = ParseAsOf(request, as_of)) return *bad;
-        return Serve(request, [&](int32_t partitions) { return Reads(partitions).Churn(params.at("id"), as_of); });
+        return ServeCustomer(request, params.at("id"),
+                             [&](int32_t partitions) { return Reads(partitions).Churn(params.at("id"), as_of); });
       });
 
   Add("GET", "/v1/customers/{id}/reviews", Scope::kRead, kQuick,
       [this](const HttpRequest& request, const Params& params) {
-        return Serve(request, [&](int32_t partitions) { return Reads(partitions).CustomerReviews(params.at("id")); });
+        return ServeCustomer(request, params.at("id"),
+                             [&](int32_t partitions) { return Reads(partitions).CustomerReviews(params.at("id")); });
       });
 
   Add("GET", "/v1/customers", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
@@ -208,6 +210,7 @@ void ApiService::Impl::AddCustomerRoutes() {
     size_t limit = 0;
     if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
     const std::string* cursor = request.Param("cursor");
+    if (auto partial = NeedsEveryPartition()) return *partial;
     return Serve(request, [&](int32_t partitions) -> Result<Answer> {
       ASSIGN_OR_RETURN(auto page, CustomerProfileView(store, partitions).Targeted(query, limit, cursor ? *cursor : ""));
       const std::string items =
@@ -238,6 +241,7 @@ void ApiService::Impl::AddSubjectRoutes() {
         if (auto bad = subject(params, type)) return *bad;
         absl::Time as_of;
         if (auto bad = ParseAsOf(request, as_of)) return *bad;
+        if (auto partial = NeedsEveryPartition()) return *partial;
         return Serve(request, [&](int32_t partitions) {
           return Reads(partitions).SubjectSummary(type, params.at("id"), as_of);
         });
@@ -250,6 +254,7 @@ void ApiService::Impl::AddSubjectRoutes() {
         size_t limit = 0;
         if (auto bad = ParseLimit(request, limit, 20)) return *bad;
         const std::string* cursor = request.Param("cursor");
+        if (auto partial = NeedsEveryPartition()) return *partial;
         return Serve(request, [&](int32_t partitions) {
           return Reads(partitions).SubjectReviews(type, params.at("id"), limit, cursor ? *cursor : "");
         });
@@ -264,6 +269,7 @@ void ApiService::Impl::AddPopulationRoutes() {
   auto population = [this](const HttpRequest& request, const Render& render) {
     absl::Time as_of;
     if (auto bad = ParseAsOf(request, as_of)) return *bad;
+    if (auto partial = NeedsEveryPartition()) return *partial;
     return Serve(request, [&](int32_t partitions) -> Result<Answer> {
       ASSIGN_OR_RETURN(auto view, ChurnView(store, partitions).Population(as_of));
       Json data = {{"as_of", events::FormatTime(as_of)}, {"customers", view.customers}};
@@ -302,6 +308,7 @@ void ApiService::Impl::AddPopulationRoutes() {
         size_t limit = 0;
         if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
         const std::string* cursor = request.Param("cursor");
+        if (auto partial = NeedsEveryPartition()) return *partial;
         return Serve(request, [&](int32_t partitions) -> Result<Answer> {
           ASSIGN_OR_RETURN(auto page,
                            ChurnView(store, partitions).Members(*segment, as_of, limit, cursor ? *cursor : ""));
@@ -327,6 +334,7 @@ void ApiService::Impl::AddPopulationRoutes() {
       }
       currency = *code;
     }
+    if (auto partial = NeedsEveryPartition()) return *partial;
     return Serve(request, [&](int32_t partitions) -> Result<Answer> {
       ASSIGN_OR_RETURN(auto top, ChurnView(store, partitions).AtRisk(as_of, limit, currency));
       const std::string items =

@@ -36,8 +36,9 @@ Result<Answer> StoreReads::Profile(const std::string& customer_id) const {
   return Answer{CustomerProfileView::ToJson(profile, style_), kafka::PartitionForKey(customer_id, partition_count_)};
 }
 
-Result<Answer> StoreReads::Lookup(v1::IdentityKind kind, const std::string& value) const {
-  ASSIGN_OR_RETURN(std::string customer_id, CustomerProfileView(store_, partition_count_).Lookup(kind, value));
+Result<Answer> StoreReads::Lookup(v1::IdentityKind kind, const std::string& value,
+                                  const std::function<bool(int32_t)>& in) const {
+  ASSIGN_OR_RETURN(std::string customer_id, CustomerProfileView(store_, partition_count_).Lookup(kind, value, in));
   return Profile(customer_id);
 }
 

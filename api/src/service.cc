@@ -1,5 +1,6 @@
 #include "rapport/api/service.h"
 
+#include "rapport/kafka/partitioner.h"
 #include "service_impl.h"
 
 namespace rapport::api {
@@ -91,6 +92,7 @@ void ApiService::Impl::AddRoutes() {
   AddCustomerRoutes();
   AddSubjectRoutes();
   AddPopulationRoutes();
+  AddClusterRoutes();
   Add("POST", "/v1/events", Scope::kIngest, kSlow,
       [this](const HttpRequest& request, const Params&) { return PostEvents(request); });
 }
@@ -104,10 +106,14 @@ void ApiService::Impl::AddOperationsRoutes() {
     // Before the group's first assignment nothing is owned here yet.
     const bool started = progress != nullptr && progress->started() && progress->joined();
     const int64_t lag = started ? progress->TotalLag() : -1;
-    const bool ready = progress == nullptr || (started && lag <= options.ready_max_lag);
+    // With several instances: ready when every partition is answered for,
+    // here or by the instance that applies it.
+    const std::vector<int32_t> without_owner = PartitionsWithoutOwner();
+    const bool ready = progress == nullptr || (started && lag <= options.ready_max_lag && without_owner.empty());
     Json body = {{"ready", ready},
                  {"lag_records", started ? Json(lag) : Json(nullptr)},
                  {"max_lag_records", options.ready_max_lag}};
+    if (Clustered()) body["partitions_without_owner"] = without_owner;
     return JsonResponse(ready ? 200 : 503, body.dump());
   });
   Add("GET", "/openapi.json", std::nullopt, kQuick,
@@ -140,7 +146,14 @@ bool ApiService::Quick(const HttpRequest& request) const {
   std::vector<std::string> allowed;
   Params params;
   const auto* route = impl_->Match(request, params, allowed);
-  return route != nullptr && route->quick;
+  if (route == nullptr || !route->quick) return false;
+  // A read another instance answers waits on the network: not on an I/O thread.
+  if (impl_->Clustered() && route->pattern.starts_with("/v1/customers/")) {
+    auto id = params.find("id");
+    auto count = impl_->PartitionCount();
+    return id != params.end() && count.ok() && impl_->OwnedHere(kafka::PartitionForKey(id->second, *count));
+  }
+  return true;
 }
 
 const ApiService::Impl::Route* ApiService::Impl::Match(const HttpRequest& request, Params& params,

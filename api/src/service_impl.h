@@ -148,6 +148,21 @@ struct ApiService::Impl {
   // worker for consistency_wait_ms.
   std::optional<HttpResponse> PastTheEnd(int32_t partition, int64_t offset, Clock::time_point deadline);
 
+  // cluster_routes.cc: several instances, one API.
+  bool Clustered() const { return options.directory != nullptr && progress != nullptr; }
+  bool OwnedHere(int32_t partition) const;
+  // A read of one customer: here if this instance applies its partition,
+  // otherwise forwarded to the instance that does.
+  HttpResponse ServeCustomer(const HttpRequest& request, const std::string& customer_id, const ViewRead& read);
+  HttpResponse ServeLookup(const HttpRequest& request, v1::IdentityKind kind, const std::string& value);
+  HttpResponse Forward(const HttpRequest& request, int32_t partition);
+  // A read of every customer: a 503 naming the partitions applied elsewhere.
+  std::optional<HttpResponse> NeedsEveryPartition();
+  // Partitions no live instance (this one included) applies.
+  std::vector<int32_t> PartitionsWithoutOwner();
+  Json ClusterJson();
+  void AddClusterRoutes();
+
   void AddRoutes();
   void AddOperationsRoutes();
   void AddCustomerRoutes();

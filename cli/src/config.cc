@@ -240,6 +240,7 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.Read("topics.dead_letter_partitions", c.topics.dead_letter_partitions));
   RETURN_IF_ERROR(r.Read("topics.alerts", c.topics.alerts));
   RETURN_IF_ERROR(r.Read("topics.alerts_partitions", c.topics.alerts_partitions));
+  RETURN_IF_ERROR(r.Read("topics.members", c.topics.members));
   RETURN_IF_ERROR(r.Read("topics.replication_factor", c.topics.replication_factor));
 
   int64_t delivery_timeout_ms = c.publish.delivery_timeout.count();
@@ -288,6 +289,12 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("churn.min_spend_customers", c.churn.min_spend_customers));
 
   RETURN_IF_ERROR(r.Read("api.listen", c.api.listen));
+  RETURN_IF_ERROR(r.Read("api.advertised_url", c.api.advertised_url));
+  if (!c.api.advertised_url.empty() && !c.api.advertised_url.starts_with("http://") &&
+      !c.api.advertised_url.starts_with("https://")) {
+    return absl::InvalidArgumentError(fmt::format("{}: api.advertised_url: \"{}\" is not an http:// or https:// URL",
+                                                  r.Where("api.advertised_url"), c.api.advertised_url));
+  }
   RETURN_IF_ERROR(r.ReadPositive("api.io_threads", c.api.io_threads));
   RETURN_IF_ERROR(r.ReadPositive("api.workers", c.api.workers));
   RETURN_IF_ERROR(r.ReadPositive("api.max_body_bytes", c.api.max_body_bytes));
@@ -361,14 +368,21 @@ Status ParseListenAddress(const std::string& text, std::string& host, uint16_t& 
 }
 
 std::vector<kafka::TopicSpec> TopicSpecs(const TopicsConfig& t) {
-  // Kept forever: cx.events is the source of truth, dead letters must not be
-  // lost, and the alert relay resumes from what cx.alerts holds.
+  // Kept forever: cx.events is the source of truth, and dead letters and
+  // alerts must not be lost.
   const std::map<std::string, std::string> forever = {
       {"retention.ms", "-1"}, {"retention.bytes", "-1"}, {"cleanup.policy", "delete"}};
+  // The members topic keeps each instance's last record (compacted), and
+  // its records are worth nothing after a few seconds.
+  const std::map<std::string, std::string> latest = {{"cleanup.policy", "compact"},
+                                                     {"min.compaction.lag.ms", "0"},
+                                                     {"segment.ms", "3600000"},
+                                                     {"delete.retention.ms", "3600000"}};
   return {
       {t.events, t.events_partitions, t.replication_factor, forever},
       {t.dead_letter, t.dead_letter_partitions, t.replication_factor, forever},
       {t.alerts, t.alerts_partitions, t.replication_factor, forever},
+      {t.members, 1, t.replication_factor, latest},
   };
 }
 

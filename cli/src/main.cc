@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "rapport/cli/api_key_command.h"
+#include "rapport/cli/cluster_command.h"
 #include "rapport/cli/config.h"
 #include "rapport/cli/export_command.h"
 #include "rapport/cli/publish.h"
@@ -31,7 +32,7 @@ constexpr int kUsageError = 2;
 
 int main(int argc, char** argv) {
   CLI::App app{"rapport: an event-sourced customer-experience platform on Kafka and RocksDB", "rapport"};
-  app.set_version_flag("--version", "rapport 0.1.0");
+  app.set_version_flag("--version", "rapport " RAPPORT_VERSION);
 
   std::string config_file;
   std::string brokers;
@@ -54,7 +55,16 @@ int main(int argc, char** argv) {
   auto* topics = app.add_subcommand("topics", "Manage rapport's Kafka topics");
   topics->require_subcommand(1);
   auto* ensure = topics->add_subcommand(
-      "ensure", "Create the events, dead-letter and alerts topics if missing; report differences on existing ones");
+      "ensure",
+      "Create the events, dead-letter, alerts and members topics if missing; report differences on existing ones");
+
+  auto* cluster = app.add_subcommand("cluster", "The instances of [run] group_id and the partitions each applies");
+  cluster->require_subcommand(1);
+  bool cluster_json = false;
+  auto* cluster_status = cluster->add_subcommand(
+      "status", "Who applies which partition, how far behind, where each API answers (from the members topic)");
+  cluster_status->add_flag("--json", cluster_json, "One JSON object instead of a table");
+  cluster_status->footer("Exit status: 0 every partition applied by a live instance, 1 some are not, 2 cannot read.");
 
   rapport::cli::TailArgs tail_args;
   auto* tail = app.add_subcommand("tail", "Print the records of a topic as JSON lines, decoded");
@@ -280,6 +290,7 @@ int main(int argc, char** argv) {
   if (!data_dir.empty()) config->store.data_dir = data_dir;
   if (!http_listen.empty()) config->api.listen = http_listen;
   if (*ensure) return rapport::cli::RunTopicsEnsure(*config, std::cout, std::cerr);
+  if (*cluster_status) return rapport::cli::RunClusterStatus(*config, cluster_json, std::cout, std::cerr);
   if (*run) return rapport::cli::RunProjections(*config, run_args, std::cout, std::cerr, g_stop);
   if (*replay) {
     replay_args.progress = isatty(STDERR_FILENO) != 0;

@@ -21,6 +21,7 @@
 #include "rapport/base/logging.h"
 #include "rapport/cli/progress.h"
 #include "rapport/cli/simulate_command.h"
+#include "rapport/cluster/membership.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/events/time_text.h"
 #include "rapport/projections/churn.h"
@@ -65,9 +66,12 @@ std::string DefaultInstanceId(const std::string& data_dir) {
 // Starts the HTTP API over `store`: ingest through its own producer, reads
 // from the views, metrics from `metrics`.
 // `progress` null: a read-only store that nobody applies to (no ingest, no broker).
+// `directory` non-null: several instances, reads forwarded to the owner of
+// their partition (`instance_id`: this one's).
 Status StartApi(const Config& config, projections::ProjectionStore& store, const consumers::RunnerProgress* progress,
                 Metrics& metrics, std::unique_ptr<api::Ingest>& ingest, std::unique_ptr<api::ApiService>& service,
-                std::unique_ptr<api::HttpServer>& server) {
+                std::unique_ptr<api::HttpServer>& server, const cluster::Directory* directory = nullptr,
+                const std::string& instance_id = "") {
   const ApiConfig& a = config.api;
   api::ServerOptions server_options;
   RETURN_IF_ERROR(ParseListenAddress(a.listen, server_options.address, server_options.port, "--http"));
@@ -94,6 +98,8 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
   service_options.ready_max_lag = a.ready_max_lag;
   service_options.max_batch_events = static_cast<size_t>(a.max_batch_events);
   service_options.openapi_json = std::string(api::kOpenApiJson);
+  service_options.directory = directory;
+  service_options.instance_id = instance_id;
   service = std::make_unique<api::ApiService>(std::move(service_options), store, progress, ingest.get(), metrics);
   if (a.keys.empty()) {
     ModuleLogger("api")->warn(
@@ -104,6 +110,59 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
   api::Handler routes{[handler](const api::HttpRequest& r) { return handler->Handle(r); },
                       [handler](const api::HttpRequest& r) { return handler->Quick(r); }};
   ASSIGN_OR_RETURN(server, api::HttpServer::Start(server_options, std::move(routes)));
+  return absl::OkStatus();
+}
+
+// Where other instances reach this one's API: [api] advertised_url, or
+// http(s)://LISTEN with the host's name for a wildcard address.
+std::string AdvertisedUrl(const ApiConfig& api) {
+  if (!api.advertised_url.empty()) return api.advertised_url;
+  std::string host;
+  uint16_t port = 0;
+  if (!ParseListenAddress(api.listen, host, port, "api.listen").ok()) return "";
+  if (host == "0.0.0.0" || host == "::" || host.empty()) {
+    char name[256] = {};
+    host = gethostname(name, sizeof(name) - 1) == 0 ? name : "localhost";
+  } else if (host.find(':') != std::string::npos) {
+    host = "[" + host + "]";
+  }
+  return fmt::format("{}://{}:{}", api.tls_cert_file.empty() ? "http" : "https", host, port);
+}
+
+// The members topic, read and written, when it exists: every instance then
+// knows who applies which partition, and forwards reads. Without it this
+// instance answers only for the partitions it applies (with a warning).
+Status JoinMembers(const Config& config, const std::string& instance_id, const consumers::RunnerProgress& progress,
+                   std::unique_ptr<cluster::Directory>& directory, std::unique_ptr<cluster::Publisher>& publisher) {
+  auto started = cluster::Directory::Start(config.kafka, config.topics.members, config.run.group_id);
+  if (!started.ok()) {
+    if (started.status().code() != absl::StatusCode::kNotFound) return started.status();
+    ModuleLogger("cluster")->warn(
+        "{} does not exist: this instance cannot tell other instances of group {} where it answers, nor forward "
+        "reads for partitions they apply (create it with `rapport topics ensure`)",
+        config.topics.members, config.run.group_id);
+    return absl::OkStatus();
+  }
+  directory = std::move(*started);
+  cluster::v1::Member self;
+  self.set_instance_id(instance_id);
+  self.set_advertised_url(AdvertisedUrl(config.api));
+  self.set_group_id(config.run.group_id);
+  self.set_version(RAPPORT_VERSION);
+  ASSIGN_OR_RETURN(publisher, cluster::Publisher::Start(config.kafka, config.topics.members, self,
+                                                        [&progress](cluster::v1::Member& member) {
+                                                          for (const auto& [p, state] : progress.Snapshot()) {
+                                                            if (!state.owned) continue;
+                                                            auto* owned = member.add_owned();
+                                                            owned->set_partition(p);
+                                                            owned->set_applied(state.applied);
+                                                            owned->set_end(state.end);
+                                                            owned->set_assigned_at_ms(state.owned_since_ms);
+                                                          }
+                                                        }));
+  directory->WaitCaughtUp(config.kafka.timeout);
+  ModuleLogger("cluster")->info("instance {} answers at {}; members on {}", instance_id, self.advertised_url(),
+                                config.topics.members);
   return absl::OkStatus();
 }
 
@@ -227,6 +286,7 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   }
   const bool serve = !config.api.listen.empty();
   Metrics metrics;
+  std::atomic<cluster::Publisher*> publishing{nullptr};  // told of each assignment
   consumers::RunnerOptions options{
       .kafka = config.kafka,
       .group_id = config.run.group_id,
@@ -242,7 +302,10 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
       .stop_when_caught_up = args.until_caught_up,
       .metrics = serve ? &metrics : nullptr,
       .replay = std::nullopt,
-      .on_batch = nullptr};
+      .on_batch = nullptr,
+      .on_assignment = [&publishing] {
+        if (cluster::Publisher* publisher = publishing.load()) publisher->Nudge();
+      }};
   auto runner = consumers::ProjectionRunner::Create(options, **store, registry.all());
   if (!runner.ok()) {
     err << "run: " << runner.status().message() << "\n";
@@ -252,8 +315,19 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   std::unique_ptr<api::Ingest> ingest;
   std::unique_ptr<api::ApiService> service;
   std::unique_ptr<api::HttpServer> server;
+  std::unique_ptr<cluster::Directory> directory;
+  std::unique_ptr<cluster::Publisher> publisher;
+  if (serve && !args.until_caught_up) {
+    if (Status joined = JoinMembers(config, options.instance_id, (*runner)->progress(), directory, publisher);
+        !joined.ok()) {
+      err << "run: " << config.topics.members << ": " << joined.message() << "\n";
+      return 2;
+    }
+    publishing = publisher.get();
+  }
   if (serve) {
-    auto started = StartApi(config, **store, &(*runner)->progress(), metrics, ingest, service, server);
+    auto started = StartApi(config, **store, &(*runner)->progress(), metrics, ingest, service, server, directory.get(),
+                            options.instance_id);
     if (!started.ok()) {
       err << "run: " << started.message() << "\n";
       return 2;
@@ -272,6 +346,7 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   // Caught up and stopping: fit once, so queries of this store have the models' figures.
   if (status.ok() && args.until_caught_up && config.churn.refit_interval_s > 0) RefitChurnModels(config, **store);
   if (server) server->Shutdown(std::chrono::seconds(10));  // drains requests in flight
+  publisher.reset();                                       // its last record: this instance left
   const auto& stats = (*runner)->stats();
   out << fmt::format("run: {} events applied, {} duplicates skipped, {} dead-lettered in {} batches{}\n", stats.applied,
                      stats.duplicates, stats.dead_lettered, stats.batches,

@@ -18,7 +18,8 @@ int RunTopicsEnsure(const Config& config, std::ostream& out, std::ostream& err) 
     const auto& report = (*reports)[i];
     switch (report.outcome) {
       case kafka::TopicReport::Outcome::kCreated:
-        out << fmt::format("{}: created ({} partitions, kept forever)\n", report.topic, specs[i].partitions);
+        out << fmt::format("{}: created ({} partitions, {})\n", report.topic, specs[i].partitions,
+                           specs[i].configs.count("retention.ms") ? "kept forever" : "compacted");
         break;
       case kafka::TopicReport::Outcome::kAsSpecified:
         out << fmt::format("{}: exists as configured\n", report.topic);

@@ -177,6 +177,10 @@ Status ProjectionRunner::Impl::ProcessBatch(Lane& reading, rd_kafka_message_t** 
       RETURN_IF_ERROR(OnOffsetOutOfRange(reading, m->partition));
       continue;
     }
+    if (m->err == RD_KAFKA_RESP_ERR__FATAL && reading.live) {
+      fenced = true;  // the Run loop joins again with a new consumer
+      continue;
+    }
     if (m->err) {
       log->warn("consuming {}: {}", options.topic, rd_kafka_message_errstr(m));
       continue;

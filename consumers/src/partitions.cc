@@ -163,6 +163,7 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
       rd_kafka_assign(consumer.get(), nullptr);
     }
   }
+  if (options.on_assignment) options.on_assignment();
 }
 
 Status ProjectionRunner::Impl::CheckLogHolds(Lane& reading, int32_t partition, int64_t low, int64_t high) {

@@ -91,18 +91,9 @@ void ProjectionRunner::Impl::SetProjections(Lane& reading, const std::vector<pro
   }
 }
 
-Status ProjectionRunner::Impl::Init() {
-  for (auto* projection : all_projections) {
-    if (store.family(projection->Family()) == nullptr)
-      return absl::InternalError(absl::StrCat("the store was opened without ", projection->Family()));
-  }
-  runner_family = store.family(kFamily);
-  if (runner_family == nullptr) return absl::InternalError("the store was opened without the runner family");
-  cache_budget->store(static_cast<int64_t>(options.state_cache_bytes));
-  const unsigned apply_threads =
-      options.apply_threads > 0 ? options.apply_threads : std::max(1u, std::thread::hardware_concurrency());
-  if (apply_threads > 1) pool = std::make_unique<ApplyPool>(apply_threads);
-
+// The live (or replay) lane's consumer: made at start, and again when the
+// group fenced the last one (Rejoin).
+Status ProjectionRunner::Impl::CreateConsumer() {
   std::vector<kafka::RequiredProperty> consumer_properties = {
       {"group.id", options.group_id, "set it with [run] group_id"},
       {"enable.auto.commit", "false", "offsets live in RocksDB"},
@@ -137,6 +128,54 @@ Status ProjectionRunner::Impl::Init() {
                                           rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)), reason);
   });
   ASSIGN_OR_RETURN(consumer, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  return absl::OkStatus();
+}
+
+// librdkafka 2.0 treats a static member fenced by the group as fatal for
+// its consumer (FENCED_INSTANCE_ID: seen when a broker outage outlasts the
+// session, librdkafka issue 3437): a new consumer joins again, from the
+// stored offsets, and the relay reads its watermarks again. Fenced five
+// times in a minute is another process with the same [run] instance_id.
+Status ProjectionRunner::Impl::Rejoin() {
+  char reason[512] = "";
+  rd_kafka_fatal_error(consumer.get(), reason, sizeof(reason));
+  const auto now = Clock::now();
+  while (!fenced_at.empty() && now - fenced_at.front() > std::chrono::minutes(1)) fenced_at.pop_front();
+  fenced_at.push_back(now);
+  if (fenced_at.size() > 5) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the consumer group fenced this instance five times in a minute (", reason,
+        "): another process runs with the same [run] instance_id \"", options.instance_id, "\"; give each its own"));
+  }
+  log->warn("the consumer group fenced this instance ({}); joining it again with a new consumer", reason);
+  rd_kafka_consumer_close(consumer.get());  // revokes what it held (OnRebalance)
+  for (int32_t p : assigned) {
+    if (relay) relay->Disown(p);
+    progress.SetOwned(p, false);
+  }
+  assigned.clear();
+  catching_up.clear();
+  consumer.reset();
+  subscribed = joined = false;
+  RETURN_IF_ERROR(CreateConsumer());
+  lane.consumer = consumer.get();
+  rd_kafka_poll_set_consumer(consumer.get());
+  return Subscribe();
+}
+
+Status ProjectionRunner::Impl::Init() {
+  for (auto* projection : all_projections) {
+    if (store.family(projection->Family()) == nullptr)
+      return absl::InternalError(absl::StrCat("the store was opened without ", projection->Family()));
+  }
+  runner_family = store.family(kFamily);
+  if (runner_family == nullptr) return absl::InternalError("the store was opened without the runner family");
+  cache_budget->store(static_cast<int64_t>(options.state_cache_bytes));
+  const unsigned apply_threads =
+      options.apply_threads > 0 ? options.apply_threads : std::max(1u, std::thread::hardware_concurrency());
+  if (apply_threads > 1) pool = std::make_unique<ApplyPool>(apply_threads);
+
+  RETURN_IF_ERROR(CreateConsumer());
   lane.consumer = consumer.get();
   ASSIGN_OR_RETURN(partition_count, kafka::TopicPartitionCount(consumer.get(), options.kafka, options.topic));
 
@@ -282,6 +321,10 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     if (processed.ok() && r.options.on_batch) r.options.on_batch(r.progress);
     for (size_t i = 0; i < count; ++i) rd_kafka_message_destroy(messages[i]);
     if (processed.ok() && r.rebuild) processed = r.StepRebuild(messages);
+    if (processed.ok() && r.fenced) {
+      r.fenced = false;
+      processed = r.Rejoin();
+    }
     if (!processed.ok()) {
       result = processed;
       break;

@@ -122,9 +122,13 @@ struct ProjectionRunner::Impl {
   // makes the process die right after a batch with outbox entries is written
   // and before the relay sends them, the moment a random kill rarely hits.
   bool exit_after_outbox_write = false;
+  bool fenced = false;                      // the consumer reported a fatal error: Rejoin
+  std::deque<Clock::time_point> fenced_at;  // the last minute's fences
 
   // projection_runner.cc
   Status Init();
+  Status CreateConsumer();
+  Status Rejoin();
   void InitMetrics();
   Status LoadWindows(Lane& lane);
   void SetProjections(Lane& lane, const std::vector<projections::Projection*>& projections);

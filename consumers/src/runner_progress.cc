@@ -1,3 +1,4 @@
+#include "absl/time/clock.h"
 #include "rapport/consumers/projection_runner.h"
 
 namespace rapport::consumers {
@@ -14,7 +15,9 @@ void RunnerProgress::Update(int32_t partition, int64_t applied, int64_t end) {
 
 void RunnerProgress::SetOwned(int32_t partition, bool owned) {
   std::lock_guard lock(mutex_);
-  partitions_[partition].owned = owned;
+  Partition& p = partitions_[partition];
+  if (owned && !p.owned) p.owned_since_ms = absl::ToUnixMillis(absl::Now());
+  p.owned = owned;
 }
 
 void RunnerProgress::MarkJoined() {

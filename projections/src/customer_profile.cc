@@ -313,11 +313,13 @@ Result<state::v1::CustomerProfile> CustomerProfileView::Profile(const std::strin
   return profile;
 }
 
-Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std::string& value) {
+Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std::string& value,
+                                                const std::function<bool(int32_t)>& in) {
   if (family_ == nullptr) return NoLiveState("customer_profile");
   // The index entry sits in the customer's partition, which the identity
   // does not tell: look in each.
   for (int32_t partition = 0; partition < partition_count_; ++partition) {
+    if (in && !in(partition)) continue;
     auto customer = store_.Get(family_.get(), IdentityKey(partition, kind, value));
     if (customer.ok()) return customer;
     if (customer.status().code() != absl::StatusCode::kNotFound) return customer.status();

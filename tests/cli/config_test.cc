@@ -149,11 +149,26 @@ TEST(Config, MissingFileIsNotFound) {
   EXPECT_EQ(config.status().message(), "cannot read config file /nonexistent/rapport.toml");
 }
 
-TEST(Config, TopicsAreKeptForever) {
-  for (const auto& spec : TopicSpecs(TopicsConfig{})) {
+TEST(Config, TopicsAreKeptForeverButTheMembersTopicIsCompacted) {
+  const TopicsConfig topics;
+  for (const auto& spec : TopicSpecs(topics)) {
+    if (spec.name == topics.members) {
+      EXPECT_EQ(spec.configs.at("cleanup.policy"), "compact");
+      EXPECT_EQ(spec.partitions, 1);
+      continue;
+    }
     EXPECT_EQ(spec.configs.at("retention.ms"), "-1") << spec.name;
     EXPECT_EQ(spec.configs.at("retention.bytes"), "-1") << spec.name;
   }
+}
+
+TEST(Config, AnAdvertisedUrlMustBeHttp) {
+  auto config = ParseConfig("[api]\nadvertised_url = \"10.0.0.5:8080\"\n", "rapport.toml");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(config.status().message()).find("api.advertised_url"), std::string::npos) << config.status();
+  auto good = ParseConfig("[api]\nadvertised_url = \"http://10.0.0.5:8080\"\n", "rapport.toml");
+  ASSERT_OK(good);
+  EXPECT_EQ(good->api.advertised_url, "http://10.0.0.5:8080");
 }
 
 TEST(ApiKeyCommand, PrintsAKeyOnceAndTheConfigThatAdmitsIt) {

@@ -70,6 +70,7 @@ class Takeover : public ::testing::Test {
     std::unique_ptr<ProjectionRunner> runner;
     std::atomic<bool> stop = false;
     Status result;
+    std::atomic<bool> done = false;  // result is set
     std::thread thread;
     ~Instance() {  // a failed assertion must not leave the thread running
       stop = true;
@@ -78,7 +79,7 @@ class Takeover : public ::testing::Test {
   };
   // `sends_to`: the prefix of its dead-letter and alerts topics.
   std::unique_ptr<Instance> Start(const std::string& dir, const std::string& group, bool until_caught_up = false,
-                                  std::string sends_to = "") {
+                                  std::string sends_to = "", std::string instance_id = "") {
     if (sends_to.empty()) sends_to = prefix_;
     auto instance = std::make_unique<Instance>();
     std::vector<std::string> families = {ProjectionRunner::kFamily};
@@ -89,6 +90,7 @@ class Takeover : public ::testing::Test {
     consumers::RunnerOptions options;
     options.kafka = broker_;
     options.group_id = group;
+    options.instance_id = instance_id;
     options.topic = prefix_ + ".events";
     options.dead_letter_topic = sends_to + ".dlq";
     options.alerts_topic = sends_to + ".alerts";
@@ -98,7 +100,10 @@ class Takeover : public ::testing::Test {
     EXPECT_OK(runner);
     instance->runner = std::move(*runner);
     Instance* running = instance.get();
-    instance->thread = std::thread([running] { running->result = running->runner->Run(running->stop); });
+    instance->thread = std::thread([running] {
+      running->result = running->runner->Run(running->stop);
+      running->done = true;
+    });
     return instance;
   }
   static void Stop(Instance& instance) {
@@ -210,6 +215,23 @@ TEST_F(Takeover, APartitionThatMovesBackCatchesUpFromWhereItsStateStands) {
     EXPECT_EQ(sent, single_sent) << kind;
     for (const auto& [origin, count] : sent) EXPECT_EQ(count, 1) << kind << " " << origin;
   }
+}
+
+// Two processes given the same [run] instance_id fence each other in the
+// group (librdkafka makes that fatal for the consumer fenced): each joins
+// again with a new consumer, and after five fences in a minute the run stops
+// and says why, instead of fencing forever.
+TEST_F(Takeover, TwoInstancesWithOneInstanceIdStopWithWhy) {
+  Simulate("3");
+  const std::string group = prefix_ + ".group";
+  auto first = Start(Dir("first"), group, false, "", "the-same-id");
+  auto second = Start(Dir("second"), group, false, "", "the-same-id");
+  auto stopped = [](Instance& instance) { return instance.done.load() && !instance.result.ok(); };
+  ASSERT_TRUE(WaitFor([&] { return stopped(*first) || stopped(*second); })) << "neither run stopped within 60 s";
+  Instance& loser = stopped(*first) ? *first : *second;
+  EXPECT_EQ(loser.result.code(), absl::StatusCode::kFailedPrecondition) << loser.result;
+  EXPECT_NE(std::string(loser.result.message()).find("the same [run] instance_id \"the-same-id\""), std::string::npos)
+      << loser.result;
 }
 
 }  // namespace

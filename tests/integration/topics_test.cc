@@ -19,7 +19,8 @@ class TopicsEnsure : public ::testing::Test {
     prefix_ = testing::UniqueTopicName("it.topics");
     config_path_ = testing::WriteTestConfig(broker_, prefix_,
                                             "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" +
-                                                prefix_ + ".dlq\"\nalerts = \"" + prefix_ + ".alerts\"\n");
+                                                prefix_ + ".dlq\"\nalerts = \"" + prefix_ + ".alerts\"\nmembers = \"" +
+                                                prefix_ + ".members\"\n");
   }
   testing::CommandResult Ensure() { return testing::RunRapport({"--config", config_path_, "topics", "ensure"}); }
 
@@ -33,11 +34,12 @@ TEST_F(TopicsEnsure, CreatesThenFindsThemAsConfigured) {
   EXPECT_EQ(first.exit_code, 0) << first.err;
   EXPECT_EQ(first.out, prefix_ + ".events: created (12 partitions, kept forever)\n" + prefix_ +
                            ".dlq: created (3 partitions, kept forever)\n" + prefix_ +
-                           ".alerts: created (12 partitions, kept forever)\n");
+                           ".alerts: created (12 partitions, kept forever)\n" + prefix_ +
+                           ".members: created (1 partitions, compacted)\n");
   auto second = Ensure();
   EXPECT_EQ(second.exit_code, 0) << second.err;
   EXPECT_EQ(second.out, prefix_ + ".events: exists as configured\n" + prefix_ + ".dlq: exists as configured\n" +
-                            prefix_ + ".alerts: exists as configured\n");
+                            prefix_ + ".alerts: exists as configured\n" + prefix_ + ".members: exists as configured\n");
 }
 
 TEST_F(TopicsEnsure, ReportsEveryDifferenceOnAnExistingTopicAndChangesNothing) {

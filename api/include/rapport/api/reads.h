@@ -6,6 +6,7 @@
 // first wait for a position, ?after=); the command prints it.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,7 +39,9 @@ class StoreReads {
 
   Result<Answer> Profile(const std::string& customer_id) const;
   // The profile of the customer an identity belongs to.
-  Result<Answer> Lookup(v1::IdentityKind kind, const std::string& value) const;
+  // `in`: only the partitions it accepts; null: every partition.
+  Result<Answer> Lookup(v1::IdentityKind kind, const std::string& value,
+                        const std::function<bool(int32_t)>& in = nullptr) const;
   Result<Answer> Churn(const std::string& customer_id, absl::Time as_of) const;
   Result<Answer> CustomerReviews(const std::string& customer_id) const;
   Result<Answer> SubjectSummary(v1::SubjectType type, const std::string& id, absl::Time as_of) const;

@@ -8,6 +8,7 @@
 #include "rapport/api/http_server.h"
 #include "rapport/api/ingest.h"
 #include "rapport/base/metrics.h"
+#include "rapport/cluster/membership.h"
 #include "rapport/consumers/projection_runner.h"
 #include "rapport/projections/store.h"
 
@@ -22,6 +23,13 @@ struct ServiceOptions {
   int64_t ready_max_lag = 1000;
   size_t max_batch_events = 1000;  // events in one POST /v1/events
   std::string openapi_json;        // served at /openapi.json
+  // Several instances in one group: who applies which partition (the
+  // members topic). A read for a customer whose partition another instance
+  // applies is forwarded to it, once (a forwarded request is answered here
+  // or not at all). Null: this instance answers from its store alone.
+  const cluster::Directory* directory = nullptr;
+  std::string instance_id;  // this instance's, as on the members topic
+  std::chrono::milliseconds forward_timeout{2000};
 };
 
 // The query API: routes every request (see api/openapi.json) to the

@@ -23,6 +23,8 @@ struct TopicsConfig {
   int32_t dead_letter_partitions = 3;
   std::string alerts = "cx.alerts";
   int32_t alerts_partitions = 12;
+  // Compacted: each running instance's record (cluster/membership.h).
+  std::string members = "cx.members";
   int16_t replication_factor = -1;  // the cluster's default
 };
 
@@ -62,6 +64,9 @@ struct ChurnConfig {
 // The HTTP API that `rapport run` serves (see api/openapi.json).
 struct ApiConfig {
   std::string listen;  // "HOST:PORT"; empty: no API (unless `run --http`)
+  // Where other instances reach this one's API, e.g. "http://10.0.0.5:8080";
+  // empty: http://LISTEN, with the host's name for a wildcard address.
+  std::string advertised_url;
   int64_t io_threads = 2;
   int64_t workers = 8;  // handler threads: reads waiting on ?after= and ingest occupy one each
   int64_t max_body_bytes = 1 << 20;

@@ -68,6 +68,9 @@ struct RunnerOptions {
   std::optional<Replay> replay;
   // Called on the Run thread after each batch is written (progress bars).
   std::function<void(const RunnerProgress&)> on_batch;
+  // Called on the Run thread when the group assigned or took away partitions
+  // (the members topic says so at once).
+  std::function<void()> on_assignment;
 };
 
 // How far the runner has applied each partition, for readers on other
@@ -82,6 +85,7 @@ class RunnerProgress {
     // applies every partition). A partition not owned holds the state the
     // store had when it last applied it, if any, and moves no further.
     bool owned = true;
+    int64_t owned_since_ms = 0;  // unix ms of the assignment that made it owned here
   };
 
   // A raised projection version being built beside the live one; until it is

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,7 +67,10 @@ class CustomerProfileView {
   // NotFound when the customer is unknown.
   Result<state::v1::CustomerProfile> Profile(const std::string& customer_id);
   // The customer an identity belongs to (the most recent link wins).
-  Result<std::string> Lookup(v1::IdentityKind kind, const std::string& value);
+  // `in`: only the partitions it accepts (those this instance applies);
+  // null: every partition.
+  Result<std::string> Lookup(v1::IdentityKind kind, const std::string& value,
+                             const std::function<bool(int32_t)>& in = nullptr);
   // The profile as JSON for people and downstream services: money as decimal
   // strings, times in RFC 3339, the average order value per currency.
   static std::string ToJson(const state::v1::CustomerProfile& profile,

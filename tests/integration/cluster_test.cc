@@ -1,0 +1,232 @@
+// Several `rapport run` processes in one group against the real broker, each
+// with its own store and API: every instance answers for every customer
+// exactly as a single instance over the same log does (forwarding what
+// another instance applies), says which partitions a read of every customer
+// lacks rather than answer it in part, and after kill -9 of one instance the
+// other answers its customers again once the group has moved its partitions,
+// with a 503 meanwhile, never a wrong 404.
+#define CPPHTTPLIB_OPENSSL_SUPPORT
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+#include "rapport/kafka/topics.h"
+#include "rapport/testing/command.h"
+#include "rapport/testing/kafka.h"
+#include "rapport/testing/status.h"
+
+namespace rapport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+struct Reply {
+  int status = 0;
+  Json data;  // the answer without its freshness (which differs between stores)
+  std::string error, message;
+  bool operator==(const Reply& other) const { return status == other.status && data == other.data; }
+};
+void PrintTo(const Reply& reply, std::ostream* out) {
+  *out << reply.status << " " << (reply.error.empty() ? reply.data.dump().substr(0, 120) : reply.error);
+}
+
+class Cluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(testing::CheckBrokerAnswers(broker_));
+    prefix_ = testing::UniqueTopicName("it.cluster");
+    ASSERT_OK(kafka::EnsureTopics(broker_, {{prefix_ + ".events", 4, -1, {}},
+                                            {prefix_ + ".dlq", 1, -1, {}},
+                                            {prefix_ + ".alerts", 2, -1, {}},
+                                            {prefix_ + ".members", 1, -1, {{"cleanup.policy", "compact"}}}}));
+  }
+  void TearDown() override {
+    for (const auto& [name, instance] : instances_) {
+      if (instance.pid > 0) testing::KillAndWait(instance.pid, SIGTERM);
+      std::filesystem::remove_all(instance.dir);
+    }
+  }
+
+  struct Instance {
+    int pid = -1;
+    int port = 0;
+    std::string config, dir, log;
+  };
+  // `group` shared by the instances that form one platform.
+  Instance& Start(const std::string& name, const std::string& group) {
+    Instance& instance = instances_[name];
+    instance.port = testing::FreePort();
+    instance.dir = ::testing::TempDir() + prefix_ + "." + name;
+    instance.log = instance.dir + ".log";
+    std::filesystem::remove_all(instance.dir);
+    instance.config = testing::WriteTestConfig(
+        broker_, prefix_ + "." + name,
+        "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" + prefix_ + ".dlq\"\nalerts = \"" + prefix_ +
+            ".alerts\"\nmembers = \"" + prefix_ + ".members\"\nevents_partitions = 4\n[run]\ngroup_id = \"" + prefix_ +
+            "." + group + "\"\ninstance_id = \"" + name + "\"\n[store]\ndata_dir = \"" + instance.dir +
+            "\"\n[api]\nlisten = \"127.0.0.1:" + std::to_string(instance.port) +
+            "\"\nopen_reads_on_loopback = true\n[churn]\nrefit_interval_s = 0\n[log]\nlevel = \"info\"\n");
+    instance.pid = testing::StartRapport({"--config", instance.config, "run"}, instance.log);
+    return instance;
+  }
+
+  static Reply Get(const Instance& instance, const std::string& target) {
+    httplib::Client client("127.0.0.1", instance.port);
+    client.set_read_timeout(10, 0);
+    Reply reply;
+    auto result = client.Get(target);
+    if (!result) return reply;
+    reply.status = result->status;
+    Json body = Json::parse(result->body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_object() && body.contains("data")) reply.data = body["data"];
+    if (body.is_object() && body.contains("error")) {
+      reply.error = body["error"]["code"];
+      reply.message = body["error"]["message"];
+    }
+    return reply;
+  }
+  // Waits (up to 60 s) until `done` holds.
+  static bool WaitFor(const std::function<bool()>& done) {
+    for (auto until = Clock::now() + std::chrono::seconds(60); Clock::now() < until;) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return done();
+  }
+  // Every partition applied to the log's end by `instances` together, as
+  // each instance's /v1/cluster says.
+  bool Settled(const Instance& asked, size_t instances) {
+    Reply cluster = Get(asked, "/v1/cluster");
+    if (cluster.status != 200) return false;
+    size_t live = 0;
+    for (const auto& instance : cluster.data["instances"]) live += instance["live"].get<bool>() ? 1 : 0;
+    if (live != instances) return false;
+    for (const auto& partition : cluster.data["partitions"]) {
+      if (partition["owner"].is_null() || partition["lag_records"] != 0) return false;
+    }
+    return cluster.data["partitions"].size() == 4;
+  }
+  std::vector<std::string> Customers() const {
+    std::vector<std::string> ids;
+    for (int n = 0; n < 60; ++n) ids.push_back(fmt::format("c-{:07d}", n));  // a few beyond the simulation: 404s
+    return ids;
+  }
+
+  kafka::KafkaSettings broker_ = testing::TestBroker();
+  std::string prefix_;
+  std::map<std::string, Instance> instances_;
+};
+
+TEST_F(Cluster, TwoInstancesAnswerForEveryCustomerAsOneInstanceDoes) {
+  auto simulated = testing::RunRapport({"--config", Start("single", "single").config, "simulate", "--customers", "50",
+                                        "--days", "120", "--seed", "7", "--publish"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  Instance& single = instances_["single"];
+  Instance& a = Start("a", "platform");
+  Instance& b = Start("b", "platform");
+  ASSERT_TRUE(WaitFor([&] { return Settled(single, 1); })) << testing::ReadFile(single.log);
+  ASSERT_TRUE(WaitFor([&] { return Settled(a, 2) && Settled(b, 2); })) << testing::ReadFile(a.log);
+  // Their records on the members topic trail the group by a moment.
+  ASSERT_TRUE(WaitFor([&] {
+    for (const std::string& id : Customers()) {
+      if (Get(a, "/v1/customers/" + id).status == 503 || Get(b, "/v1/customers/" + id).status == 503) return false;
+    }
+    return true;
+  }));
+
+  // Each instance applies some partitions, and answers for all customers.
+  Reply cluster = Get(a, "/v1/cluster");
+  for (const auto& instance : cluster.data["instances"]) {
+    EXPECT_FALSE(instance["owned"].empty()) << cluster.data.dump();
+  }
+  size_t found = 0;
+  for (const std::string& id : Customers()) {
+    for (const std::string view : {"", "/reviews"}) {
+      const std::string target = "/v1/customers/" + id + view;
+      const Reply expected = Get(single, target);
+      ASSERT_TRUE(expected.status == 200 || expected.status == 404) << target;
+      found += expected.status == 200;
+      EXPECT_EQ(Get(a, target), expected) << target << " on a";
+      EXPECT_EQ(Get(b, target), expected) << target << " on b";
+    }
+    const std::string lookup = "/v1/customers/lookup?email=" + id + "@mail.example";
+    const Reply expected = Get(single, lookup);
+    EXPECT_EQ(Get(a, lookup), expected) << lookup << " on a";
+    EXPECT_EQ(Get(b, lookup), expected) << lookup << " on b";
+  }
+  EXPECT_GE(found, 90u) << "most of the customers asked exist";
+
+  // A read of every customer on an instance that applies only some
+  // partitions: a 503 naming the others, never a part presented as the whole.
+  const Reply segments = Get(a, "/v1/segments");
+  EXPECT_EQ(segments.status, 503);
+  EXPECT_EQ(segments.error, "partial_population");
+  EXPECT_EQ(Get(single, "/v1/segments").status, 200);
+  EXPECT_EQ(Get(a, "/readyz").status, 200);
+  EXPECT_EQ(Get(b, "/readyz").status, 200);
+
+  // `rapport cluster status` says the same, joining nothing.
+  auto status = testing::RunRapport({"--config", a.config, "cluster", "status", "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  Json listed = Json::parse(status.out);
+  std::set<int> owned;
+  for (const auto& instance : listed["instances"]) {
+    EXPECT_TRUE(instance["live"].get<bool>()) << status.out;
+    for (const auto& p : instance["owned"]) EXPECT_TRUE(owned.insert(p["partition"].get<int>()).second) << status.out;
+  }
+  EXPECT_EQ(listed["instances"].size(), 2u) << "the single instance's group is another platform";
+  EXPECT_EQ(owned, (std::set<int>{0, 1, 2, 3})) << "each partition applied by exactly one instance";
+}
+
+TEST_F(Cluster, AKilledInstancesCustomersAreAnsweredAgainOnceTheGroupMovesThem) {
+  Instance& a = Start("a", "platform");
+  auto simulated = testing::RunRapport(
+      {"--config", a.config, "simulate", "--customers", "50", "--days", "120", "--seed", "8", "--publish"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  Instance& b = Start("b", "platform");
+  ASSERT_TRUE(WaitFor([&] { return Settled(a, 2) && Settled(b, 2); })) << testing::ReadFile(a.log);
+  // What a answers for each customer once both instances have settled
+  // (their records on the members topic trail the group by a moment).
+  std::map<std::string, Reply> before;
+  ASSERT_TRUE(WaitFor([&] {
+    for (const std::string& id : Customers()) {
+      before[id] = Get(a, "/v1/customers/" + id);
+      if (before[id].status != 200 && before[id].status != 404) return false;
+    }
+    return true;
+  })) << testing::ReadFile(a.log);
+
+  testing::KillAndWait(b.pid, SIGKILL);
+  b.pid = -1;
+  const auto killed = Clock::now();
+  // Until the group gives b's partitions to a (the session timeout), a read
+  // of their customers is a 503 that says so, never a 404.
+  bool all_answered = false;
+  while (!all_answered && Clock::now() - killed < std::chrono::seconds(60)) {
+    all_answered = true;
+    for (const std::string& id : Customers()) {
+      const Reply now = Get(a, "/v1/customers/" + id);
+      if (now.status == 503) {
+        all_answered = false;
+        EXPECT_TRUE(now.error == "partition_unavailable" || now.error == "partition_moved") << id << " " << now.error;
+        continue;
+      }
+      EXPECT_EQ(now, before[id]) << id;
+    }
+    if (!all_answered) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(all_answered) << testing::ReadFile(a.log);
+  const double seconds = std::chrono::duration<double>(Clock::now() - killed).count();
+  std::cout << "every customer answered again " << seconds << " s after kill -9\n";
+  EXPECT_TRUE(Settled(a, 1));
+}
+
+}  // namespace
+}  // namespace rapport

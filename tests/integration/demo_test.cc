@@ -84,5 +84,39 @@ TEST(Demo, RunsEveryStepOfTheTourAndStopsWhatItStarted) {
   std::filesystem::remove_all(dir);
 }
 
+// `ops/demo --instances 2`: two instances in one group, each answering for
+// every customer (one of them by forwarding), then a kill -9 of the second
+// and the first answering every customer again.
+TEST(Demo, SeveralInstancesShareThePartitionsAndSurviveAKill) {
+  kafka::KafkaSettings broker = testing::TestBroker();
+  ASSERT_OK(testing::CheckBrokerAnswers(broker));
+  const std::string prefix = testing::UniqueTopicName("it.demo2");
+  const std::string dir = ::testing::TempDir() + prefix;
+  const std::string build = std::filesystem::path(testing::RapportBinary()).parent_path().parent_path();
+  const int port = testing::FreePort();
+  const std::map<std::string, std::string> env = {
+      {"DEMO_SKIP_BUILD", "1"},
+      {"BUILD_DIR", build},
+      {"DEMO_DIR", dir},
+      {"DEMO_TOPICS", prefix},
+      {"API_PORT", std::to_string(port)},
+      {"KAFKA_PORT", broker.brokers.substr(broker.brokers.rfind(':') + 1)},
+  };
+  auto demo = testing::RunProgram(
+      {testing::SourceDir() + "/ops/demo", "--customers", "500", "--instances", "2", "--no-wait"}, "", env);
+  ASSERT_EQ(demo.exit_code, 0) << demo.out << demo.err;
+  const std::string out = demo.out + demo.err;
+  EXPECT_NE(out.find("Starting 2 instances of rapport run"), std::string::npos) << out;
+  EXPECT_NE(out.find("forwarded to and answered by"), std::string::npos) << out;
+  EXPECT_NE(out.find("answered here"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"kind\":\"ALERT_KIND_"), std::string::npos) << out;
+  EXPECT_NE(out.find("every customer answered again about"), std::string::npos) << out;
+  EXPECT_NE(out.find(" gone "), std::string::npos) << "cluster status shows the killed instance gone\n" << out;
+  EXPECT_EQ(out.find("error"), std::string::npos) << out;
+  EXPECT_FALSE(testing::PortAnswers(port)) << "the demo left an instance serving on port " << port;
+  EXPECT_FALSE(testing::PortAnswers(port + 1)) << "the demo left an instance serving on port " << port + 1;
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace rapport

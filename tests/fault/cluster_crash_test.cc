@@ -1,0 +1,185 @@
+// Crash safety across instances: three `rapport run` processes in one group,
+// a random one killed with SIGKILL ten times while events are published
+// (restarted at once, or only after the others have run on without it), lose
+// and double nothing: every alert and dead letter is on its topic once, the
+// same as an uninterrupted single instance sent, and the instance left
+// running at the end, once it has taken every partition over, holds exactly
+// the single instance's state.
+#define CPPHTTPLIB_OPENSSL_SUPPORT
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <random>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "nlohmann/json.hpp"
+#include "rapport/kafka/topics.h"
+#include "rapport/testing/command.h"
+#include "rapport/testing/kafka.h"
+#include "rapport/testing/status.h"
+
+namespace rapport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class ClusterCrash : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(testing::CheckBrokerAnswers(broker_));
+    prefix_ = testing::UniqueTopicName("fault.cluster");
+    ASSERT_OK(kafka::EnsureTopics(broker_, {{prefix_ + ".events", 6, -1, {}},
+                                            {prefix_ + ".single.dlq", 1, -1, {}},
+                                            {prefix_ + ".cluster.dlq", 1, -1, {}},
+                                            {prefix_ + ".single.alerts", 3, -1, {}},
+                                            {prefix_ + ".cluster.alerts", 3, -1, {}},
+                                            {prefix_ + ".members", 1, -1, {{"cleanup.policy", "compact"}}}}));
+  }
+  void TearDown() override {
+    for (auto& instance : instances_) {
+      if (instance.pid > 0) testing::KillAndWait(instance.pid, SIGKILL);
+    }
+    for (const auto& dir : dirs_) std::filesystem::remove_all(dir);
+  }
+
+  // `sends_to`: which alerts and dead-letter topics ("single" or "cluster").
+  std::string Config(const std::string& name, const std::string& sends_to, int port) {
+    const std::string dir = ::testing::TempDir() + prefix_ + "." + name;
+    std::filesystem::remove_all(dir);
+    dirs_.push_back(dir);
+    return testing::WriteTestConfig(
+        broker_, prefix_ + "." + name,
+        "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" + prefix_ + "." + sends_to +
+            ".dlq\"\nalerts = \"" + prefix_ + "." + sends_to + ".alerts\"\nmembers = \"" + prefix_ +
+            ".members\"\nevents_partitions = 6\n[run]\ngroup_id = \"" + prefix_ + "." + sends_to +
+            "\"\nmax_batch = 2000\n[store]\ndata_dir = \"" + dir + "\"\n[churn]\nrefit_interval_s = 0\n" +
+            (port > 0 ? "[api]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\nopen_reads_on_loopback = true\n"
+                      : ""));
+  }
+  struct Instance {
+    std::string config;
+    int port = 0;
+    int pid = -1;
+  };
+  void Launch(Instance& instance) { instance.pid = testing::StartRapport({"--config", instance.config, "run"}, log_); }
+  // The cluster as `instance` hears it: every partition applied to its end
+  // by one of `live` live instances.
+  bool Settled(const Instance& instance, size_t live) {
+    httplib::Client client("127.0.0.1", instance.port);
+    auto result = client.Get("/v1/cluster");
+    if (!result || result->status != 200) return false;
+    auto data = nlohmann::json::parse(result->body)["data"];
+    size_t heard = 0;
+    for (const auto& member : data["instances"]) heard += member["live"].get<bool>() ? 1 : 0;
+    if (heard != live || data["partitions"].size() != 6) return false;
+    for (const auto& p : data["partitions"]) {
+      if (p["owner"].is_null() || p["lag_records"] != 0) return false;
+    }
+    return true;
+  }
+  // Each origin on `topic` (a header's value), with how often it arrived.
+  std::map<std::string, int> Seen(const std::string& topic, const std::string& header) {
+    std::map<std::string, int> seen;
+    auto records = testing::ReadTopicToEnd(broker_, topic, std::chrono::seconds(60));
+    EXPECT_OK(records);
+    if (!records.ok()) return seen;
+    for (const auto& r : *records) {
+      for (const auto& h : r.headers) {
+        if (h.name == header) ++seen[h.value];
+      }
+    }
+    return seen;
+  }
+  void Publish(const std::string& config, const std::string& seed, int64_t* invalid) {
+    auto simulated = testing::RunRapport({"--config", config, "simulate", "--customers", "7000", "--days", "365",
+                                          "--seed", seed, "--invalid-rate", "0.01", "--publish"});
+    ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(simulated.err, m, std::regex(R"((\d+) records \((\d+) invalid\))")));
+    records_ += std::stoll(m[1]);
+    *invalid += std::stoll(m[2]);
+  }
+
+  kafka::KafkaSettings broker_ = testing::TestBroker();
+  std::string prefix_;
+  std::string log_;
+  std::vector<std::string> dirs_;
+  std::vector<Instance> instances_;
+  int64_t records_ = 0;
+};
+
+TEST_F(ClusterCrash, ThreeInstancesKilledTenTimesWhilePublishingLoseAndDoubleNothing) {
+  log_ = ::testing::TempDir() + prefix_ + ".log";
+  for (int i = 0; i < 3; ++i) {
+    const int port = testing::FreePort();
+    instances_.push_back({Config("node" + std::to_string(i), "cluster", port), port});
+    Launch(instances_.back());
+  }
+  int64_t invalid = 0;
+  Publish(instances_[0].config, "1", &invalid);
+
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> moment_ms(300, 1500), which(0, 2);
+  int killed = 0;
+  for (int round = 0; round < 10; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(moment_ms(random)));
+    Instance& victim = instances_[which(random)];
+    if (victim.pid < 0) Launch(victim);
+    const int status = testing::KillAndWait(victim.pid, SIGKILL);
+    killed += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    victim.pid = -1;
+    if (round == 4) Publish(instances_[0].config, "2", &invalid);  // the second half, mid-way
+    // Every other round the victim comes back at once (static membership:
+    // its partitions with it); otherwise only in a later round, so that the
+    // others take its partitions over meanwhile.
+    if (round % 2 == 0) Launch(victim);
+  }
+  EXPECT_EQ(killed, 10);
+  for (auto& instance : instances_) {
+    if (instance.pid < 0) Launch(instance);
+  }
+  ASSERT_GE(records_, 200000);
+  const auto settle = [&](const Instance& asked, size_t live) {
+    for (auto until = Clock::now() + std::chrono::minutes(3); Clock::now() < until;) {
+      if (Settled(asked, live)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return false;
+  };
+  ASSERT_TRUE(settle(instances_[0], 3)) << testing::ReadFile(log_);
+
+  // Two of them stop; the last takes every partition over from where its
+  // own store stands.
+  for (int i = 1; i < 3; ++i) {
+    testing::KillAndWait(instances_[i].pid, SIGTERM);
+    instances_[i].pid = -1;
+  }
+  ASSERT_TRUE(settle(instances_[0], 1)) << testing::ReadFile(log_);
+  testing::KillAndWait(instances_[0].pid, SIGTERM);
+  instances_[0].pid = -1;
+
+  // The reference: one uninterrupted instance over the same log.
+  const std::string single = Config("single", "single", 0);
+  auto reference = testing::RunRapport({"--config", single, "run", "--until-caught-up"});
+  ASSERT_EQ(reference.exit_code, 0) << reference.err;
+  auto expected_digest = testing::RunRapport({"--config", single, "digest"});
+  auto survivor_digest = testing::RunRapport({"--config", instances_[0].config, "digest"});
+  ASSERT_EQ(expected_digest.exit_code, 0);
+  EXPECT_EQ(survivor_digest.out, expected_digest.out) << "the last instance holds the single instance's state";
+
+  const auto letters = Seen(prefix_ + ".cluster.dlq", "rapport-dlq-origin");
+  EXPECT_EQ(letters.size(), static_cast<size_t>(invalid)) << "each invalid record dead-lettered";
+  for (const auto& [origin, count] : letters) EXPECT_EQ(count, 1) << "dead-lettered twice: " << origin;
+
+  const auto alerts = Seen(prefix_ + ".cluster.alerts", "ce_id");
+  const auto single_alerts = Seen(prefix_ + ".single.alerts", "ce_id");
+  EXPECT_GT(single_alerts.size(), 1000u);
+  EXPECT_EQ(alerts, single_alerts) << "each alert once, none lost, none doubled";
+}
+
+}  // namespace
+}  // namespace rapport

@@ -4,7 +4,8 @@
 // and double nothing: every alert and dead letter is on its topic once, the
 // same as an uninterrupted single instance sent, and the instance left
 // running at the end, once it has taken every partition over, holds exactly
-// the single instance's state.
+// the single instance's state. The same checks after scaling from one
+// instance to three and back to one, with a rolling restart in between.
 #define CPPHTTPLIB_OPENSSL_SUPPORT
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -179,6 +180,58 @@ TEST_F(ClusterCrash, ThreeInstancesKilledTenTimesWhilePublishingLoseAndDoubleNot
   const auto single_alerts = Seen(prefix_ + ".single.alerts", "ce_id");
   EXPECT_GT(single_alerts.size(), 1000u);
   EXPECT_EQ(alerts, single_alerts) << "each alert once, none lost, none doubled";
+}
+
+// Scale up from one instance to three and down to one while events are
+// published, with a rolling restart of all three in between: the same checks.
+TEST_F(ClusterCrash, ScalingOneToThreeToOneWithARollingRestartLosesAndDoublesNothing) {
+  log_ = ::testing::TempDir() + prefix_ + ".log";
+  for (int i = 0; i < 3; ++i) {
+    const int port = testing::FreePort();
+    instances_.push_back({Config("node" + std::to_string(i), "cluster", port), port});
+  }
+  const auto settle = [&](const Instance& asked, size_t live) {
+    for (auto until = Clock::now() + std::chrono::minutes(3); Clock::now() < until;) {
+      if (Settled(asked, live)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return false;
+  };
+  int64_t invalid = 0;
+  Launch(instances_[0]);
+  Publish(instances_[0].config, "1", &invalid);
+  // Up to three while the second half is published.
+  Launch(instances_[1]);
+  Launch(instances_[2]);
+  Publish(instances_[0].config, "2", &invalid);
+  ASSERT_TRUE(settle(instances_[0], 3)) << testing::ReadFile(log_);
+  // A rolling restart: each instance stopped and started again in turn,
+  // taking its partitions back (static membership) while the others run.
+  for (auto& instance : instances_) {
+    testing::KillAndWait(instance.pid, SIGTERM);
+    Launch(instance);
+    ASSERT_TRUE(settle(instances_[0], 3)) << testing::ReadFile(log_);
+  }
+  // Down to one.
+  for (int i = 1; i < 3; ++i) {
+    testing::KillAndWait(instances_[i].pid, SIGTERM);
+    instances_[i].pid = -1;
+  }
+  ASSERT_TRUE(settle(instances_[0], 1)) << testing::ReadFile(log_);
+  testing::KillAndWait(instances_[0].pid, SIGTERM);
+  instances_[0].pid = -1;
+  ASSERT_GE(records_, 200000);
+
+  const std::string single = Config("single", "single", 0);
+  auto reference = testing::RunRapport({"--config", single, "run", "--until-caught-up"});
+  ASSERT_EQ(reference.exit_code, 0) << reference.err;
+  auto expected_digest = testing::RunRapport({"--config", single, "digest"});
+  auto survivor_digest = testing::RunRapport({"--config", instances_[0].config, "digest"});
+  EXPECT_EQ(survivor_digest.out, expected_digest.out);
+  const auto letters = Seen(prefix_ + ".cluster.dlq", "rapport-dlq-origin");
+  EXPECT_EQ(letters.size(), static_cast<size_t>(invalid));
+  for (const auto& [origin, count] : letters) EXPECT_EQ(count, 1) << "dead-lettered twice: " << origin;
+  EXPECT_EQ(Seen(prefix_ + ".cluster.alerts", "ce_id"), Seen(prefix_ + ".single.alerts", "ce_id"));
 }
 
 }  // namespace

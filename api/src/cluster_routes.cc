@@ -8,6 +8,8 @@
 #include <memory>
 #include <set>
 
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "rapport/kafka/partitioner.h"
 #include "service_impl.h"
 
@@ -68,12 +70,26 @@ HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t parti
         fmt::format("instance {} applies partition {} but serves no API ([api] listen)", owner->instance_id, partition),
         {partition});
   }
+  auto answer = Ask(*owner, request.target, request);
+  if (!answer) {
+    return Unavailable("partition_unavailable",
+                       fmt::format("instance {} applies partition {} but did not answer at {}", owner->instance_id,
+                                   partition, owner->url),
+                       {partition});
+  }
+  answer->headers.emplace_back(kServedBy, owner->instance_id);
+  return *answer;
+}
+
+std::optional<HttpResponse> ApiService::Impl::Ask(const cluster::Owner& owner, const std::string& target,
+                                                  const HttpRequest& request) {
+  if (owner.url.empty()) return std::nullopt;
   // One keep-alive connection per owner and worker thread: a forwarded read
   // then costs one round trip, not a TCP handshake too.
   thread_local std::map<std::string, std::unique_ptr<httplib::Client>> clients;
-  std::unique_ptr<httplib::Client>& client = clients[owner->url];
+  std::unique_ptr<httplib::Client>& client = clients[owner.url];
   if (!client) {
-    client = std::make_unique<httplib::Client>(owner->url);
+    client = std::make_unique<httplib::Client>(owner.url);
     client->set_keep_alive(true);
   }
   const auto timeout = options.forward_timeout;
@@ -88,13 +104,11 @@ HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t parti
   for (const char* name : {"authorization", "x-api-key"}) {
     if (std::string value = request.Header(name); !value.empty()) headers.emplace(name, value);
   }
-  auto result = client->Get(request.target, headers);
+  auto result = client->Get(target, headers);
   if (!result) {
-    clients.erase(owner->url);  // a new connection next time
-    return Unavailable("partition_unavailable",
-                       fmt::format("instance {} applies partition {} but did not answer at {} ({})", owner->instance_id,
-                                   partition, owner->url, httplib::to_string(result.error())),
-                       {partition});
+    log->warn("asking instance {} at {}: {}", owner.instance_id, owner.url, httplib::to_string(result.error()));
+    clients.erase(owner.url);  // a new connection next time
+    return std::nullopt;
   }
   HttpResponse response;
   response.status = result->status;
@@ -103,8 +117,163 @@ HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t parti
   if (std::string retry = result->get_header_value("Retry-After"); !retry.empty()) {
     response.headers.emplace_back("Retry-After", retry);
   }
-  response.headers.emplace_back(kServedBy, owner->instance_id);
   return response;
+}
+
+Result<std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>>> ApiService::Impl::OthersPartitions() {
+  ASSIGN_OR_RETURN(int32_t count, PartitionCount());
+  std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>> others;
+  std::vector<int32_t> missing;
+  for (int32_t p = 0; p < count; ++p) {
+    if (OwnedHere(p)) continue;
+    auto owner = options.directory->OwnerOf(p, options.instance_id);
+    if (!owner || owner->url.empty()) {
+      missing.push_back(p);
+      continue;
+    }
+    auto& [who, partitions] = others[owner->instance_id];
+    who = *owner;
+    partitions.push_back(p);
+  }
+  if (!missing.empty()) {
+    return absl::UnavailableError(absl::StrCat("no running instance with an API applies partitions ",
+                                               absl::StrJoin(missing, ","), " now; retry shortly"));
+  }
+  return others;
+}
+
+namespace {
+
+Json HistogramJson(const std::map<int32_t, int64_t>& histogram) {
+  Json out = Json::object();
+  for (const auto& [key, count] : histogram) out[std::to_string(key)] = count;
+  return out;
+}
+
+bool ReadHistogram(const nlohmann::json& in, std::map<int32_t, int64_t>& out) {
+  if (!in.is_object()) return false;
+  for (const auto& [key, count] : in.items()) {
+    int32_t bucket = 0;
+    auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), bucket);
+    if (error != std::errc() || end != key.data() + key.size() || !count.is_number_integer()) return false;
+    out[bucket] += count.get<int64_t>();
+  }
+  return true;
+}
+
+// "0,3,5"
+std::string PartitionList(const std::vector<int32_t>& partitions) { return absl::StrJoin(partitions, ","); }
+
+// ?partitions=0,3,5 of a request forwarded for a part of a population read.
+std::optional<std::vector<int32_t>> PartitionsParam(const HttpRequest& request) {
+  const std::string* text = request.Param("partitions");
+  if (text == nullptr) return std::nullopt;
+  std::vector<int32_t> partitions;
+  for (absl::string_view item : absl::StrSplit(*text, ',')) {
+    int32_t p = -1;
+    auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), p);
+    if (error != std::errc() || end != item.data() + item.size() || p < 0) return std::vector<int32_t>{-1};
+    partitions.push_back(p);
+  }
+  return partitions;
+}
+
+}  // namespace
+
+Result<projections::ChurnHistograms> ApiService::Impl::ClusterHistograms(const HttpRequest& request) {
+  {
+    std::lock_guard lock(histograms_cache.mutex);
+    if (histograms_cache.value && Clock::now() - histograms_cache.at < std::chrono::seconds(5)) {
+      return *histograms_cache.value;
+    }
+  }
+  ASSIGN_OR_RETURN(int32_t count, PartitionCount());
+  ASSIGN_OR_RETURN(auto histograms, ChurnView(store, count).HistogramsOf([this](int32_t p) { return OwnedHere(p); }));
+  ASSIGN_OR_RETURN(auto others, OthersPartitions());
+  for (const auto& [id, owned] : others) {
+    const auto& [owner, partitions] = owned;
+    auto answer = Ask(owner, "/v1/internal/churn/histograms?partitions=" + PartitionList(partitions), request);
+    if (!answer || answer->status != 200) {
+      return absl::UnavailableError(absl::StrCat("instance ", id, " did not give the histograms of partitions ",
+                                                 PartitionList(partitions), "; retry shortly"));
+    }
+    auto body = nlohmann::json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+    const auto& data = body.is_object() ? body["data"] : body;
+    projections::ChurnHistograms theirs;
+    bool ok = data.is_object() && ReadHistogram(data["last_purchase_day"], theirs.last_purchase_day) &&
+              ReadHistogram(data["purchase_days"], theirs.purchase_days) && data["monetary"].is_object() &&
+              data["buyers"].is_number_integer();
+    if (ok) {
+      for (const auto& [currency, histogram] : data["monetary"].items()) {
+        ok = ok && ReadHistogram(histogram, theirs.monetary[currency]);
+      }
+      theirs.buyers = data["buyers"].get<int64_t>();
+    }
+    if (!ok) return absl::InternalError(absl::StrCat("instance ", id, " answered histograms that do not parse"));
+    histograms.Add(theirs);
+  }
+  std::lock_guard lock(histograms_cache.mutex);
+  histograms_cache.value = histograms;
+  histograms_cache.at = Clock::now();
+  return histograms;
+}
+
+std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::vector<int32_t>& partitions) {
+  for (int32_t p : partitions) {
+    if (p < 0) return ErrorResponse(400, "invalid_argument", "partitions: a comma-separated list such as 0,3,5");
+    if (!OwnedHere(p)) {
+      return Unavailable("partition_moved",
+                         fmt::format("partition {} is not applied by this instance (it moved); retry shortly", p), {p});
+    }
+  }
+  return std::nullopt;
+}
+
+HttpResponse ApiService::Impl::ServeSegments(const HttpRequest& request, absl::Time as_of) {
+  auto count = PartitionCount();
+  if (!count.ok()) return StatusResponse(count.status());
+  // A part asked for by another instance: these partitions' customers.
+  std::optional<std::vector<int32_t>> asked;
+  if (!request.Header(kForwardedBy).empty()) asked = PartitionsParam(request);
+  if (asked) {
+    if (auto bad = NotAllHere(*asked)) return *bad;
+  }
+  auto histograms = ClusterHistograms(request);
+  if (!histograms.ok()) return StatusResponse(histograms.status());
+  ChurnView view(store, *count);
+  view.UseHistograms(*histograms);
+  auto local = view.Population(as_of, [&](int32_t p) {
+    return asked ? std::find(asked->begin(), asked->end(), p) != asked->end() : OwnedHere(p);
+  });
+  if (!local.ok()) return StatusResponse(local.status());
+  int64_t customers = local->customers;
+  std::map<std::string, int64_t> segments(local->customers_per_segment.begin(), local->customers_per_segment.end());
+  if (!asked) {
+    auto others = OthersPartitions();
+    if (!others.ok()) return StatusResponse(others.status());
+    for (const auto& [id, owned] : *others) {
+      const auto& [owner, partitions] = owned;
+      const std::string target = request.target + (request.target.find('?') == std::string::npos ? "?" : "&") +
+                                 "partitions=" + PartitionList(partitions);
+      auto answer = Ask(owner, target, request);
+      if (!answer || answer->status != 200) {
+        return Unavailable("partition_unavailable",
+                           fmt::format("instance {} did not answer for partitions {}", id, PartitionList(partitions)),
+                           partitions);
+      }
+      auto body = nlohmann::json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+      if (!body.is_object() || !body["data"].is_object() || !body["data"]["customers"].is_number_integer()) {
+        return ErrorResponse(500, "internal", fmt::format("instance {} answered segments that do not parse", id));
+      }
+      customers += body["data"]["customers"].get<int64_t>();
+      for (const auto& [name, n] : body["data"]["segments"].items()) segments[name] += n.get<int64_t>();
+    }
+  }
+  Json data = {{"as_of", events::FormatTime(as_of)}, {"customers", customers}};
+  Json by_segment = Json::object();
+  for (const auto& [name, n] : segments) by_segment[name] = n;
+  data["segments"] = std::move(by_segment);
+  return Read(data.dump(), std::nullopt);
 }
 
 HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::IdentityKind kind,
@@ -201,12 +370,63 @@ Json ApiService::Impl::ClusterJson() {
           {"unowned_partitions", unowned}};
 }
 
-void ApiService::Impl::AddClusterRoutes() {
-  Add("GET", "/v1/cluster", Scope::kRead, kQuick, [this](const HttpRequest&, const Params&) {
-    if (options.directory == nullptr) {
-      return ErrorResponse(404, "not_found", "this instance runs alone: it reads no members topic");
+// With no members topic: this instance alone, and what it applies.
+Json ApiService::Impl::AloneJson() {
+  Json owned = Json::array(), partitions = Json::array();
+  std::vector<int32_t> unowned;
+  if (progress != nullptr) {
+    for (const auto& [p, state] : progress->Snapshot()) {
+      const int64_t lag = std::max<int64_t>(state.end - state.applied, 0);
+      if (state.owned) owned.push_back({{"partition", p}, {"applied_offset", state.applied}, {"lag_records", lag}});
+      if (!state.owned) unowned.push_back(p);
+      partitions.push_back({{"partition", p},
+                            {"owner", state.owned ? Json(options.instance_id) : Json(nullptr)},
+                            {"lag_records", state.owned ? Json(lag) : Json(nullptr)}});
     }
-    return JsonResponse(200, Json{{"data", ClusterJson()}}.dump());
+  }
+  Json instances = Json::array();
+  if (progress != nullptr) {
+    instances.push_back({{"instance_id", options.instance_id},
+                         {"url", ""},
+                         {"live", true},
+                         {"leaving", false},
+                         {"last_heard_ms", 0},
+                         {"version", ""},
+                         {"owned", std::move(owned)}});
+  }
+  return {{"this_instance", options.instance_id},
+          {"instances", std::move(instances)},
+          {"partitions", std::move(partitions)},
+          {"unowned_partitions", unowned}};
+}
+
+void ApiService::Impl::AddClusterRoutes() {
+  // Between instances: the churn histograms of the partitions asked for,
+  // for a population's R, F and M quintiles (ClusterHistograms).
+  Add("GET", "/v1/internal/churn/histograms", Scope::kRead, kQuick, [this](const HttpRequest& request, const Params&) {
+    auto asked = PartitionsParam(request);
+    if (request.Header(kForwardedBy).empty() || !asked || !Clustered()) {
+      return ErrorResponse(404, "not_found", "a route between instances of one group");
+    }
+    if (auto bad = NotAllHere(*asked)) return *bad;
+    auto count = PartitionCount();
+    if (!count.ok()) return StatusResponse(count.status());
+    auto h = ChurnView(store, *count).HistogramsOf([&](int32_t p) {
+      return std::find(asked->begin(), asked->end(), p) != asked->end();
+    });
+    if (!h.ok()) return StatusResponse(h.status());
+    Json monetary = Json::object();
+    for (const auto& [currency, histogram] : h->monetary) monetary[currency] = HistogramJson(histogram);
+    return JsonResponse(200, Json{{"data",
+                                   {{"last_purchase_day", HistogramJson(h->last_purchase_day)},
+                                    {"purchase_days", HistogramJson(h->purchase_days)},
+                                    {"monetary", std::move(monetary)},
+                                    {"buyers", h->buyers}}}}
+                                 .dump());
+  });
+
+  Add("GET", "/v1/cluster", Scope::kRead, kQuick, [this](const HttpRequest&, const Params&) {
+    return JsonResponse(200, Json{{"data", options.directory ? ClusterJson() : AloneJson()}}.dump());
   });
 }
 

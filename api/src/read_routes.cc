@@ -277,7 +277,13 @@ void ApiService::Impl::AddPopulationRoutes() {
       return Answer{data.dump(), std::nullopt};
     });
   };
-  Add("GET", "/v1/segments", Scope::kRead, kSlow, [population](const HttpRequest& request, const Params&) {
+  Add("GET", "/v1/segments", Scope::kRead, kSlow, [this, population](const HttpRequest& request, const Params&) {
+    if (Clustered()) {  // gathered from every instance
+      absl::Time as_of;
+      if (auto bad = ParseAsOf(request, as_of)) return *bad;
+      if (auto wait = WaitForAfter(request)) return *wait;
+      return ServeSegments(request, as_of);
+    }
     return population(request, [](const projections::PopulationView& view, Json& data) {
       Json segments = Json::object();
       for (const auto& [name, count] : view.customers_per_segment) segments[name] = count;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -156,11 +157,31 @@ struct ApiService::Impl {
   HttpResponse ServeCustomer(const HttpRequest& request, const std::string& customer_id, const ViewRead& read);
   HttpResponse ServeLookup(const HttpRequest& request, v1::IdentityKind kind, const std::string& value);
   HttpResponse Forward(const HttpRequest& request, int32_t partition);
+  // GET `target` of `owner` on behalf of `request` (its key passed on);
+  // nullopt when the owner did not answer.
+  std::optional<HttpResponse> Ask(const cluster::Owner& owner, const std::string& target, const HttpRequest& request);
+  // The partitions other live instances apply, by instance; Unavailable
+  // naming those no live instance applies.
+  Result<std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>>> OthersPartitions();
+  // Every partition's churn histograms: this instance's own partitions' and
+  // each other instance's, asked for at most every 5 s.
+  Result<projections::ChurnHistograms> ClusterHistograms(const HttpRequest& request);
+  struct HistogramsCache {
+    std::mutex mutex;
+    std::optional<projections::ChurnHistograms> value;
+    Clock::time_point at;
+  } histograms_cache;
+  // A 400 or 503 unless every partition asked for is applied here.
+  std::optional<HttpResponse> NotAllHere(const std::vector<int32_t>& partitions);
+  // GET /v1/segments over every instance: counts summed, R, F and M scored
+  // against every partition's histograms.
+  HttpResponse ServeSegments(const HttpRequest& request, absl::Time as_of);
   // A read of every customer: a 503 naming the partitions applied elsewhere.
   std::optional<HttpResponse> NeedsEveryPartition();
   // Partitions no live instance (this one included) applies.
   std::vector<int32_t> PartitionsWithoutOwner();
   Json ClusterJson();
+  Json AloneJson();
   void AddClusterRoutes();
 
   void AddRoutes();

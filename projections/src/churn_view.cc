@@ -32,12 +32,14 @@ using churn_state::kDayMs;
 using churn_state::MonetaryBucket;
 using churn_state::Week;
 
-struct ChurnView::Histograms {
-  std::map<int32_t, int64_t> last_purchase_day;
-  std::map<int32_t, int64_t> purchase_days;
-  std::map<std::string, std::map<int32_t, int64_t>> monetary;
-  int64_t buyers = 0;
-};
+void ChurnHistograms::Add(const ChurnHistograms& other) {
+  for (const auto& [day, count] : other.last_purchase_day) last_purchase_day[day] += count;
+  for (const auto& [bucket, count] : other.purchase_days) purchase_days[bucket] += count;
+  for (const auto& [currency, histogram] : other.monetary) {
+    for (const auto& [bucket, count] : histogram) monetary[currency][bucket] += count;
+  }
+  buyers += other.buyers;
+}
 
 namespace {
 
@@ -137,8 +139,20 @@ Status ChurnView::LoadModel() {
 Status ChurnView::LoadHistograms() {
   RETURN_IF_ERROR(LoadModel());
   if (histograms_) return absl::OkStatus();
-  auto h = std::make_shared<Histograms>();
+  ASSIGN_OR_RETURN(ChurnHistograms h, HistogramsOf(nullptr));
+  histograms_ = std::make_shared<ChurnHistograms>(std::move(h));
+  return absl::OkStatus();
+}
+
+void ChurnView::UseHistograms(ChurnHistograms histograms) {
+  histograms_ = std::make_shared<ChurnHistograms>(std::move(histograms));
+}
+
+Result<ChurnHistograms> ChurnView::HistogramsOf(const std::function<bool(int32_t)>& in) {
+  if (family_ == nullptr) return NoLiveState("churn");
+  ChurnHistograms h;
   for (int32_t p = 0; p < partition_count_; ++p) {
+    if (in && !in(p)) continue;
     for (char kind : {'r', 'f', 'm'}) {
       const std::string prefix = PartitionKey(p, kind);
       RETURN_IF_ERROR(
@@ -149,18 +163,17 @@ Status ChurnView::LoadHistograms() {
             int64_t count = static_cast<int64_t>(ReadU64(value));
             if (kind == 'm') {
               std::string currency(rest.substr(0, rest.size() - 4));
-              h->monetary[currency][static_cast<int32_t>(ReadU32(rest.substr(rest.size() - 4)))] += count;
+              h.monetary[currency][static_cast<int32_t>(ReadU32(rest.substr(rest.size() - 4)))] += count;
             } else {
-              auto& target = kind == 'r' ? h->last_purchase_day : h->purchase_days;
+              auto& target = kind == 'r' ? h.last_purchase_day : h.purchase_days;
               target[static_cast<int32_t>(ReadU32(rest))] += count;
-              if (kind == 'r') h->buyers += count;
+              if (kind == 'r') h.buyers += count;
             }
             return true;
           }));
     }
   }
-  histograms_ = std::move(h);
-  return absl::OkStatus();
+  return h;
 }
 
 ChurnAssessment ChurnView::AssessStats(const ChurnStats& s, absl::Time as_of, bool with_model) const {
@@ -283,12 +296,13 @@ Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, absl::
   return AssessStats(stats, as_of);
 }
 
-Result<PopulationView> ChurnView::Population(absl::Time as_of) {
+Result<PopulationView> ChurnView::Population(absl::Time as_of, const std::function<bool(int32_t)>& in) {
   if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
   PopulationView view;
   std::map<std::string, std::vector<int64_t>> monetary;
   for (int32_t p = 0; p < partition_count_; ++p) {
+    if (in && !in(p)) continue;
     RETURN_IF_ERROR(
         store_.Scan(family_.get(), PartitionKey(p, 'c'), [&](std::string_view, std::string_view value) -> Result<bool> {
           ChurnStats stats;

@@ -1,7 +1,8 @@
 // Several `rapport run` processes in one group against the real broker, each
 // with its own store and API: every instance answers for every customer
 // exactly as a single instance over the same log does (forwarding what
-// another instance applies), says which partitions a read of every customer
+// another instance applies), gathers segment counts from every instance,
+// says which partitions a read of every customer it does not gather yet
 // lacks rather than answer it in part, and after kill -9 of one instance the
 // other answers its customers again once the group has moved its partitions,
 // with a 503 meanwhile, never a wrong 404.
@@ -163,12 +164,21 @@ TEST_F(Cluster, TwoInstancesAnswerForEveryCustomerAsOneInstanceDoes) {
   }
   EXPECT_GE(found, 90u) << "most of the customers asked exist";
 
-  // A read of every customer on an instance that applies only some
-  // partitions: a 503 naming the others, never a part presented as the whole.
-  const Reply segments = Get(a, "/v1/segments");
-  EXPECT_EQ(segments.status, 503);
-  EXPECT_EQ(segments.error, "partial_population");
-  EXPECT_EQ(Get(single, "/v1/segments").status, 200);
+  // Segments are gathered from every instance (counts summed, quintiles on
+  // every partition's histograms): the single instance's answer.
+  for (const std::string as_of : {"?as_of=2025-12-31", "?as_of=2026-06-01"}) {  // "now" differs by the ms
+    const Reply expected = Get(single, "/v1/segments" + as_of);
+    ASSERT_EQ(expected.status, 200);
+    EXPECT_EQ(Get(a, "/v1/segments" + as_of), expected) << as_of;
+    EXPECT_EQ(Get(b, "/v1/segments" + as_of), expected) << as_of;
+  }
+  // A read of every customer not gathered yet, on an instance that applies
+  // only some partitions: a 503 naming the others, never a part presented
+  // as the whole.
+  const Reply pareto = Get(a, "/v1/insights/pareto");
+  EXPECT_EQ(pareto.status, 503);
+  EXPECT_EQ(pareto.error, "partial_population");
+  EXPECT_EQ(Get(single, "/v1/insights/pareto").status, 200);
   EXPECT_EQ(Get(a, "/readyz").status, 200);
   EXPECT_EQ(Get(b, "/readyz").status, 200);
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -116,6 +117,17 @@ struct PopulationView {
   int64_t customers = 0;
 };
 
+// The recency, frequency and spend histograms R, F and M are scored against
+// (each customer's quintile among every customer). Each partition keeps its
+// own, so they add up: several instances sum what each applies.
+struct ChurnHistograms {
+  std::map<int32_t, int64_t> last_purchase_day;
+  std::map<int32_t, int64_t> purchase_days;
+  std::map<std::string, std::map<int32_t, int64_t>> monetary;
+  int64_t buyers = 0;
+  void Add(const ChurnHistograms& other);
+};
+
 // Read-only queries of the churn state.
 class ChurnView {
  public:
@@ -123,8 +135,14 @@ class ChurnView {
 
   // NotFound for a customer the projection has never seen.
   Result<ChurnAssessment> Assess(const std::string& customer_id, absl::Time as_of);
-  // Segments and revenue concentration over every customer, as of T.
-  Result<PopulationView> Population(absl::Time as_of);
+  // Segments and revenue concentration over every customer, as of T; `in`:
+  // only the customers of the partitions it accepts (null: all).
+  Result<PopulationView> Population(absl::Time as_of, const std::function<bool(int32_t)>& in = nullptr);
+  // The histograms of the partitions `in` accepts (null: all).
+  Result<ChurnHistograms> HistogramsOf(const std::function<bool(int32_t)>& in);
+  // Scores R, F and M against `histograms` (every partition's, gathered
+  // from the instances that apply them) instead of this store's.
+  void UseHistograms(ChurnHistograms histograms);
   // The customers in `segment` as of T, in storage order, `limit` at a time;
   // `cursor` is a previous page's next_cursor. Scans from the cursor: cost
   // grows with the customers skipped over, not with the page.
@@ -151,7 +169,6 @@ class ChurnView {
                             events::JsonStyle style = events::JsonStyle::kIndented);
 
  private:
-  struct Histograms;
   Status LoadHistograms();
   Status LoadModel();
   // The rules' figures, and with `with_model` the fitted models' too (the
@@ -165,7 +182,7 @@ class ChurnView {
   std::shared_ptr<rocksdb::ColumnFamilyHandle>
       family_;  // the live version: held, so a swap cannot pull it away mid-query
   int32_t partition_count_;
-  std::shared_ptr<Histograms> histograms_;
+  std::shared_ptr<ChurnHistograms> histograms_;
   bool model_loaded_ = false;
   std::optional<state::v1::ChurnModel> model_;
   ModelPeriod model_period_ = ModelPeriod::kDay;

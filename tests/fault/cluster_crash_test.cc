@@ -95,6 +95,37 @@ class ClusterCrash : public ::testing::Test {
     }
     return seen;
   }
+  // Waits (up to 3 minutes) until `asked` says every partition is applied
+  // to its end by one of `live` live instances.
+  bool Settle(const Instance& asked, size_t live) {
+    for (auto until = Clock::now() + std::chrono::minutes(3); Clock::now() < until;) {
+      if (Settled(asked, live)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return false;
+  }
+  // Once every instance has stopped: the first one holds what an
+  // uninterrupted single instance over the same log holds, and the
+  // instances together sent each of its dead letters (`invalid`) and alerts
+  // once.
+  void ExpectWhatASingleInstanceDoes(int64_t invalid) {
+    const std::string single = Config("single", "single", 0);
+    auto reference = testing::RunRapport({"--config", single, "run", "--until-caught-up"});
+    ASSERT_EQ(reference.exit_code, 0) << reference.err;
+    auto expected_digest = testing::RunRapport({"--config", single, "digest"});
+    auto survivor_digest = testing::RunRapport({"--config", instances_[0].config, "digest"});
+    ASSERT_EQ(expected_digest.exit_code, 0);
+    EXPECT_EQ(survivor_digest.out, expected_digest.out) << "the last instance holds the single instance's state";
+
+    const auto letters = Seen(prefix_ + ".cluster.dlq", "rapport-dlq-origin");
+    EXPECT_EQ(letters.size(), static_cast<size_t>(invalid)) << "each invalid record dead-lettered";
+    for (const auto& [origin, count] : letters) EXPECT_EQ(count, 1) << "dead-lettered twice: " << origin;
+
+    const auto alerts = Seen(prefix_ + ".cluster.alerts", "ce_id");
+    const auto single_alerts = Seen(prefix_ + ".single.alerts", "ce_id");
+    EXPECT_GT(single_alerts.size(), 1000u);
+    EXPECT_EQ(alerts, single_alerts) << "each alert once, none lost, none doubled";
+  }
   void Publish(const std::string& config, const std::string& seed, int64_t* invalid) {
     auto simulated = testing::RunRapport({"--config", config, "simulate", "--customers", "7000", "--days", "365",
                                           "--seed", seed, "--invalid-rate", "0.01", "--publish"});
@@ -144,14 +175,7 @@ TEST_F(ClusterCrash, ThreeInstancesKilledTenTimesWhilePublishingLoseAndDoubleNot
     if (instance.pid < 0) Launch(instance);
   }
   ASSERT_GE(records_, 200000);
-  const auto settle = [&](const Instance& asked, size_t live) {
-    for (auto until = Clock::now() + std::chrono::minutes(3); Clock::now() < until;) {
-      if (Settled(asked, live)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    }
-    return false;
-  };
-  ASSERT_TRUE(settle(instances_[0], 3)) << testing::ReadFile(log_);
+  ASSERT_TRUE(Settle(instances_[0], 3)) << testing::ReadFile(log_);
 
   // Two of them stop; the last takes every partition over from where its
   // own store stands.
@@ -159,27 +183,11 @@ TEST_F(ClusterCrash, ThreeInstancesKilledTenTimesWhilePublishingLoseAndDoubleNot
     testing::KillAndWait(instances_[i].pid, SIGTERM);
     instances_[i].pid = -1;
   }
-  ASSERT_TRUE(settle(instances_[0], 1)) << testing::ReadFile(log_);
+  ASSERT_TRUE(Settle(instances_[0], 1)) << testing::ReadFile(log_);
   testing::KillAndWait(instances_[0].pid, SIGTERM);
   instances_[0].pid = -1;
 
-  // The reference: one uninterrupted instance over the same log.
-  const std::string single = Config("single", "single", 0);
-  auto reference = testing::RunRapport({"--config", single, "run", "--until-caught-up"});
-  ASSERT_EQ(reference.exit_code, 0) << reference.err;
-  auto expected_digest = testing::RunRapport({"--config", single, "digest"});
-  auto survivor_digest = testing::RunRapport({"--config", instances_[0].config, "digest"});
-  ASSERT_EQ(expected_digest.exit_code, 0);
-  EXPECT_EQ(survivor_digest.out, expected_digest.out) << "the last instance holds the single instance's state";
-
-  const auto letters = Seen(prefix_ + ".cluster.dlq", "rapport-dlq-origin");
-  EXPECT_EQ(letters.size(), static_cast<size_t>(invalid)) << "each invalid record dead-lettered";
-  for (const auto& [origin, count] : letters) EXPECT_EQ(count, 1) << "dead-lettered twice: " << origin;
-
-  const auto alerts = Seen(prefix_ + ".cluster.alerts", "ce_id");
-  const auto single_alerts = Seen(prefix_ + ".single.alerts", "ce_id");
-  EXPECT_GT(single_alerts.size(), 1000u);
-  EXPECT_EQ(alerts, single_alerts) << "each alert once, none lost, none doubled";
+  ExpectWhatASingleInstanceDoes(invalid);
 }
 
 // Scale up from one instance to three and down to one while events are
@@ -190,13 +198,6 @@ TEST_F(ClusterCrash, ScalingOneToThreeToOneWithARollingRestartLosesAndDoublesNot
     const int port = testing::FreePort();
     instances_.push_back({Config("node" + std::to_string(i), "cluster", port), port});
   }
-  const auto settle = [&](const Instance& asked, size_t live) {
-    for (auto until = Clock::now() + std::chrono::minutes(3); Clock::now() < until;) {
-      if (Settled(asked, live)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    }
-    return false;
-  };
   int64_t invalid = 0;
   Launch(instances_[0]);
   Publish(instances_[0].config, "1", &invalid);
@@ -204,34 +205,25 @@ TEST_F(ClusterCrash, ScalingOneToThreeToOneWithARollingRestartLosesAndDoublesNot
   Launch(instances_[1]);
   Launch(instances_[2]);
   Publish(instances_[0].config, "2", &invalid);
-  ASSERT_TRUE(settle(instances_[0], 3)) << testing::ReadFile(log_);
+  ASSERT_TRUE(Settle(instances_[0], 3)) << testing::ReadFile(log_);
   // A rolling restart: each instance stopped and started again in turn,
   // taking its partitions back (static membership) while the others run.
   for (auto& instance : instances_) {
     testing::KillAndWait(instance.pid, SIGTERM);
     Launch(instance);
-    ASSERT_TRUE(settle(instances_[0], 3)) << testing::ReadFile(log_);
+    ASSERT_TRUE(Settle(instances_[0], 3)) << testing::ReadFile(log_);
   }
   // Down to one.
   for (int i = 1; i < 3; ++i) {
     testing::KillAndWait(instances_[i].pid, SIGTERM);
     instances_[i].pid = -1;
   }
-  ASSERT_TRUE(settle(instances_[0], 1)) << testing::ReadFile(log_);
+  ASSERT_TRUE(Settle(instances_[0], 1)) << testing::ReadFile(log_);
   testing::KillAndWait(instances_[0].pid, SIGTERM);
   instances_[0].pid = -1;
   ASSERT_GE(records_, 200000);
 
-  const std::string single = Config("single", "single", 0);
-  auto reference = testing::RunRapport({"--config", single, "run", "--until-caught-up"});
-  ASSERT_EQ(reference.exit_code, 0) << reference.err;
-  auto expected_digest = testing::RunRapport({"--config", single, "digest"});
-  auto survivor_digest = testing::RunRapport({"--config", instances_[0].config, "digest"});
-  EXPECT_EQ(survivor_digest.out, expected_digest.out);
-  const auto letters = Seen(prefix_ + ".cluster.dlq", "rapport-dlq-origin");
-  EXPECT_EQ(letters.size(), static_cast<size_t>(invalid));
-  for (const auto& [origin, count] : letters) EXPECT_EQ(count, 1) << "dead-lettered twice: " << origin;
-  EXPECT_EQ(Seen(prefix_ + ".cluster.alerts", "ce_id"), Seen(prefix_ + ".single.alerts", "ce_id"));
+  ExpectWhatASingleInstanceDoes(invalid);
 }
 
 }  // namespace

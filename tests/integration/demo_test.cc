@@ -17,21 +17,26 @@
 namespace rapport {
 namespace {
 
-TEST(Demo, RunsEveryStepOfTheTourAndStopsWhatItStarted) {
-  kafka::KafkaSettings broker = testing::TestBroker();
-  ASSERT_OK(testing::CheckBrokerAnswers(broker));
-  const std::string prefix = testing::UniqueTopicName("it.demo");
-  const std::string dir = ::testing::TempDir() + prefix;
-  const std::string build = std::filesystem::path(testing::RapportBinary()).parent_path().parent_path();
-  const int port = testing::FreePort();
-  const std::map<std::string, std::string> env = {
+// The demo on the binary already built, with topics and state of its own.
+std::map<std::string, std::string> DemoEnvironment(const kafka::KafkaSettings& broker, const std::string& prefix,
+                                                   const std::string& dir, int port) {
+  return {
       {"DEMO_SKIP_BUILD", "1"},
-      {"BUILD_DIR", build},
+      {"BUILD_DIR", std::filesystem::path(testing::RapportBinary()).parent_path().parent_path()},
       {"DEMO_DIR", dir},
       {"DEMO_TOPICS", prefix},
       {"API_PORT", std::to_string(port)},
       {"KAFKA_PORT", broker.brokers.substr(broker.brokers.rfind(':') + 1)},
   };
+}
+
+TEST(Demo, RunsEveryStepOfTheTourAndStopsWhatItStarted) {
+  kafka::KafkaSettings broker = testing::TestBroker();
+  ASSERT_OK(testing::CheckBrokerAnswers(broker));
+  const std::string prefix = testing::UniqueTopicName("it.demo");
+  const std::string dir = ::testing::TempDir() + prefix;
+  const int port = testing::FreePort();
+  const std::map<std::string, std::string> env = DemoEnvironment(broker, prefix, dir, port);
 
   auto demo = testing::RunProgram({testing::SourceDir() + "/ops/demo", "--customers", "2000", "--no-wait"}, "", env);
   ASSERT_EQ(demo.exit_code, 0) << demo.out << demo.err;
@@ -92,16 +97,8 @@ TEST(Demo, SeveralInstancesShareThePartitionsAndSurviveAKill) {
   ASSERT_OK(testing::CheckBrokerAnswers(broker));
   const std::string prefix = testing::UniqueTopicName("it.demo2");
   const std::string dir = ::testing::TempDir() + prefix;
-  const std::string build = std::filesystem::path(testing::RapportBinary()).parent_path().parent_path();
   const int port = testing::FreePort();
-  const std::map<std::string, std::string> env = {
-      {"DEMO_SKIP_BUILD", "1"},
-      {"BUILD_DIR", build},
-      {"DEMO_DIR", dir},
-      {"DEMO_TOPICS", prefix},
-      {"API_PORT", std::to_string(port)},
-      {"KAFKA_PORT", broker.brokers.substr(broker.brokers.rfind(':') + 1)},
-  };
+  const std::map<std::string, std::string> env = DemoEnvironment(broker, prefix, dir, port);
   auto demo = testing::RunProgram(
       {testing::SourceDir() + "/ops/demo", "--customers", "500", "--instances", "2", "--no-wait"}, "", env);
   ASSERT_EQ(demo.exit_code, 0) << demo.out << demo.err;

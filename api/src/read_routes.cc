@@ -179,8 +179,12 @@ void ApiService::Impl::AddCustomerRoutes() {
       [this](const HttpRequest& request, const Params& params) {
         absl::Time as_of;
         if (auto bad = ParseAsOf(request, as_of)) return *bad;
-        return ServeCustomer(request, params.at("id"),
-                             [&](int32_t partitions) { return Reads(partitions).Churn(params.at("id"), as_of); });
+        return ServeCustomer(request, params.at("id"), [&](int32_t partitions) -> Result<Answer> {
+          if (!Clustered()) return Reads(partitions).Churn(params.at("id"), as_of);
+          // The R, F and M quintiles against every partition's customers.
+          ASSIGN_OR_RETURN(auto histograms, ClusterHistograms(request));
+          return Reads(partitions).Churn(params.at("id"), as_of, &histograms);
+        });
       });
 
   Add("GET", "/v1/customers/{id}/reviews", Scope::kRead, kQuick,

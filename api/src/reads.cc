@@ -42,8 +42,11 @@ Result<Answer> StoreReads::Lookup(v1::IdentityKind kind, const std::string& valu
   return Profile(customer_id);
 }
 
-Result<Answer> StoreReads::Churn(const std::string& customer_id, absl::Time as_of) const {
-  ASSIGN_OR_RETURN(auto assessment, ChurnView(store_, partition_count_).Assess(customer_id, as_of));
+Result<Answer> StoreReads::Churn(const std::string& customer_id, absl::Time as_of,
+                                 const projections::ChurnHistograms* histograms) const {
+  ChurnView view(store_, partition_count_);
+  if (histograms != nullptr) view.UseHistograms(*histograms);
+  ASSIGN_OR_RETURN(auto assessment, view.Assess(customer_id, as_of));
   return Answer{ChurnView::ToJson(assessment, as_of, style_), kafka::PartitionForKey(customer_id, partition_count_)};
 }
 

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "rapport/base/status.h"
 #include "rapport/events/codec.h"
+#include "rapport/projections/churn.h"
 #include "rapport/projections/store.h"
 #include "rapport/v1/common.pb.h"
 #include "rapport/v1/customer.pb.h"
@@ -42,7 +43,10 @@ class StoreReads {
   // `in`: only the partitions it accepts; null: every partition.
   Result<Answer> Lookup(v1::IdentityKind kind, const std::string& value,
                         const std::function<bool(int32_t)>& in = nullptr) const;
-  Result<Answer> Churn(const std::string& customer_id, absl::Time as_of) const;
+  // `histograms`: every partition's, when several instances share them
+  // (null: this store's).
+  Result<Answer> Churn(const std::string& customer_id, absl::Time as_of,
+                       const projections::ChurnHistograms* histograms = nullptr) const;
   Result<Answer> CustomerReviews(const std::string& customer_id) const;
   Result<Answer> SubjectSummary(v1::SubjectType type, const std::string& id, absl::Time as_of) const;
   Result<Answer> SubjectReviews(v1::SubjectType type, const std::string& id, size_t limit,

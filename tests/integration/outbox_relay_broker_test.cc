@@ -144,7 +144,8 @@ TEST_F(RelayOnTheBroker, TheWatermarkReachesTheGroupWithTheRecords) {
     ASSERT_OK((*relay)->Flush(member, {{0, 12}}, /*now=*/true));
     if (committed_.value() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_EQ(Origins(), (std::map<std::string, int>{{Origin(3), 1}, {Origin(7), 1}}));
+  auto origins = Origins();
+  EXPECT_EQ(origins, (std::map<std::string, int>{{Origin(3), 1}, {Origin(7), 1}}));
   EXPECT_EQ(Watermark(), 12) << "the group's offset is the relay's watermark";
   EXPECT_EQ(committed_.value(), 1u);
 }

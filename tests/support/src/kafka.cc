@@ -315,8 +315,13 @@ Result<std::vector<ConsumedRecord>> ReadTopicToEnd(const kafka::KafkaSettings& b
 namespace rapport::testing {
 
 Result<std::map<int32_t, int64_t>> EndOffsets(const kafka::KafkaSettings& broker, const std::string& topic) {
-  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(broker, {}));
-  ASSIGN_OR_RETURN(kafka::KafkaHandle client, kafka::NewKafkaHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  // The high watermark, not the last stable offset: a transaction committed
+  // a moment ago has its markers written to the partitions a little later,
+  // and a reader that stops at the end waits for them (ReadTopicToEnd).
+  kafka::KafkaSettings settings = broker;
+  settings.properties["isolation.level"] = "read_uncommitted";
+  ASSIGN_OR_RETURN(kafka::KafkaConf conf, kafka::BuildKafkaConf(settings, {}));
+  ASSIGN_OR_RETURN(kafka::KafkaHandle client, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   ASSIGN_OR_RETURN(int32_t partitions, kafka::TopicPartitionCount(client.get(), broker, topic));
   std::map<int32_t, int64_t> ends;
   for (int32_t p = 0; p < partitions; ++p) {

@@ -30,11 +30,7 @@ HttpResponse Unavailable(std::string_view code, const std::string& message, cons
 
 }  // namespace
 
-bool ApiService::Impl::OwnedHere(int32_t partition) const {
-  auto state = progress->Snapshot();
-  auto it = state.find(partition);
-  return it != state.end() && it->second.owned;
-}
+bool ApiService::Impl::OwnedHere(int32_t partition) const { return progress->Owned(partition); }
 
 HttpResponse ApiService::Impl::ServeCustomer(const HttpRequest& request, const std::string& customer_id,
                                              const ViewRead& read) {
@@ -124,15 +120,16 @@ Result<std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>>> A
   ASSIGN_OR_RETURN(int32_t count, PartitionCount());
   std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>> others;
   std::vector<int32_t> missing;
+  const auto owners = options.directory->Owners(count, options.instance_id);
   for (int32_t p = 0; p < count; ++p) {
     if (OwnedHere(p)) continue;
-    auto owner = options.directory->OwnerOf(p, options.instance_id);
-    if (!owner || owner->url.empty()) {
+    auto owner = owners.find(p);
+    if (owner == owners.end() || owner->second.url.empty()) {
       missing.push_back(p);
       continue;
     }
-    auto& [who, partitions] = others[owner->instance_id];
-    who = *owner;
+    auto& [who, partitions] = others[owner->second.instance_id];
+    who = owner->second;
     partitions.push_back(p);
   }
   if (!missing.empty()) {
@@ -164,16 +161,17 @@ bool ReadHistogram(const nlohmann::json& in, std::map<int32_t, int64_t>& out) {
 // "0,3,5"
 std::string PartitionList(const std::vector<int32_t>& partitions) { return absl::StrJoin(partitions, ","); }
 
-// ?partitions=0,3,5 of a request forwarded for a part of a population read.
-std::optional<std::vector<int32_t>> PartitionsParam(const HttpRequest& request) {
+// ?partitions=0,3,5 of a request forwarded for a part of a population read
+// (repeats count once); {-1} when it is not such a list.
+std::optional<std::set<int32_t>> PartitionsParam(const HttpRequest& request) {
   const std::string* text = request.Param("partitions");
   if (text == nullptr) return std::nullopt;
-  std::vector<int32_t> partitions;
+  std::set<int32_t> partitions;
   for (absl::string_view item : absl::StrSplit(*text, ',')) {
     int32_t p = -1;
     auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), p);
-    if (error != std::errc() || end != item.data() + item.size() || p < 0) return std::vector<int32_t>{-1};
-    partitions.push_back(p);
+    if (error != std::errc() || end != item.data() + item.size() || p < 0) return std::set<int32_t>{-1};
+    partitions.insert(p);
   }
   return partitions;
 }
@@ -218,9 +216,19 @@ Result<projections::ChurnHistograms> ApiService::Impl::ClusterHistograms(const H
   return histograms;
 }
 
-std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::vector<int32_t>& partitions) {
+std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::set<int32_t>& partitions) {
+  auto count = PartitionCount();
+  if (!count.ok()) return StatusResponse(count.status());
   for (int32_t p : partitions) {
-    if (p < 0) return ErrorResponse(400, "invalid_argument", "partitions: a comma-separated list such as 0,3,5");
+    if (p < 0) {
+      return ErrorResponse(400, "invalid_argument", "partitions: a comma-separated list such as 0,3,5", "partitions");
+    }
+    if (p >= *count) {
+      return ErrorResponse(400, "invalid_argument",
+                           fmt::format("partitions: partition {} does not exist; {} has {} (0 to {})", p,
+                                       options.events_topic, *count, *count - 1),
+                           "partitions");
+    }
     if (!OwnedHere(p)) {
       return Unavailable("partition_moved",
                          fmt::format("partition {} is not applied by this instance (it moved); retry shortly", p), {p});
@@ -233,7 +241,7 @@ HttpResponse ApiService::Impl::ServeSegments(const HttpRequest& request, absl::T
   auto count = PartitionCount();
   if (!count.ok()) return StatusResponse(count.status());
   // A part asked for by another instance: these partitions' customers.
-  std::optional<std::vector<int32_t>> asked;
+  std::optional<std::set<int32_t>> asked;
   if (!request.Header(kForwardedBy).empty()) asked = PartitionsParam(request);
   if (asked) {
     if (auto bad = NotAllHere(*asked)) return *bad;
@@ -242,9 +250,7 @@ HttpResponse ApiService::Impl::ServeSegments(const HttpRequest& request, absl::T
   if (!histograms.ok()) return StatusResponse(histograms.status());
   ChurnView view(store, *count);
   view.UseHistograms(*histograms);
-  auto local = view.Population(as_of, [&](int32_t p) {
-    return asked ? std::find(asked->begin(), asked->end(), p) != asked->end() : OwnedHere(p);
-  });
+  auto local = view.Population(as_of, [&](int32_t p) { return asked ? asked->contains(p) : OwnedHere(p); });
   if (!local.ok()) return StatusResponse(local.status());
   int64_t customers = local->customers;
   std::map<std::string, int64_t> segments(local->customers_per_segment.begin(), local->customers_per_segment.end());
@@ -289,25 +295,35 @@ HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::Ident
   });
   if (here.status != 404 || !request.Header(kForwardedBy).empty()) return here;
   std::vector<int32_t> unanswered;
-  std::set<std::string> asked;
-  auto count = PartitionCount();
-  if (!count.ok()) return StatusResponse(count.status());
-  for (int32_t p = 0; p < *count; ++p) {
-    if (OwnedHere(p)) continue;
-    auto owner = options.directory->OwnerOf(p, options.instance_id);
-    if (!owner) {
-      unanswered.push_back(p);
-      continue;
-    }
-    if (!asked.insert(owner->instance_id).second) continue;
-    HttpResponse there = Forward(request, p);
-    if (there.status == 200) return there;
-    if (there.status != 404) {
-      for (const auto& [id, member] : options.directory->Members()) {
-        if (id != owner->instance_id) continue;
-        for (const auto& owned : member.member.owned()) unanswered.push_back(owned.partition());
+  auto others = OthersPartitions();
+  if (!others.ok()) {
+    // Some partitions have no live owner: ask those that have one, and say
+    // which could not be asked if none knows the identity.
+    auto count = PartitionCount();
+    if (!count.ok()) return StatusResponse(count.status());
+    const auto owners = options.directory->Owners(*count, options.instance_id);
+    std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>> reachable;
+    for (int32_t p = 0; p < *count; ++p) {
+      if (OwnedHere(p)) continue;
+      auto owner = owners.find(p);
+      if (owner == owners.end() || owner->second.url.empty()) {
+        unanswered.push_back(p);
+      } else {
+        auto& [who, partitions] = reachable[owner->second.instance_id];
+        who = owner->second;
+        partitions.push_back(p);
       }
     }
+    others = std::move(reachable);
+  }
+  for (const auto& [id, owned] : *others) {
+    const auto& [owner, partitions] = owned;
+    auto there = Ask(owner, request.target, request);
+    if (there && there->status == 200) {
+      there->headers.emplace_back(kServedBy, id);
+      return *there;
+    }
+    if (!there || there->status != 404) unanswered.insert(unanswered.end(), partitions.begin(), partitions.end());
   }
   if (unanswered.empty()) return here;
   std::sort(unanswered.begin(), unanswered.end());
@@ -355,13 +371,16 @@ Json ApiService::Impl::ClusterJson() {
   Json partitions = Json::array();
   std::vector<int32_t> unowned;
   if (auto count = PartitionCount(); count.ok()) {
+    const auto owners = options.directory->Owners(*count);
     for (int32_t p = 0; p < *count; ++p) {
-      auto owner = options.directory->OwnerOf(p);
-      if (!owner) unowned.push_back(p);
+      auto owner = owners.find(p);
+      const bool owned = owner != owners.end();
+      if (!owned) unowned.push_back(p);
       partitions.push_back(
           {{"partition", p},
-           {"owner", owner ? Json(owner->instance_id) : Json(nullptr)},
-           {"lag_records", owner ? Json(std::max<int64_t>(owner->end - owner->applied, 0)) : Json(nullptr)}});
+           {"owner", owned ? Json(owner->second.instance_id) : Json(nullptr)},
+           {"lag_records",
+            owned ? Json(std::max<int64_t>(owner->second.end - owner->second.applied, 0)) : Json(nullptr)}});
     }
   }
   return {{"this_instance", options.instance_id},
@@ -411,9 +430,7 @@ void ApiService::Impl::AddClusterRoutes() {
     if (auto bad = NotAllHere(*asked)) return *bad;
     auto count = PartitionCount();
     if (!count.ok()) return StatusResponse(count.status());
-    auto h = ChurnView(store, *count).HistogramsOf([&](int32_t p) {
-      return std::find(asked->begin(), asked->end(), p) != asked->end();
-    });
+    auto h = ChurnView(store, *count).HistogramsOf([&](int32_t p) { return asked->contains(p); });
     if (!h.ok()) return StatusResponse(h.status());
     Json monetary = Json::object();
     for (const auto& [currency, histogram] : h->monetary) monetary[currency] = HistogramJson(histogram);
@@ -435,8 +452,9 @@ std::vector<int32_t> ApiService::Impl::PartitionsWithoutOwner() {
   if (!Clustered()) return missing;
   auto count = PartitionCount();
   if (!count.ok()) return missing;
+  const auto owners = options.directory->Owners(*count, options.instance_id);
   for (int32_t p = 0; p < *count; ++p) {
-    if (!OwnedHere(p) && !options.directory->OwnerOf(p, options.instance_id)) missing.push_back(p);
+    if (!OwnedHere(p) && !owners.contains(p)) missing.push_back(p);
   }
   return missing;
 }

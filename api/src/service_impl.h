@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -172,7 +173,7 @@ struct ApiService::Impl {
     Clock::time_point at;
   } histograms_cache;
   // A 400 or 503 unless every partition asked for is applied here.
-  std::optional<HttpResponse> NotAllHere(const std::vector<int32_t>& partitions);
+  std::optional<HttpResponse> NotAllHere(const std::set<int32_t>& partitions);
   // GET /v1/segments over every instance: counts summed, R, F and M scored
   // against every partition's histograms.
   HttpResponse ServeSegments(const HttpRequest& request, absl::Time as_of);

@@ -22,8 +22,9 @@ int RunClusterStatus(const Config& config, bool json, std::ostream& out, std::os
   }
   const auto members = (*directory)->Members();
   std::vector<int32_t> unowned;
+  const auto owners = (*directory)->Owners(config.topics.events_partitions);
   for (int32_t p = 0; p < config.topics.events_partitions; ++p) {
-    if (!(*directory)->OwnerOf(p)) unowned.push_back(p);
+    if (!owners.contains(p)) unowned.push_back(p);
   }
   if (json) {
     nlohmann::ordered_json instances = nlohmann::ordered_json::array();

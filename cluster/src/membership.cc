@@ -11,8 +11,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A member's publishing interval, as it says, within [100 ms, 1 min]: a
+// record from another program (or a damaged one) must not make a member
+// live forever, nor overflow the arithmetic.
 std::chrono::milliseconds IntervalOf(const v1::Member& member) {
-  return std::chrono::milliseconds(member.interval_ms() > 0 ? member.interval_ms() : kPublishInterval.count());
+  const int64_t said = member.interval_ms() > 0 ? member.interval_ms() : kPublishInterval.count();
+  return std::chrono::milliseconds(std::clamp<int64_t>(said, 100, 60'000));
 }
 
 }  // namespace
@@ -36,7 +40,7 @@ Result<std::unique_ptr<Directory>> Directory::Start(kafka::KafkaSettings kafka, 
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partitions);
   for (int32_t p = 0; p < partitions; ++p) {
     ASSIGN_OR_RETURN(kafka::LogBounds bounds, kafka::QueryLogBounds(consumer, kafka, directory->topic_, p));
-    directory->end_at_start_ += bounds.high > bounds.low ? 1 : 0;  // partitions with something to read
+    directory->end_at_start_[p] = bounds.high;
     rd_kafka_topic_partition_list_add(assignment, directory->topic_.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   }
   rd_kafka_resp_err_t err = rd_kafka_assign(consumer, assignment);
@@ -60,7 +64,8 @@ void Directory::Follow() {
     if (m == nullptr) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       std::lock_guard lock(mutex_);
-      ++read_up_to_;  // one partition read to its end (again: harmless, only "at least" counts)
+      auto end = end_at_start_.find(m->partition);
+      if (end != end_at_start_.end() && m->offset >= end->second) read_to_start_end_.insert(m->partition);
       caught_up_changed_.notify_all();
     } else if (m->err) {
       log->warn("reading {}: {}", topic_, rd_kafka_message_errstr(m));
@@ -86,16 +91,19 @@ void Directory::Take(const v1::Member& member) {
   // A record read while catching up with the topic's history arrived now
   // but may be old: date it by when it was published (the publisher's clock,
   // the only time it carries), so that a member long dead is not live.
-  if (read_up_to_ < end_at_start_) {
-    const int64_t age_ms = absl::ToUnixMillis(absl::Now()) - member.published_at_ms();
-    received -= std::chrono::milliseconds(std::clamp<int64_t>(age_ms, 0, 24 * 3600 * 1000));
+  if (!CaughtUp()) {
+    constexpr int64_t kDay = 24 * 3600 * 1000;
+    const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+    // Clamped before subtracting: any int64 a record says must not overflow.
+    const int64_t published = std::clamp<int64_t>(member.published_at_ms(), now_ms - kDay, now_ms);
+    received -= std::chrono::milliseconds(now_ms - published);
   }
   members_[member.instance_id()] = {member, received};
 }
 
 bool Directory::WaitCaughtUp(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mutex_);
-  return caught_up_changed_.wait_for(lock, timeout, [&] { return read_up_to_ >= end_at_start_; });
+  return caught_up_changed_.wait_for(lock, timeout, [&] { return CaughtUp(); });
 }
 
 std::map<std::string, Directory::Heard> Directory::Members() const {
@@ -112,17 +120,26 @@ std::map<std::string, Directory::Heard> Directory::Members() const {
 }
 
 std::optional<Owner> Directory::OwnerOf(int32_t partition, const std::string& except) const {
-  std::optional<Owner> owner;
-  int64_t latest = -1;
+  auto owners = Owners(partition + 1, except);
+  auto it = owners.find(partition);
+  if (it == owners.end()) return std::nullopt;
+  return it->second;
+}
+
+std::map<int32_t, Owner> Directory::Owners(int32_t partition_count, const std::string& except) const {
+  std::map<int32_t, Owner> owners;
+  std::map<int32_t, int64_t> latest;  // the assignment each owner was chosen by
   for (const auto& [id, heard] : Members()) {
     if (!heard.live || id == except) continue;
     for (const auto& p : heard.member.owned()) {
-      if (p.partition() != partition || p.assigned_at_ms() <= latest) continue;
-      latest = p.assigned_at_ms();
-      owner = Owner{id, heard.member.advertised_url(), p.applied(), p.end()};
+      if (p.partition() < 0 || p.partition() >= partition_count) continue;  // not a partition of the topic
+      auto [at, first] = latest.try_emplace(p.partition(), p.assigned_at_ms());
+      if (!first && p.assigned_at_ms() <= at->second) continue;
+      at->second = p.assigned_at_ms();
+      owners[p.partition()] = Owner{id, heard.member.advertised_url(), p.applied(), p.end()};
     }
   }
-  return owner;
+  return owners;
 }
 
 Result<std::unique_ptr<Publisher>> Publisher::Start(kafka::KafkaSettings kafka, std::string topic, v1::Member self,

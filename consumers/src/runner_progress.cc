@@ -20,6 +20,12 @@ void RunnerProgress::SetOwned(int32_t partition, bool owned) {
   p.owned = owned;
 }
 
+bool RunnerProgress::Owned(int32_t partition) const {
+  std::lock_guard lock(mutex_);
+  auto it = partitions_.find(partition);
+  return it != partitions_.end() && it->second.owned;
+}
+
 void RunnerProgress::MarkJoined() {
   std::lock_guard lock(mutex_);
   joined_ = true;

@@ -61,7 +61,8 @@ class Cluster : public ::testing::Test {
     std::string config, dir, log;
   };
   // `group` shared by the instances that form one platform.
-  Instance& Start(const std::string& name, const std::string& group) {
+  // `members`: the members topic's name after the prefix.
+  Instance& Start(const std::string& name, const std::string& group, const std::string& members = ".members") {
     Instance& instance = instances_[name];
     instance.port = testing::FreePort();
     instance.dir = ::testing::TempDir() + prefix_ + "." + name;
@@ -70,19 +71,22 @@ class Cluster : public ::testing::Test {
     instance.config = testing::WriteTestConfig(
         broker_, prefix_ + "." + name,
         "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" + prefix_ + ".dlq\"\nalerts = \"" + prefix_ +
-            ".alerts\"\nmembers = \"" + prefix_ + ".members\"\nevents_partitions = 4\n[run]\ngroup_id = \"" + prefix_ +
-            "." + group + "\"\ninstance_id = \"" + name + "\"\n[store]\ndata_dir = \"" + instance.dir +
+            ".alerts\"\nmembers = \"" + prefix_ + members + "\"\nevents_partitions = 4\n[run]\ngroup_id = \"" +
+            prefix_ + "." + group + "\"\ninstance_id = \"" + name + "\"\n[store]\ndata_dir = \"" + instance.dir +
             "\"\n[api]\nlisten = \"127.0.0.1:" + std::to_string(instance.port) +
             "\"\nopen_reads_on_loopback = true\n[churn]\nrefit_interval_s = 0\n[log]\nlevel = \"info\"\n");
     instance.pid = testing::StartRapport({"--config", instance.config, "run"}, instance.log);
     return instance;
   }
 
-  static Reply Get(const Instance& instance, const std::string& target) {
+  // `forwarded_by`: as if another instance of the group asked.
+  static Reply Get(const Instance& instance, const std::string& target, const std::string& forwarded_by = "") {
     httplib::Client client("127.0.0.1", instance.port);
     client.set_read_timeout(10, 0);
     Reply reply;
-    auto result = client.Get(target);
+    httplib::Headers headers;
+    if (!forwarded_by.empty()) headers.emplace("Rapport-Forwarded-By", forwarded_by);
+    auto result = client.Get(target, headers);
     if (!result) return reply;
     reply.status = result->status;
     Json body = Json::parse(result->body, nullptr, /*allow_exceptions=*/false);
@@ -195,6 +199,57 @@ TEST_F(Cluster, TwoInstancesAnswerForEveryCustomerAsOneInstanceDoes) {
   }
   EXPECT_EQ(listed["instances"].size(), 2u) << "the single instance's group is another platform";
   EXPECT_EQ(owned, (std::set<int>{0, 1, 2, 3})) << "each partition applied by exactly one instance";
+
+  // The route between instances, asked wrongly.
+  int32_t mine = -1, theirs = -1;
+  const Reply now = Get(a, "/v1/cluster");  // (kept: a range-for over a temporary's member would dangle)
+  for (const auto& partition : now.data["partitions"]) {
+    (partition["owner"] == "a" ? mine : theirs) = partition["partition"].get<int32_t>();
+  }
+  ASSERT_TRUE(mine >= 0 && theirs >= 0) << now.data.dump();
+  const std::string histograms = "/v1/internal/churn/histograms?partitions=";
+  EXPECT_EQ(Get(a, histograms + std::to_string(mine)).status, 404) << "only another instance asks it";
+  EXPECT_EQ(Get(a, histograms + std::to_string(mine), "b").status, 200);
+  EXPECT_EQ(Get(a, histograms + std::to_string(mine) + "," + std::to_string(mine), "b").status, 200);
+  for (const std::string bad : {"abc", "", "1,,2", "-1", "99999999999", "4", "2147483647"}) {
+    const Reply answer = Get(a, histograms + bad, "b");
+    EXPECT_EQ(answer.status, 400) << bad << ": " << answer.message;
+  }
+  EXPECT_NE(Get(a, histograms + "4", "b").message.find("partition 4 does not exist"), std::string::npos);
+  const Reply moved = Get(a, histograms + std::to_string(theirs), "b");
+  EXPECT_EQ(moved.status, 503);
+  EXPECT_EQ(moved.error, "partition_moved");
+  EXPECT_EQ(Get(a, "/v1/segments?as_of=2026-06-01&partitions=" + std::to_string(theirs), "b").error, "partition_moved");
+  // A read forwarded to the wrong instance is never forwarded again.
+  for (const std::string& id : Customers()) {
+    const Reply answer = Get(a, "/v1/customers/" + id, "b");
+    EXPECT_TRUE(answer.status == 200 || answer.status == 404 || answer.error == "partition_moved")
+        << id << " " << answer.status << " " << answer.error;
+  }
+
+  // A group with no instance running: every partition unowned, exit 1.
+  const std::string nobody = testing::WriteTestConfig(broker_, prefix_ + ".nobody",
+                                                      "[topics]\nmembers = \"" + prefix_ +
+                                                          ".members\"\nevents_partitions = 4\n[run]\n"
+                                                          "group_id = \"" +
+                                                          prefix_ + ".nobody\"\n");
+  auto empty = testing::RunRapport({"--config", nobody, "cluster", "status"});
+  EXPECT_EQ(empty.exit_code, 1) << empty.out << empty.err;
+  EXPECT_NE(empty.out.find("no live instance applies partitions 0, 1, 2, 3"), std::string::npos) << empty.out;
+}
+
+// Without a members topic an instance runs alone and says why; /v1/cluster
+// lists it with what it applies.
+TEST_F(Cluster, WithoutAMembersTopicAnInstanceAnswersAloneAndSaysWhy) {
+  Instance& alone = Start("alone", "alone", ".no-such-members");
+  ASSERT_TRUE(WaitFor([&] { return Get(alone, "/readyz").status == 200; })) << testing::ReadFile(alone.log);
+  const Reply cluster = Get(alone, "/v1/cluster");
+  ASSERT_EQ(cluster.status, 200);
+  ASSERT_EQ(cluster.data["instances"].size(), 1u) << cluster.data.dump();
+  EXPECT_EQ(cluster.data["instances"][0]["owned"].size(), 4u) << cluster.data.dump();
+  EXPECT_TRUE(cluster.data["unowned_partitions"].empty());
+  EXPECT_NE(testing::ReadFile(alone.log).find(prefix_ + ".no-such-members does not exist"), std::string::npos)
+      << testing::ReadFile(alone.log);
 }
 
 TEST_F(Cluster, AKilledInstancesCustomersAreAnsweredAgainOnceTheGroupMovesThem) {
@@ -237,7 +292,9 @@ TEST_F(Cluster, AKilledInstancesCustomersAreAnsweredAgainOnceTheGroupMovesThem) 
   EXPECT_TRUE(all_answered) << testing::ReadFile(a.log);
   const double seconds = std::chrono::duration<double>(Clock::now() - killed).count();
   std::cout << "every customer answered again " << seconds << " s after kill -9\n";
-  EXPECT_TRUE(Settled(a, 1));
+  // (a's own record, saying it applies them all, reaches its directory a
+  // moment after its runner took them.)
+  EXPECT_TRUE(WaitFor([&] { return Settled(a, 1); })) << Get(a, "/v1/cluster").data.dump();
 }
 
 }  // namespace

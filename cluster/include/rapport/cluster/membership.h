@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,6 +75,9 @@ class Directory {
   // is stale: the group took the partition away since it last published);
   // none if no live member claims it.
   std::optional<Owner> OwnerOf(int32_t partition, const std::string& except = "") const;
+  // OwnerOf of every partition below `partition_count` at once (one pass
+  // over the members): the partitions nobody live applies are absent.
+  std::map<int32_t, Owner> Owners(int32_t partition_count, const std::string& except = "") const;
 
   // For tests: a record as if it had arrived from the topic.
   void Take(const v1::Member& member);
@@ -94,8 +98,9 @@ class Directory {
     std::chrono::steady_clock::time_point received;
   };
   std::map<std::string, Entry> members_;
-  int64_t end_at_start_ = 0;
-  int64_t read_up_to_ = 0;
+  std::map<int32_t, int64_t> end_at_start_;  // per partition of the topic
+  std::set<int32_t> read_to_start_end_;      // partitions read up to that end
+  bool CaughtUp() const { return read_to_start_end_.size() == end_at_start_.size(); }
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -98,6 +98,9 @@ class RunnerProgress {
 
   void Update(int32_t partition, int64_t applied, int64_t end);
   void SetOwned(int32_t partition, bool owned);
+  // Whether the group assigned `partition` here (cheaper than a Snapshot:
+  // the API asks it for every read of one customer).
+  bool Owned(int32_t partition) const;
   // The group's first assignment arrived (a replay: at once): which
   // partitions are owned here is known.
   void MarkJoined();

@@ -1,0 +1,156 @@
+// The members topic against librdkafka's mock cluster: what the Directory
+// makes of records written by the Publisher, by other groups, and by
+// whatever else may write to the topic (garbage, out-of-range partitions,
+// intervals and timestamps at the ends of int64, a dead member's history).
+// The same across real processes and a real broker: tests/integration/cluster_test.cc.
+#include "rapport/cluster/membership.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "rapport/testing/kafka.h"
+#include "rapport/testing/mock_cluster.h"
+#include "rapport/testing/status.h"
+
+namespace rapport::cluster {
+namespace {
+
+constexpr char kTopic[] = "cx.members";
+constexpr char kGroup[] = "platform";
+
+class MembershipTest : public ::testing::Test {
+ protected:
+  void SetUp() override { cluster_.CreateTopic(kTopic, 1); }
+
+  static v1::Member Member(const std::string& id, std::vector<std::pair<int32_t, int64_t>> owned,
+                           const std::string& group = kGroup) {
+    v1::Member member;
+    member.set_instance_id(id);
+    member.set_group_id(group);
+    member.set_advertised_url("http://" + id + ":8080");
+    member.set_interval_ms(1000);
+    member.set_published_at_ms(absl::ToUnixMillis(absl::Now()));
+    for (const auto& [partition, assigned_at] : owned) {
+      auto* p = member.add_owned();
+      p->set_partition(partition);
+      p->set_applied(10);
+      p->set_end(12);
+      p->set_assigned_at_ms(assigned_at);
+    }
+    return member;
+  }
+  void Write(const v1::Member& member) { Write(Directory::KeyOf(member), member.SerializeAsString()); }
+  void Write(const std::string& key, const std::string& value) {
+    ASSERT_OK(testing::ProduceRaw(cluster_.settings(), kTopic, key, value));
+  }
+  std::unique_ptr<Directory> Read() {
+    auto directory = Directory::Start(cluster_.settings(), kTopic, kGroup);
+    EXPECT_OK(directory);
+    if (!directory.ok()) return nullptr;
+    EXPECT_TRUE((*directory)->WaitCaughtUp(std::chrono::seconds(10)));
+    return std::move(*directory);
+  }
+
+  testing::MockCluster cluster_;
+};
+
+TEST_F(MembershipTest, OfTwoClaimsTheLaterAssignmentOwnsThePartition) {
+  Write(Member("a", {{0, 100}, {1, 100}}));
+  Write(Member("b", {{1, 200}, {2, 200}}));  // took partition 1 over; a has not published its loss yet
+  auto directory = Read();
+  ASSERT_TRUE(directory);
+  auto owners = directory->Owners(4);
+  ASSERT_EQ(owners.size(), 3u);
+  EXPECT_EQ(owners.at(0).instance_id, "a");
+  EXPECT_EQ(owners.at(1).instance_id, "b");
+  EXPECT_EQ(owners.at(2).url, "http://b:8080");
+  EXPECT_EQ(owners.at(2).end - owners.at(2).applied, 2);
+  EXPECT_FALSE(owners.contains(3));
+  // An instance that knows its claim is stale leaves itself out.
+  EXPECT_FALSE(directory->OwnerOf(2, "b"));
+  EXPECT_EQ(directory->OwnerOf(1, "b")->instance_id, "a");
+}
+
+TEST_F(MembershipTest, RecordsOfOtherGroupsAndOtherProgramsAreLeftOut) {
+  Write(Member("a", {{0, 100}}));
+  Write(Member("other", {{0, 999}, {1, 999}}, "another-platform"));  // another group on the same topic
+  Write("platform/x", "\xff\xff not a member record");
+  Write("platform/y", "");
+  Write(Member("", {{1, 999}}));                                  // no instance id
+  Write(Member("wild", {{-5, 999}, {99, 999}, {1 << 30, 999}}));  // partitions the topic does not have
+  auto directory = Read();
+  ASSERT_TRUE(directory);
+  auto owners = directory->Owners(4);
+  ASSERT_EQ(owners.size(), 1u);
+  EXPECT_EQ(owners.at(0).instance_id, "a");
+  EXPECT_FALSE(directory->Members().contains("other"));
+}
+
+TEST_F(MembershipTest, ADeadOrLeavingMemberIsNotLiveWhateverItsRecordSays) {
+  v1::Member dead = Member("dead", {{0, 100}});
+  dead.set_published_at_ms(absl::ToUnixMillis(absl::Now()) - 600'000);  // ten minutes ago
+  Write(dead);
+  v1::Member forever = Member("forever", {{1, 100}});
+  forever.set_interval_ms(std::numeric_limits<int64_t>::max());  // "I publish once an eon"
+  forever.set_published_at_ms(std::numeric_limits<int64_t>::min());
+  Write(forever);
+  v1::Member future = Member("future", {{2, 100}});
+  future.set_published_at_ms(std::numeric_limits<int64_t>::max());
+  Write(future);
+  v1::Member left = Member("left", {{3, 100}});
+  left.set_leaving(true);
+  Write(left);
+  auto directory = Read();
+  ASSERT_TRUE(directory);
+  auto members = directory->Members();
+  EXPECT_FALSE(members.at("dead").live) << "dated by when it was published";
+  EXPECT_FALSE(members.at("forever").live) << "its interval counts as at most a minute";
+  EXPECT_FALSE(members.at("left").live);
+  EXPECT_TRUE(members.at("future").live) << "a clock ahead counts as now";
+  auto owners = directory->Owners(4);
+  ASSERT_EQ(owners.size(), 1u);
+  EXPECT_EQ(owners.at(2).instance_id, "future");
+}
+
+TEST_F(MembershipTest, APublishedMemberIsLiveUntilItLeaves) {
+  auto directory = Read();
+  ASSERT_TRUE(directory);
+  std::atomic<int> described = 0;
+  v1::Member self;
+  self.set_instance_id("me");
+  self.set_group_id(kGroup);
+  self.set_advertised_url("http://me:8080");
+  auto publisher = Publisher::Start(cluster_.settings(), kTopic, self, [&](v1::Member& member) {
+    ++described;
+    auto* p = member.add_owned();
+    p->set_partition(3);
+    p->set_assigned_at_ms(1);
+  });
+  ASSERT_OK(publisher);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!directory->OwnerOf(3) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(directory->OwnerOf(3));
+  EXPECT_EQ(directory->OwnerOf(3)->url, "http://me:8080");
+  const int before = described.load();
+  (*publisher)->Nudge();  // an assignment changed: published at once, not a second later
+  until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (described.load() == before && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GT(described.load(), before);
+  publisher->reset();  // its last record says it left
+  until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (directory->OwnerOf(3) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(directory->OwnerOf(3)) << "a member that left owns nothing";
+  EXPECT_FALSE(directory->Members().at("me").live);
+}
+
+}  // namespace
+}  // namespace rapport::cluster

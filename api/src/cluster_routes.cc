@@ -32,6 +32,10 @@ HttpResponse Unavailable(std::string_view code, const std::string& message, cons
 
 bool ApiService::Impl::OwnedHere(int32_t partition) const { return progress->Owned(partition); }
 
+bool ApiService::Impl::AskedByAnotherInstance(const HttpRequest& request) const {
+  return Clustered() && !request.Header(kForwardedBy).empty();
+}
+
 HttpResponse ApiService::Impl::ServeCustomer(const HttpRequest& request, const std::string& customer_id,
                                              const ViewRead& read) {
   if (!Clustered()) return Serve(request, read);
@@ -237,49 +241,102 @@ std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::set<int32_t>
   return std::nullopt;
 }
 
-HttpResponse ApiService::Impl::ServeSegments(const HttpRequest& request, absl::Time as_of) {
-  auto count = PartitionCount();
-  if (!count.ok()) return StatusResponse(count.status());
-  // A part asked for by another instance: these partitions' customers.
-  std::optional<std::set<int32_t>> asked;
-  if (!request.Header(kForwardedBy).empty()) asked = PartitionsParam(request);
-  if (asked) {
-    if (auto bad = NotAllHere(*asked)) return *bad;
+ApiService::Impl::Gathered ApiService::Impl::Gather(const HttpRequest& request, const Part& part,
+                                                    const std::string& extra) {
+  Gathered out;
+  if (auto wait = WaitForAfter(request)) {
+    out.answer = *wait;
+    return out;
   }
-  auto histograms = ClusterHistograms(request);
-  if (!histograms.ok()) return StatusResponse(histograms.status());
-  ChurnView view(store, *count);
-  view.UseHistograms(*histograms);
-  auto local = view.Population(as_of, [&](int32_t p) { return asked ? asked->contains(p) : OwnedHere(p); });
-  if (!local.ok()) return StatusResponse(local.status());
-  int64_t customers = local->customers;
-  std::map<std::string, int64_t> segments(local->customers_per_segment.begin(), local->customers_per_segment.end());
-  if (!asked) {
-    auto others = OthersPartitions();
-    if (!others.ok()) return StatusResponse(others.status());
-    for (const auto& [id, owned] : *others) {
-      const auto& [owner, partitions] = owned;
-      const std::string target = request.target + (request.target.find('?') == std::string::npos ? "?" : "&") +
-                                 "partitions=" + PartitionList(partitions);
-      auto answer = Ask(owner, target, request);
-      if (!answer || answer->status != 200) {
-        return Unavailable("partition_unavailable",
-                           fmt::format("instance {} did not answer for partitions {}", id, PartitionList(partitions)),
-                           partitions);
+  auto count = PartitionCount();
+  if (!count.ok()) {
+    out.answer = StatusResponse(count.status());
+    return out;
+  }
+  auto fail = [&](const Status& status) {
+    out.answer = StatusResponse(status);
+    return out;
+  };
+  // Another instance asks for the part of the partitions it names.
+  if (AskedByAnotherInstance(request)) {
+    if (auto asked = PartitionsParam(request)) {
+      if (auto bad = NotAllHere(*asked)) {
+        out.answer = *bad;
+        return out;
       }
-      auto body = nlohmann::json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
-      if (!body.is_object() || !body["data"].is_object() || !body["data"]["customers"].is_number_integer()) {
-        return ErrorResponse(500, "internal", fmt::format("instance {} answered segments that do not parse", id));
-      }
-      customers += body["data"]["customers"].get<int64_t>();
-      for (const auto& [name, n] : body["data"]["segments"].items()) segments[name] += n.get<int64_t>();
+      auto mine = part(*count, [&](int32_t p) { return asked->contains(p); });
+      if (!mine.ok()) return fail(mine.status());
+      out.answer = JsonResponse(
+          200, Json{{"data", *mine}, {"freshness", FreshnessOf([&](int32_t p) { return asked->contains(p); })}}.dump());
+      return out;
     }
   }
-  Json data = {{"as_of", events::FormatTime(as_of)}, {"customers", customers}};
-  Json by_segment = Json::object();
-  for (const auto& [name, n] : segments) by_segment[name] = n;
-  data["segments"] = std::move(by_segment);
-  return Read(data.dump(), std::nullopt);
+  if (!Clustered()) {
+    auto all = part(*count, nullptr);
+    if (!all.ok()) return fail(all.status());
+    out.parts.push_back(std::move(*all));
+    out.freshness = Freshness(std::nullopt);
+    return out;
+  }
+  auto mine = part(*count, [this](int32_t p) { return OwnedHere(p); });
+  if (!mine.ok()) return fail(mine.status());
+  out.parts.push_back(std::move(*mine));
+  out.freshness = FreshnessOf([this](int32_t p) { return OwnedHere(p); });
+  auto others = OthersPartitions();
+  if (!others.ok()) {
+    out.answer = Unavailable("partition_unavailable", std::string(others.status().message()), PartitionsWithoutOwner());
+    return out;
+  }
+  for (const auto& [id, owned] : *others) {
+    const auto& [owner, partitions] = owned;
+    // Its parameters first: a parameter's first value is the one read, so
+    // the caller's own ?partitions= (or any) cannot stand for them.
+    const size_t question = request.target.find('?');
+    const std::string target = request.target.substr(0, question) + "?partitions=" + PartitionList(partitions) + extra +
+                               (question == std::string::npos ? "" : "&" + request.target.substr(question + 1));
+    auto answer = Ask(owner, target, request);
+    if (!answer) {
+      out.answer = Unavailable(
+          "partition_unavailable",
+          fmt::format("instance {} did not answer for partitions {}; retry shortly", id, PartitionList(partitions)),
+          partitions);
+      return out;
+    }
+    if (answer->status != 200) {  // moved since (503), or what it says is wrong with the request
+      out.answer = std::move(*answer);
+      return out;
+    }
+    Json body = Json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body["data"].is_object() || !body["freshness"].is_object()) {
+      out.answer = ErrorResponse(500, "internal", fmt::format("instance {} answered a part that does not parse", id));
+      return out;
+    }
+    out.parts.push_back(std::move(body["data"]));
+    const Json& theirs = body["freshness"];
+    if (theirs["applied_offsets"].is_object()) {
+      for (const auto& [p, offset] : theirs["applied_offsets"].items()) out.freshness["applied_offsets"][p] = offset;
+    }
+    if (theirs["lag_records"].is_number_integer() && out.freshness["lag_records"].is_number_integer()) {
+      out.freshness["lag_records"] = out.freshness["lag_records"].get<int64_t>() + theirs["lag_records"].get<int64_t>();
+    } else {
+      out.freshness["lag_records"] = nullptr;  // unknown somewhere: unknown
+    }
+  }
+  // The partitions in order, whoever applies them.
+  Json ordered = Json::object();
+  std::map<int32_t, Json> by_partition;
+  for (const auto& [key, offset] : out.freshness["applied_offsets"].items()) {
+    int32_t p = -1;
+    auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), p);
+    if (error == std::errc() && end == key.data() + key.size()) by_partition[p] = offset;
+  }
+  for (const auto& [p, offset] : by_partition) ordered[std::to_string(p)] = offset;
+  out.freshness["applied_offsets"] = std::move(ordered);
+  return out;
+}
+
+HttpResponse ApiService::Impl::GatheredRead(const Gathered& gathered, const std::string& data_json) {
+  return JsonResponse(200, fmt::format("{{\"data\":{},\"freshness\":{}}}", data_json, gathered.freshness.dump()));
 }
 
 HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::IdentityKind kind,
@@ -333,21 +390,11 @@ HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::Ident
       unanswered);
 }
 
-std::optional<HttpResponse> ApiService::Impl::NeedsEveryPartition() {
-  if (!Clustered()) return std::nullopt;
-  auto partitions = PartitionCount();
-  if (!partitions.ok()) return StatusResponse(partitions.status());
-  std::vector<int32_t> elsewhere;
-  for (int32_t p = 0; p < *partitions; ++p) {
-    if (!OwnedHere(p)) elsewhere.push_back(p);
-  }
-  if (elsewhere.empty()) return std::nullopt;
-  return Unavailable("partial_population",
-                     fmt::format("this instance applies {} of the {} partitions; a read of every customer needs them "
-                                 "all, and is not yet gathered from the instances that apply the others: ask an "
-                                 "instance that applies every partition",
-                                 *partitions - static_cast<int32_t>(elsewhere.size()), *partitions),
-                     elsewhere);
+Status ApiService::Impl::UseClusterHistograms(ChurnView& view, const HttpRequest& request) {
+  if (!Clustered()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto histograms, ClusterHistograms(request));
+  view.UseHistograms(std::move(histograms));
+  return absl::OkStatus();
 }
 
 Json ApiService::Impl::ClusterJson() {

@@ -318,8 +318,8 @@ std::string HttpRequest::Header(const std::string& name) const {
 }
 
 const std::string* HttpRequest::Param(const std::string& name) const {
-  auto it = query.find(name);
-  return it == query.end() ? nullptr : &it->second;
+  auto it = query.lower_bound(name);  // equal keys keep their order: the first sent
+  return it == query.end() || it->first != name ? nullptr : &it->second;
 }
 
 HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message, std::string_view field) {

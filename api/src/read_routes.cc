@@ -25,29 +25,38 @@ HttpResponse ApiService::Impl::Serve(const HttpRequest& request, const ViewRead&
   return Read(answer->json, answer->partition);
 }
 
-Json ApiService::Impl::Freshness(std::optional<int32_t> partition) {
-  Json out = Json::object();
+std::map<int32_t, consumers::RunnerProgress::Partition> ApiService::Impl::PartitionStates() {
   std::map<int32_t, consumers::RunnerProgress::Partition> state;
   if (progress != nullptr) {
     state = progress->Snapshot();
   } else if (auto stored = consumers::StoredOffsets(store, options.events_topic); stored.ok()) {
     for (const auto& [p, offset] : *stored) state[p] = {offset, -1};
   }
+  return state;
+}
+
+Json ApiService::Impl::Freshness(std::optional<int32_t> partition) {
+  if (!partition) return FreshnessOf(nullptr);
+  Json out = Json::object();
+  const auto state = PartitionStates();
   auto lag = [](const consumers::RunnerProgress::Partition& p) -> Json {
     return p.end < 0 ? Json(nullptr) : Json(std::max<int64_t>(p.end - p.applied, 0));
   };
-  if (partition) {
-    auto it = state.find(*partition);
-    out["partition"] = *partition;
-    out["applied_offset"] = it == state.end() ? Json(nullptr) : Json(it->second.applied);
-    out["lag_records"] = it == state.end() ? Json(nullptr) : lag(it->second);
-    AddRebuild(out);
-    return out;
-  }
+  auto it = state.find(*partition);
+  out["partition"] = *partition;
+  out["applied_offset"] = it == state.end() ? Json(nullptr) : Json(it->second.applied);
+  out["lag_records"] = it == state.end() ? Json(nullptr) : lag(it->second);
+  AddRebuild(out);
+  return out;
+}
+
+Json ApiService::Impl::FreshnessOf(const std::function<bool(int32_t)>& in) {
+  Json out = Json::object();
   int64_t total = 0;
   bool known = progress != nullptr;
   Json applied = Json::object();
-  for (const auto& [p, s] : state) {
+  for (const auto& [p, s] : PartitionStates()) {
+    if (in && !in(p)) continue;
     applied[std::to_string(p)] = s.applied;
     if (s.end >= 0) total += std::max<int64_t>(s.end - s.applied, 0);
   }
@@ -111,6 +120,8 @@ std::optional<HttpResponse> ApiService::Impl::WaitForAfter(const HttpRequest& re
   }
   const auto deadline = Clock::now() + options.consistency_wait;
   for (const auto& [partition, offset] : positions) {
+    // Another instance's partition: its owner waits, asked with the same ?after=.
+    if (Clustered() && !OwnedHere(partition)) continue;
     if (auto never = PastTheEnd(partition, offset, deadline)) return *never;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (!progress->WaitApplied(partition, offset, std::max(left, std::chrono::milliseconds(0)))) {
@@ -192,169 +203,6 @@ void ApiService::Impl::AddCustomerRoutes() {
         return ServeCustomer(request, params.at("id"),
                              [&](int32_t partitions) { return Reads(partitions).CustomerReviews(params.at("id")); });
       });
-
-  Add("GET", "/v1/customers", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
-    projections::TargetQuery query;
-    if (const std::string* category = request.Param("category"); category != nullptr && !category->empty()) {
-      query.category = *category;
-    } else {
-      return ErrorResponse(400, "invalid_argument", "category: required, e.g. ?category=dining", "category");
-    }
-    if (const std::string* currency = request.Param("currency")) query.currency = *currency;
-    if (const std::string* min_spend = request.Param("min_spend")) {
-      double value = -1;
-      auto [end, error] = std::from_chars(min_spend->data(), min_spend->data() + min_spend->size(), value);
-      if (error != std::errc() || end != min_spend->data() + min_spend->size() || !(value >= 0) || value > 1e15) {
-        return ErrorResponse(400, "invalid_argument",
-                             fmt::format("min_spend: \"{}\" is not an amount such as 250 or 99.50", *min_spend),
-                             "min_spend");
-      }
-      query.min_spend = value;
-    }
-    size_t limit = 0;
-    if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
-    const std::string* cursor = request.Param("cursor");
-    if (auto partial = NeedsEveryPartition()) return *partial;
-    return Serve(request, [&](int32_t partitions) -> Result<Answer> {
-      ASSIGN_OR_RETURN(auto page, CustomerProfileView(store, partitions).Targeted(query, limit, cursor ? *cursor : ""));
-      const std::string items =
-          JsonArray(page.customers, [](const auto& profile) { return CustomerProfileView::ToJson(profile, kCompact); });
-      return Answer{fmt::format("{{\"customers\":{},\"next_cursor\":{}}}", items, CursorJson(page.next_cursor)),
-                    std::nullopt};
-    });
-  });
-}
-
-// What customers say about a subject (a hotel, a product, an agent, ...).
-void ApiService::Impl::AddSubjectRoutes() {
-  auto subject = [](const Params& params, v1::SubjectType& type) -> std::optional<HttpResponse> {
-    if (auto named = SubjectTypeNamed(params.at("type"))) {
-      type = *named;
-      return std::nullopt;
-    }
-    return ErrorResponse(404, "not_found",
-                         fmt::format("\"{}\" is not a subject type (hotel, product, store, agent, route, restaurant, "
-                                     "service, other)",
-                                     params.at("type")),
-                         "type");
-  };
-
-  Add("GET", "/v1/subjects/{type}/{id}/reviews", Scope::kRead, kQuick,
-      [this, subject](const HttpRequest& request, const Params& params) {
-        v1::SubjectType type;
-        if (auto bad = subject(params, type)) return *bad;
-        absl::Time as_of;
-        if (auto bad = ParseAsOf(request, as_of)) return *bad;
-        if (auto partial = NeedsEveryPartition()) return *partial;
-        return Serve(request, [&](int32_t partitions) {
-          return Reads(partitions).SubjectSummary(type, params.at("id"), as_of);
-        });
-      });
-
-  Add("GET", "/v1/subjects/{type}/{id}/reviews/items", Scope::kRead, kQuick,
-      [this, subject](const HttpRequest& request, const Params& params) {
-        v1::SubjectType type;
-        if (auto bad = subject(params, type)) return *bad;
-        size_t limit = 0;
-        if (auto bad = ParseLimit(request, limit, 20)) return *bad;
-        const std::string* cursor = request.Param("cursor");
-        if (auto partial = NeedsEveryPartition()) return *partial;
-        return Serve(request, [&](int32_t partitions) {
-          return Reads(partitions).SubjectReviews(type, params.at("id"), limit, cursor ? *cursor : "");
-        });
-      });
-}
-
-// Scans of every customer as of a time: segments, revenue concentration,
-// a segment's members, the customers most at risk.
-void ApiService::Impl::AddPopulationRoutes() {
-  // Segments and pareto: one scan of every customer as of T, rendered into `data`.
-  using Render = std::function<void(const projections::PopulationView&, Json&)>;
-  auto population = [this](const HttpRequest& request, const Render& render) {
-    absl::Time as_of;
-    if (auto bad = ParseAsOf(request, as_of)) return *bad;
-    if (auto partial = NeedsEveryPartition()) return *partial;
-    return Serve(request, [&](int32_t partitions) -> Result<Answer> {
-      ASSIGN_OR_RETURN(auto view, ChurnView(store, partitions).Population(as_of));
-      Json data = {{"as_of", events::FormatTime(as_of)}, {"customers", view.customers}};
-      render(view, data);
-      return Answer{data.dump(), std::nullopt};
-    });
-  };
-  Add("GET", "/v1/segments", Scope::kRead, kSlow, [this, population](const HttpRequest& request, const Params&) {
-    if (Clustered()) {  // gathered from every instance
-      absl::Time as_of;
-      if (auto bad = ParseAsOf(request, as_of)) return *bad;
-      if (auto wait = WaitForAfter(request)) return *wait;
-      return ServeSegments(request, as_of);
-    }
-    return population(request, [](const projections::PopulationView& view, Json& data) {
-      Json segments = Json::object();
-      for (const auto& [name, count] : view.customers_per_segment) segments[name] = count;
-      data["segments"] = std::move(segments);
-    });
-  });
-
-  Add("GET", "/v1/insights/pareto", Scope::kRead, kSlow, [population](const HttpRequest& request, const Params&) {
-    return population(request, [](const projections::PopulationView& view, Json& data) {
-      Json shares = Json::object();
-      for (const auto& [currency, share] : view.top_20_percent_revenue_share) {
-        shares[currency] = std::round(share * 1000) / 1000;
-      }
-      data["top_20_percent_revenue_share"] = std::move(shares);
-    });
-  });
-
-  Add("GET", "/v1/segments/{name}/customers", Scope::kRead, kSlow,
-      [this](const HttpRequest& request, const Params& params) {
-        auto segment = projections::SegmentNamed(params.at("name"));
-        if (!segment) {
-          return ErrorResponse(404, "not_found",
-                               fmt::format("\"{}\" is not a segment (GET /v1/segments lists them)", params.at("name")),
-                               "name");
-        }
-        absl::Time as_of;
-        if (auto bad = ParseAsOf(request, as_of)) return *bad;
-        size_t limit = 0;
-        if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
-        const std::string* cursor = request.Param("cursor");
-        if (auto partial = NeedsEveryPartition()) return *partial;
-        return Serve(request, [&](int32_t partitions) -> Result<Answer> {
-          ASSIGN_OR_RETURN(auto page,
-                           ChurnView(store, partitions).Members(*segment, as_of, limit, cursor ? *cursor : ""));
-          const std::string items =
-              JsonArray(page.customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
-          return Answer{fmt::format("{{\"segment\":{},\"customers\":{},\"next_cursor\":{}}}",
-                                    Json(std::string(projections::SegmentName(*segment))).dump(), items,
-                                    CursorJson(page.next_cursor)),
-                        std::nullopt};
-        });
-      });
-
-  Add("GET", "/v1/churn/at-risk", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
-    absl::Time as_of;
-    if (auto bad = ParseAsOf(request, as_of)) return *bad;
-    size_t limit = 0;
-    if (auto bad = ParseLimit(request, limit, kDefaultPageSize)) return *bad;
-    std::string currency;
-    if (const std::string* code = request.Param("currency")) {
-      if (code->size() != 3 || !std::all_of(code->begin(), code->end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
-        return ErrorResponse(400, "invalid_argument",
-                             fmt::format("currency: \"{}\" is not an ISO 4217 code such as EUR", *code), "currency");
-      }
-      currency = *code;
-    }
-    if (auto partial = NeedsEveryPartition()) return *partial;
-    return Serve(request, [&](int32_t partitions) -> Result<Answer> {
-      ASSIGN_OR_RETURN(auto top, ChurnView(store, partitions).AtRisk(as_of, limit, currency));
-      const std::string items =
-          JsonArray(top.customers, [&](const auto& a) { return ChurnView::ToJson(a, as_of, kCompact); });
-      return Answer{fmt::format("{{\"as_of\":\"{}\",\"currency\":{},\"customers_per_currency\":{},\"customers\":{}}}",
-                                events::FormatTime(as_of), top.currency.empty() ? "null" : Json(top.currency).dump(),
-                                Json(top.customers_per_currency).dump(), items),
-                    std::nullopt};
-    });
-  });
 }
 
 }  // namespace rapport::api

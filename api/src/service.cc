@@ -90,6 +90,7 @@ void ApiService::Impl::Add(std::string method, std::string pattern, std::optiona
 void ApiService::Impl::AddRoutes() {
   AddOperationsRoutes();
   AddCustomerRoutes();
+  AddTargetingRoute();
   AddSubjectRoutes();
   AddPopulationRoutes();
   AddClusterRoutes();
@@ -147,6 +148,8 @@ bool ApiService::Quick(const HttpRequest& request) const {
   Params params;
   const auto* route = impl_->Match(request, params, allowed);
   if (route == nullptr || !route->quick) return false;
+  // A read gathered from other instances waits on the network: not on an I/O thread.
+  if (impl_->Clustered() && route->pattern.starts_with("/v1/subjects/")) return false;
   // A read another instance answers waits on the network: not on an I/O thread.
   if (impl_->Clustered() && route->pattern.starts_with("/v1/customers/")) {
     auto id = params.find("id");

@@ -132,6 +132,9 @@ struct ApiService::Impl {
 
   // How far the projections are applied: for one partition, or for all.
   Json Freshness(std::optional<int32_t> partition);
+  // For the partitions `in` accepts (null: all).
+  Json FreshnessOf(const std::function<bool(int32_t)>& in);
+  std::map<int32_t, consumers::RunnerProgress::Partition> PartitionStates();
 
   // While a raised projection version is built, its queries read the version
   // it replaces (kept up to date): say so.
@@ -153,6 +156,9 @@ struct ApiService::Impl {
   // cluster_routes.cc: several instances, one API.
   bool Clustered() const { return options.directory != nullptr && progress != nullptr; }
   bool OwnedHere(int32_t partition) const;
+  // Sent by another instance of the group (for a part of a read, or a read
+  // forwarded once).
+  bool AskedByAnotherInstance(const HttpRequest& request) const;
   // A read of one customer: here if this instance applies its partition,
   // otherwise forwarded to the instance that does.
   HttpResponse ServeCustomer(const HttpRequest& request, const std::string& customer_id, const ViewRead& read);
@@ -174,11 +180,28 @@ struct ApiService::Impl {
   } histograms_cache;
   // A 400 or 503 unless every partition asked for is applied here.
   std::optional<HttpResponse> NotAllHere(const std::set<int32_t>& partitions);
-  // GET /v1/segments over every instance: counts summed, R, F and M scored
-  // against every partition's histograms.
-  HttpResponse ServeSegments(const HttpRequest& request, absl::Time as_of);
-  // A read of every customer: a 503 naming the partitions applied elsewhere.
-  std::optional<HttpResponse> NeedsEveryPartition();
+  // A read of every customer is made of parts that add up exactly:
+  // `part(partitions, in)` is the data of the customers of the partitions
+  // `in` accepts (null: all). Gather makes this instance's part and, with
+  // several instances, asks each other instance for the part of the
+  // partitions it applies (the request's own target, `extra` query
+  // parameters and ?partitions=); asked so by another instance, it answers
+  // its part alone. The route merges the parts into the answer.
+  using In = std::function<bool(int32_t)>;
+  using Part = std::function<Result<Json>(int32_t partitions, const In& in)>;
+  struct Gathered {
+    std::vector<Json> parts;  // this instance's first
+    Json freshness;           // of every partition the parts cover
+    // When set, the route answers this instead: an error (a 503 naming the
+    // partitions no instance answered for), or the part another asked for.
+    std::optional<HttpResponse> answer;
+  };
+  Gathered Gather(const HttpRequest& request, const Part& part, const std::string& extra = "");
+  // {"data": data_json, "freshness": the parts' freshness}
+  static HttpResponse GatheredRead(const Gathered& gathered, const std::string& data_json);
+  // Every partition's churn histograms when several instances share them,
+  // set on `view` (R, F and M are scored against every customer).
+  Status UseClusterHistograms(ChurnView& view, const HttpRequest& request);
   // Partitions no live instance (this one included) applies.
   std::vector<int32_t> PartitionsWithoutOwner();
   Json ClusterJson();
@@ -188,6 +211,7 @@ struct ApiService::Impl {
   void AddRoutes();
   void AddOperationsRoutes();
   void AddCustomerRoutes();
+  void AddTargetingRoute();
   void AddSubjectRoutes();
   void AddPopulationRoutes();
   const Route* Match(const HttpRequest& request, Params& params, std::vector<std::string>& allowed) const;

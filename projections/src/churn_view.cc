@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -297,10 +298,15 @@ Result<ChurnAssessment> ChurnView::Assess(const std::string& customer_id, absl::
 }
 
 Result<PopulationView> ChurnView::Population(absl::Time as_of, const std::function<bool(int32_t)>& in) {
+  ASSIGN_OR_RETURN(PopulationTally tally, Tally(as_of, in, std::numeric_limits<size_t>::max()));
+  return Summarize(tally);
+}
+
+Result<PopulationTally> ChurnView::Tally(absl::Time as_of, const std::function<bool(int32_t)>& in,
+                                         size_t revenue_values) {
   if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
-  PopulationView view;
-  std::map<std::string, std::vector<int64_t>> monetary;
+  PopulationTally tally;
   for (int32_t p = 0; p < partition_count_; ++p) {
     if (in && !in(p)) continue;
     RETURN_IF_ERROR(
@@ -308,49 +314,95 @@ Result<PopulationView> ChurnView::Population(absl::Time as_of, const std::functi
           ChurnStats stats;
           if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;  // as AtRisk: skipped
           ChurnAssessment a = AssessStats(stats, as_of, /*with_model=*/false);
-          ++view.customers_per_segment[std::string(SegmentName(a.segment))];
-          ++view.customers;
-          if (stats.purchases() > 0) monetary[stats.currency()].push_back(std::max<int64_t>(0, stats.monetary_minor()));
+          ++tally.customers_per_segment[std::string(SegmentName(a.segment))];
+          ++tally.customers;
+          if (stats.purchases() > 0) {
+            PopulationTally::Revenue& revenue = tally.revenue[stats.currency()];
+            const int64_t spent = std::max<int64_t>(0, stats.monetary_minor());
+            ++revenue.customers;
+            revenue.total_minor += spent;
+            revenue.largest_minor.push_back(spent);
+          }
           return true;
         }));
   }
-  for (auto& [currency, values] : monetary) {
-    std::sort(values.rbegin(), values.rend());
-    size_t top = (values.size() + 4) / 5;
-    int64_t total = 0, top_sum = 0;
-    for (size_t i = 0; i < values.size(); ++i) {
-      total += values[i];
-      if (i < top) top_sum += values[i];
-    }
+  for (auto& [currency, revenue] : tally.revenue) revenue.Keep(revenue_values);
+  return tally;
+}
+
+void PopulationTally::Revenue::Keep(size_t values) {
+  std::sort(largest_minor.rbegin(), largest_minor.rend());
+  if (largest_minor.size() > values) largest_minor.resize(values);
+}
+
+void PopulationTally::Add(const PopulationTally& other, size_t revenue_values) {
+  customers += other.customers;
+  for (const auto& [name, n] : other.customers_per_segment) customers_per_segment[name] += n;
+  for (const auto& [currency, theirs] : other.revenue) {
+    Revenue& mine = revenue[currency];
+    mine.customers += theirs.customers;
+    mine.total_minor += theirs.total_minor;
+    mine.largest_minor.insert(mine.largest_minor.end(), theirs.largest_minor.begin(), theirs.largest_minor.end());
+    mine.Keep(revenue_values);
+  }
+}
+
+size_t PopulationTally::ValuesNeeded() const {
+  size_t most = 0;
+  for (const auto& [currency, r] : revenue) most = std::max(most, TopFifth(static_cast<size_t>(r.customers)));
+  return most;
+}
+
+PopulationView ChurnView::Summarize(const PopulationTally& tally) {
+  PopulationView view;
+  view.customers = tally.customers;
+  view.customers_per_segment = tally.customers_per_segment;
+  for (const auto& [currency, revenue] : tally.revenue) {
+    const size_t top = std::min(TopFifth(static_cast<size_t>(revenue.customers)), revenue.largest_minor.size());
+    int64_t top_sum = 0;
+    for (size_t i = 0; i < top; ++i) top_sum += revenue.largest_minor[i];
     view.top_20_percent_revenue_share[currency] =
-        total > 0 ? static_cast<double>(top_sum) / static_cast<double>(total) : 0;
+        revenue.total_minor > 0 ? static_cast<double>(top_sum) / static_cast<double>(revenue.total_minor) : 0;
   }
   return view;
 }
 
-Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor) {
+Result<ChurnPage> ChurnView::Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor,
+                                     const std::function<bool(int32_t)>& in) {
   if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
   ChurnPage page;
-  ASSIGN_OR_RETURN(page.next_cursor,
-                   ScanPage(store_, family_.get(), partition_count_, 'c', cursor, limit,
-                            [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
-                              ChurnStats stats;
-                              if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-                                return absl::InternalError("churn: stored statistics do not parse");
-                              }
-                              ChurnAssessment a = AssessStats(stats, as_of, /*with_model=*/false);
-                              if (a.segment != segment) return false;
-                              if (keep) {
-                                AddModelFigures(a, absl::ToUnixMillis(as_of));  // for the page's customers only
-                                page.customers.push_back(std::move(a));
-                              }
-                              return true;
-                            }));
+  ASSIGN_OR_RETURN(page.next_cursor, ScanPage(
+                                         store_, family_.get(), partition_count_, 'c', cursor, limit,
+                                         [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
+                                           ChurnStats stats;
+                                           if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                                             return absl::InternalError("churn: stored statistics do not parse");
+                                           }
+                                           ChurnAssessment a = AssessStats(stats, as_of, /*with_model=*/false);
+                                           if (a.segment != segment) return false;
+                                           if (keep) {
+                                             AddModelFigures(
+                                                 a, absl::ToUnixMillis(as_of));  // for the page's customers only
+                                             page.customers.push_back(std::move(a));
+                                           }
+                                           return true;
+                                         },
+                                         in, &page.cursors));
   return page;
 }
 
-Result<AtRiskList> ChurnView::AtRisk(absl::Time as_of, size_t limit, const std::string& currency) {
+std::string MostCommonCurrency(const std::map<std::string, int64_t>& customers_per_currency) {
+  std::string chosen;
+  int64_t most = 0;
+  for (const auto& [code, customers] : customers_per_currency) {
+    if (customers > most) most = customers, chosen = code;  // ties: the first code in order
+  }
+  return chosen;
+}
+
+Result<AtRiskList> ChurnView::AtRisk(absl::Time as_of, size_t limit, const std::string& currency,
+                                     const std::function<bool(int32_t)>& in) {
   if (family_ == nullptr) return NoLiveState("churn");
   RETURN_IF_ERROR(LoadHistograms());
   auto before = [](const ChurnAssessment& x, const ChurnAssessment& y) {
@@ -363,6 +415,7 @@ Result<AtRiskList> ChurnView::AtRisk(absl::Time as_of, size_t limit, const std::
   AtRiskList list;
   std::unique_ptr<rocksdb::Iterator> it(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
   for (int32_t p = 0; p < partition_count_ && limit > 0; ++p) {
+    if (in && !in(p)) continue;
     std::string prefix = PartitionKey(p, 'c');
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       ChurnStats stats;
@@ -384,13 +437,7 @@ Result<AtRiskList> ChurnView::AtRisk(absl::Time as_of, size_t limit, const std::
     }
     RETURN_IF_ERROR(StoreStatus(it->status(), "scanning churn state"));
   }
-  list.currency = currency;
-  if (list.currency.empty()) {
-    int64_t most = 0;
-    for (const auto& [code, customers] : list.customers_per_currency) {
-      if (customers > most) most = customers, list.currency = code;
-    }
-  }
+  list.currency = currency.empty() ? MostCommonCurrency(list.customers_per_currency) : currency;
   list.customers = std::move(top[list.currency]);
   std::sort(list.customers.begin(), list.customers.end(), before);
   return list;

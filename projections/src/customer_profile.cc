@@ -327,7 +327,8 @@ Result<std::string> CustomerProfileView::Lookup(v1::IdentityKind kind, const std
   return absl::NotFoundError(absl::StrCat("no customer has ", v1::IdentityKind_Name(kind), " ", value));
 }
 
-Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, size_t limit, const std::string& cursor) {
+Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, size_t limit, const std::string& cursor,
+                                                  const std::function<bool(int32_t)>& in) {
   if (family_ == nullptr) return NoLiveState("customer_profile");
   auto matches = [&](const CustomerProfile& p) {
     for (const auto& spend : p.category_spend()) {
@@ -339,17 +340,18 @@ Result<ProfilePage> CustomerProfileView::Targeted(const TargetQuery& query, size
     return false;
   };
   ProfilePage page;
-  ASSIGN_OR_RETURN(page.next_cursor,
-                   ScanPage(store_, family_.get(), partition_count_, 'c', cursor, limit,
-                            [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
-                              CustomerProfile profile;
-                              if (!profile.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-                                return absl::InternalError("a stored profile does not parse");
-                              }
-                              if (!matches(profile)) return false;
-                              if (keep) page.customers.push_back(std::move(profile));
-                              return true;
-                            }));
+  ASSIGN_OR_RETURN(page.next_cursor, ScanPage(
+                                         store_, family_.get(), partition_count_, 'c', cursor, limit,
+                                         [&](const rocksdb::Slice& value, bool keep) -> Result<bool> {
+                                           CustomerProfile profile;
+                                           if (!profile.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                                             return absl::InternalError("a stored profile does not parse");
+                                           }
+                                           if (!matches(profile)) return false;
+                                           if (keep) page.customers.push_back(std::move(profile));
+                                           return true;
+                                         },
+                                         in, &page.cursors));
   return page;
 }
 

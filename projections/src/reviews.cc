@@ -173,9 +173,24 @@ ReviewsView::ReviewsView(ProjectionStore& store, int32_t partition_count)
     : store_(store), family_(store.ServingFamily(ReviewsProjection().Family())), partition_count_(partition_count) {}
 
 Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::string& id, absl::Time as_of) {
+  ASSIGN_OR_RETURN(SubjectTotals totals, Totals(type, id, as_of));
+  return SummaryOf(type, id, totals);
+}
+
+void SubjectTotals::Add(const SubjectTotals& other) {
+  count += other.count;
+  sum += other.sum;
+  for (size_t i = 0; i < histogram.size(); ++i) histogram[i] += other.histogram[i];
+  type_count += other.type_count;
+  type_sum += other.type_sum;
+  recent_count += other.recent_count;
+  recent_sum += other.recent_sum;
+}
+
+Result<SubjectTotals> ReviewsView::Totals(v1::SubjectType type, const std::string& id, absl::Time as_of,
+                                          const std::function<bool(int32_t)>& in) {
   if (family_ == nullptr) return NoLiveState("reviews");
-  SubjectSummary s{.type = type, .id = id};
-  int64_t sum = 0, type_count = 0, type_sum = 0, recent_sum = 0;
+  SubjectTotals t;
   const int64_t last_day = absl::ToUnixMillis(as_of) / kDayMs;
   // Totals absent are zero; a read error is an error, not zero.
   auto read_totals = [&](const std::string& key, RatingTotals& totals) -> Status {
@@ -186,15 +201,16 @@ Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::str
     return absl::OkStatus();
   };
   for (int32_t p = 0; p < partition_count_; ++p) {
+    if (in && !in(p)) continue;
     RatingTotals totals;
     RETURN_IF_ERROR(read_totals(TotalsKey(p, type, id), totals));
-    s.count += totals.count();
-    sum += totals.rating_sum();
-    for (int i = 0; i < totals.histogram_size() && i < 5; ++i) s.histogram[i] += totals.histogram(i);
+    t.count += totals.count();
+    t.sum += totals.rating_sum();
+    for (int i = 0; i < totals.histogram_size() && i < 5; ++i) t.histogram[i] += totals.histogram(i);
     RatingTotals of_type;
     RETURN_IF_ERROR(read_totals(TypeKey(p, type), of_type));
-    type_count += of_type.count();
-    type_sum += of_type.rating_sum();
+    t.type_count += of_type.count();
+    t.type_sum += of_type.rating_sum();
     // Days (last_day - 30, last_day]: the 30 days up to and including as_of's day.
     const std::string days = PartitionKey(p, 'd', Subject(type, id));
     const std::string from = DayKey(p, type, id, last_day - 29), to = DayKey(p, type, id, last_day + 1);
@@ -206,26 +222,31 @@ Result<SubjectSummary> ReviewsView::Summary(v1::SubjectType type, const std::str
           if (!day.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
             return absl::InternalError("reviews: stored day totals do not parse");
           }
-          s.last_30_days_count += day.count();
-          recent_sum += day.rating_sum();
+          t.recent_count += day.count();
+          t.recent_sum += day.rating_sum();
           return true;
         },
         from));
   }
-  if (s.count == 0) {
+  return t;
+}
+
+Result<SubjectSummary> ReviewsView::SummaryOf(v1::SubjectType type, const std::string& id, const SubjectTotals& t) {
+  if (t.count == 0) {
     return absl::NotFoundError(absl::StrCat("no reviews of ", SubjectTypeName(type), " ", id));
   }
-  s.mean = static_cast<double>(sum) / static_cast<double>(s.count);
-  s.type_mean = type_count ? static_cast<double>(type_sum) / static_cast<double>(type_count) : 0;
+  SubjectSummary s{.type = type, .id = id, .count = t.count, .histogram = t.histogram};
+  s.mean = static_cast<double>(t.sum) / static_cast<double>(t.count);
+  s.type_mean = t.type_count ? static_cast<double>(t.type_sum) / static_cast<double>(t.type_count) : 0;
   s.bayesian_average =
-      (kPriorWeight * s.type_mean + static_cast<double>(sum)) / (kPriorWeight + static_cast<double>(s.count));
-  s.last_30_days_mean =
-      s.last_30_days_count ? static_cast<double>(recent_sum) / static_cast<double>(s.last_30_days_count) : 0;
+      (kPriorWeight * s.type_mean + static_cast<double>(t.sum)) / (kPriorWeight + static_cast<double>(t.count));
+  s.last_30_days_count = t.recent_count;
+  s.last_30_days_mean = t.recent_count ? static_cast<double>(t.recent_sum) / static_cast<double>(t.recent_count) : 0;
   return s;
 }
 
 Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string& id, size_t limit,
-                                        const std::string& cursor) {
+                                        const std::string& cursor, const std::function<bool(int32_t)>& in) {
   if (family_ == nullptr) return NoLiveState("reviews");
   // The cursor is the (time, event id) suffix of the last review shown; a page
   // continues strictly before it. Each partition's reviews are in time order,
@@ -249,6 +270,10 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
   for (int32_t p = 0; p < partition_count_; ++p) {
     std::string prefix = PartitionKey(p, 'r', Subject(type, id));
     auto it = std::unique_ptr<rocksdb::Iterator>(store_.db()->NewIterator(rocksdb::ReadOptions(), family_.get()));
+    if (in && !in(p)) {
+      iterators.push_back(std::move(it));  // (indexed by partition)
+      continue;
+    }
     if (after.empty()) {
       std::string end = prefix;
       end.push_back('\xff');
@@ -272,6 +297,7 @@ Result<ReviewPage> ReviewsView::Reviews(v1::SubjectType type, const std::string&
     }
     page.reviews.push_back(std::move(record));
     page.next_cursor = absl::WebSafeBase64Escape(head.suffix);
+    page.cursors.push_back(page.next_cursor);
     std::string prefix = PartitionKey(head.partition, 'r', Subject(type, id));
     it->Prev();
     if (it->Valid() && it->key().starts_with(prefix)) {

@@ -16,7 +16,8 @@ constexpr char kLivePrefix[] = "live/";
 }  // namespace
 
 Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle* family, int32_t partition_count,
-                             char kind, const std::string& cursor, size_t limit, const PageVisitor& visit) {
+                             char kind, const std::string& cursor, size_t limit, const PageVisitor& visit,
+                             const std::function<bool(int32_t)>& in, std::vector<std::string>* cursors) {
   // A cursor is the last key of the previous page, base64url: [partition u32][kind]...
   std::string after;
   if (!cursor.empty() && (!absl::WebSafeBase64Unescape(cursor, &after) || after.size() < 5 || after[4] != kind)) {
@@ -33,6 +34,7 @@ Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle
   size_t kept = 0;
   std::string last;
   for (auto p = static_cast<int32_t>(first); p < partition_count; ++p) {
+    if (in && !in(p)) continue;
     const std::string prefix = PartitionKey(p, kind);
     const bool resume = p == first && !after.empty();
     it->Seek(resume ? after : prefix);
@@ -43,6 +45,7 @@ Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle
       if (kept == limit) return absl::WebSafeBase64Escape(last);  // one more exists: not the last page
       ++kept;
       last = it->key().ToString();
+      if (cursors != nullptr) cursors->push_back(absl::WebSafeBase64Escape(last));
     }
     RETURN_IF_ERROR(StoreStatus(it->status(), "scanning a page"));
   }

@@ -11,7 +11,9 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -170,21 +172,65 @@ TEST_F(Cluster, TwoInstancesAnswerForEveryCustomerAsOneInstanceDoes) {
   }
   EXPECT_GE(found, 135u) << "most of the customers asked exist";
 
-  // Segments are gathered from every instance (counts summed, quintiles on
-  // every partition's histograms): the single instance's answer.
-  for (const std::string as_of : {"?as_of=2025-12-31", "?as_of=2026-06-01"}) {  // "now" differs by the ms
-    const Reply expected = Get(single, "/v1/segments" + as_of);
-    ASSERT_EQ(expected.status, 200);
-    EXPECT_EQ(Get(a, "/v1/segments" + as_of), expected) << as_of;
-    EXPECT_EQ(Get(b, "/v1/segments" + as_of), expected) << as_of;
+  // Reads of every customer are gathered from every instance (counts
+  // summed, pages merged, R, F and M on every partition's histograms): each
+  // answers as the single instance does, page by page. ("now" differs by
+  // the ms: every read names a time.)
+  std::string category, subject;
+  for (const std::string& id : Customers()) {
+    const Reply profile = Get(single, "/v1/customers/" + id);
+    if (category.empty() && profile.status == 200 && !profile.data["spend_by_category"].empty()) {
+      category = profile.data["spend_by_category"].begin().key();
+    }
+    const Reply reviews = Get(single, "/v1/customers/" + id + "/reviews");
+    if (subject.empty() && reviews.status == 200 && !reviews.data["reviews"].empty()) {
+      const auto& review = reviews.data["reviews"][0];
+      std::string type = review["subject_type"].get<std::string>().substr(std::string("SUBJECT_TYPE_").size());
+      std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+      subject = "/v1/subjects/" + type + "/" + review["subject_id"].get<std::string>() + "/reviews";
+    }
   }
-  // A read of every customer not gathered yet, on an instance that applies
-  // only some partitions: a 503 naming the others, never a part presented
-  // as the whole.
-  const Reply pareto = Get(a, "/v1/insights/pareto");
-  EXPECT_EQ(pareto.status, 503);
-  EXPECT_EQ(pareto.error, "partial_population");
-  EXPECT_EQ(Get(single, "/v1/insights/pareto").status, 200);
+  ASSERT_FALSE(category.empty());
+  ASSERT_FALSE(subject.empty());
+  std::set<std::string> segments;
+  for (const std::string as_of : {"2025-12-31", "2026-06-01"}) {
+    const Reply expected = Get(single, "/v1/segments?as_of=" + as_of);
+    ASSERT_EQ(expected.status, 200);
+    for (const auto& [name, count] : expected.data["segments"].items()) segments.insert(name);
+    for (const std::string& target :
+         std::vector<std::string>{"/v1/segments", "/v1/insights/pareto", "/v1/churn/at-risk", subject}) {
+      for (const std::string extra : {"", "&limit=3", "&currency=EUR&limit=2"}) {
+        const std::string asked = target + "?as_of=" + as_of + extra;
+        const Reply one = Get(single, asked);
+        ASSERT_EQ(one.status, 200) << asked << " " << one.message;
+        EXPECT_EQ(Get(a, asked), one) << asked << " on a";
+        EXPECT_EQ(Get(b, asked), one) << asked << " on b";
+      }
+    }
+  }
+  // Paged reads: every page, by the cursors each instance gives.
+  size_t pages = 0;
+  auto same_pages = [&](const std::string& first) {
+    std::string target = first;
+    for (int page = 0; page < 100; ++page) {
+      ++pages;
+      const Reply expected = Get(single, target);
+      ASSERT_EQ(expected.status, 200) << target << " " << expected.message;
+      EXPECT_EQ(Get(a, target), expected) << target << " on a";
+      EXPECT_EQ(Get(b, target), expected) << target << " on b";
+      if (!expected.data.contains("next_cursor") || expected.data["next_cursor"].is_null()) return;
+      target = first + "&cursor=" + expected.data["next_cursor"].get<std::string>();
+    }
+    ADD_FAILURE() << first << " has more than 100 pages";
+  };
+  same_pages("/v1/customers?category=" + category + "&limit=2");
+  same_pages(subject + "/items?limit=2");
+  for (const std::string& name : segments) {
+    std::string path = name;
+    std::replace(path.begin(), path.end(), ' ', '-');
+    same_pages("/v1/segments/" + path + "/customers?as_of=2026-06-01&limit=3");
+  }
+  EXPECT_GE(pages, 20u) << "the reads span pages, so cursors cross instances";
   EXPECT_EQ(Get(a, "/readyz").status, 200);
   EXPECT_EQ(Get(b, "/readyz").status, 200);
 

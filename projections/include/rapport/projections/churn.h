@@ -102,7 +102,8 @@ Status StoreChurnModel(ProjectionStore& store, const state::v1::ChurnModel& mode
 
 struct ChurnPage {
   std::vector<ChurnAssessment> customers;
-  std::string next_cursor;  // empty on the last page
+  std::vector<std::string> cursors;  // each customer's: a page resumed there starts after it
+  std::string next_cursor;           // empty on the last page
 };
 
 struct AtRiskList {
@@ -116,6 +117,32 @@ struct PopulationView {
   std::map<std::string, double> top_20_percent_revenue_share;  // per currency
   int64_t customers = 0;
 };
+
+// How many customers the top 20% of `customers` is (rounded up).
+inline size_t TopFifth(size_t customers) { return (customers + 4) / 5; }
+
+// What a PopulationView is made of, for some partitions: counts and the
+// largest spends, which add up exactly across instances (the top 20% of
+// every customer are among the top 20% of each part's, or fewer).
+struct PopulationTally {
+  struct Revenue {
+    int64_t customers = 0;
+    int64_t total_minor = 0;
+    std::vector<int64_t> largest_minor;  // each customer's spend, largest first, at most the values kept
+    void Keep(size_t values);
+  };
+  std::map<std::string, int64_t> customers_per_segment;
+  std::map<std::string, Revenue> revenue;  // per currency
+  int64_t customers = 0;
+  // Adds `other`'s, keeping the `revenue_values` largest spends per currency.
+  void Add(const PopulationTally& other, size_t revenue_values);
+  // The spends per currency its top 20% needs (TopFifth of the most customers).
+  size_t ValuesNeeded() const;
+};
+
+// The currency most of these customers pay in (ties: the first code in
+// alphabetical order); empty when there are none.
+std::string MostCommonCurrency(const std::map<std::string, int64_t>& customers_per_currency);
 
 // The recency, frequency and spend histograms R, F and M are scored against
 // (each customer's quintile among every customer). Each partition keeps its
@@ -138,6 +165,11 @@ class ChurnView {
   // Segments and revenue concentration over every customer, as of T; `in`:
   // only the customers of the partitions it accepts (null: all).
   Result<PopulationView> Population(absl::Time as_of, const std::function<bool(int32_t)>& in = nullptr);
+  // Population's parts for the partitions `in` accepts, keeping the
+  // `revenue_values` largest spends per currency; Summarize of the parts'
+  // sum (PopulationTally::Add) is the population of them all.
+  Result<PopulationTally> Tally(absl::Time as_of, const std::function<bool(int32_t)>& in, size_t revenue_values);
+  static PopulationView Summarize(const PopulationTally& tally);
   // The histograms of the partitions `in` accepts (null: all).
   Result<ChurnHistograms> HistogramsOf(const std::function<bool(int32_t)>& in);
   // Scores R, F and M against `histograms` (every partition's, gathered
@@ -145,15 +177,18 @@ class ChurnView {
   void UseHistograms(ChurnHistograms histograms);
   // The customers in `segment` as of T, in storage order, `limit` at a time;
   // `cursor` is a previous page's next_cursor. Scans from the cursor: cost
-  // grows with the customers skipped over, not with the page.
-  Result<ChurnPage> Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor);
+  // grows with the customers skipped over, not with the page. `in`: only
+  // the partitions it accepts (null: all).
+  Result<ChurnPage> Members(Segment segment, absl::Time as_of, size_t limit, const std::string& cursor,
+                            const std::function<bool(int32_t)>& in = nullptr);
   // The `limit` customers with the most value at risk as of T, most first
   // (ties by customer id), among the customers who pay in `currency`: values
   // in different currencies are not comparable. An empty `currency` means the
   // currency most customers pay in. Scans every customer; computes model
   // figures only for the customers of the currency ranked, or of every
-  // currency when none is given.
-  Result<AtRiskList> AtRisk(absl::Time as_of, size_t limit, const std::string& currency = "");
+  // currency when none is given. `in`: only the partitions it accepts.
+  Result<AtRiskList> AtRisk(absl::Time as_of, size_t limit, const std::string& currency = "",
+                            const std::function<bool(int32_t)>& in = nullptr);
 
   // Fits BG/NBD over every customer with a purchase by T and a Gamma-Gamma
   // spend model per currency over its repeat customers. `as_of` =

@@ -36,7 +36,8 @@ class CustomerProfileProjection final : public Projection {
 
 struct ProfilePage {
   std::vector<state::v1::CustomerProfile> customers;
-  std::string next_cursor;  // empty on the last page
+  std::vector<std::string> cursors;  // each customer's: a page resumed there starts after it
+  std::string next_cursor;           // empty on the last page
 };
 
 // Who to target: customers whose spend on a category reaches a threshold.
@@ -77,8 +78,10 @@ class CustomerProfileView {
                             events::JsonStyle style = events::JsonStyle::kIndented);
 
   // Customers matching `query`, in storage order, `limit` at a time; `cursor`
-  // is a previous page's next_cursor. Scans from the cursor.
-  Result<ProfilePage> Targeted(const TargetQuery& query, size_t limit, const std::string& cursor);
+  // is a previous page's next_cursor. Scans from the cursor. `in`: only the
+  // partitions it accepts (null: all).
+  Result<ProfilePage> Targeted(const TargetQuery& query, size_t limit, const std::string& cursor,
+                               const std::function<bool(int32_t)>& in = nullptr);
 
  private:
   ProjectionStore& store_;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,8 +50,19 @@ struct SubjectSummary {
   double last_30_days_mean = 0;  // 0 when there are none
 };
 
+// What a SubjectSummary is made of, for some partitions: sums, which add up
+// exactly across instances.
+struct SubjectTotals {
+  int64_t count = 0, sum = 0;
+  std::array<int64_t, 5> histogram{};
+  int64_t type_count = 0, type_sum = 0;      // every subject of the type
+  int64_t recent_count = 0, recent_sum = 0;  // the 30 days up to as_of
+  void Add(const SubjectTotals& other);
+};
+
 struct ReviewPage {
   std::vector<state::v1::ReviewRecord> reviews;  // newest first
+  std::vector<std::string> cursors;              // each review's: a page resumed there starts after it
   std::string next_cursor;                       // empty on the last page
 };
 
@@ -63,8 +75,16 @@ class ReviewsView {
 
   // NotFound when the subject has no reviews.
   Result<SubjectSummary> Summary(v1::SubjectType type, const std::string& id, absl::Time as_of);
-  // Newest first; `cursor` is a previous page's next_cursor (empty: the first page).
-  Result<ReviewPage> Reviews(v1::SubjectType type, const std::string& id, size_t limit, const std::string& cursor);
+  // Summary's parts from the partitions `in` accepts (null: all); SummaryOf
+  // their sum is the summary (NotFound without reviews).
+  Result<SubjectTotals> Totals(v1::SubjectType type, const std::string& id, absl::Time as_of,
+                               const std::function<bool(int32_t)>& in = nullptr);
+  static Result<SubjectSummary> SummaryOf(v1::SubjectType type, const std::string& id, const SubjectTotals& totals);
+  // Newest first; `cursor` is a previous page's next_cursor (empty: the first
+  // page). `in`: only the partitions it accepts (null: all). A review's
+  // cursor, decoded (base64url), orders it: a larger one is newer.
+  Result<ReviewPage> Reviews(v1::SubjectType type, const std::string& id, size_t limit, const std::string& cursor,
+                             const std::function<bool(int32_t)>& in = nullptr);
   // The reviews `customer_id` wrote, newest first.
   Result<std::vector<state::v1::ReviewRecord>> ByCustomer(const std::string& customer_id);
 

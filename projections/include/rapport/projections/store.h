@@ -132,9 +132,13 @@ Status StoreStatus(const rocksdb::Status& status, std::string_view context);
 // InvalidArgument "cursor: ...". `visit(value, keep)` says whether the entry
 // matches and, when `keep`, the caller adds it to its page. Returns the next
 // page's cursor, empty after the last match. Cost grows with the entries
-// scanned from the cursor, not with the page.
+// scanned from the cursor, not with the page. `in`: only the partitions it
+// accepts (null: all). `cursors`: each kept entry's own cursor, in order
+// (several instances merge their pages by them: key order is page order).
 using PageVisitor = std::function<Result<bool>(const rocksdb::Slice& value, bool keep)>;
 Result<std::string> ScanPage(ProjectionStore& store, rocksdb::ColumnFamilyHandle* family, int32_t partition_count,
-                             char kind, const std::string& cursor, size_t limit, const PageVisitor& visit);
+                             char kind, const std::string& cursor, size_t limit, const PageVisitor& visit,
+                             const std::function<bool(int32_t)>& in = nullptr,
+                             std::vector<std::string>* cursors = nullptr);
 
 }  // namespace rapport::projections

@@ -3,6 +3,7 @@
 // once, and comes back as it answered; GET /v1/cluster says who applies what.
 #define CPPHTTPLIB_OPENSSL_SUPPORT  // as Debian's libcpp-httplib is built
 #include <httplib.h>
+#include <openssl/crypto.h>
 
 #include <map>
 #include <memory>
@@ -20,6 +21,8 @@ namespace {
 // answers from its own store or says it cannot; it never forwards again.
 constexpr char kForwardedBy[] = "rapport-forwarded-by";
 constexpr char kServedBy[] = "Rapport-Served-By";
+// The sender's token, as it publishes it on the members topic.
+constexpr char kInstanceToken[] = "rapport-instance-token";
 
 HttpResponse Unavailable(std::string_view code, const std::string& message, const std::vector<int32_t>& partitions) {
   HttpResponse response =
@@ -34,6 +37,18 @@ bool ApiService::Impl::OwnedHere(int32_t partition) const { return progress->Own
 
 bool ApiService::Impl::AskedByAnotherInstance(const HttpRequest& request) const {
   return Clustered() && !request.Header(kForwardedBy).empty();
+}
+
+bool ApiService::Impl::SentByAnInstance(const HttpRequest& request) const {
+  if (!AskedByAnotherInstance(request)) return false;
+  const std::string token = request.Header(kInstanceToken);
+  if (token.empty()) return false;
+  const auto members = options.directory->Members();
+  auto sender = members.find(request.Header(kForwardedBy));
+  if (sender == members.end() || !sender->second.live) return false;
+  const std::string& known = sender->second.member.instance_token();
+  // Compared in constant time, as API keys are.
+  return known.size() == token.size() && CRYPTO_memcmp(known.data(), token.data(), token.size()) == 0;
 }
 
 HttpResponse ApiService::Impl::ServeCustomer(const HttpRequest& request, const std::string& customer_id,
@@ -82,7 +97,7 @@ HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t parti
 }
 
 std::optional<HttpResponse> ApiService::Impl::Ask(const cluster::Owner& owner, const std::string& target,
-                                                  const HttpRequest& request) {
+                                                  const HttpRequest& request, std::chrono::milliseconds wait) {
   if (owner.url.empty()) return std::nullopt;
   // One keep-alive connection per owner and worker thread: a forwarded read
   // then costs one round trip, not a TCP handshake too.
@@ -96,11 +111,11 @@ std::optional<HttpResponse> ApiService::Impl::Ask(const cluster::Owner& owner, c
   client->set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(timeout).count(),
                                  static_cast<time_t>((timeout.count() % 1000) * 1000));
   // A forwarded ?after= waits on the owner as it would here.
-  const auto read_timeout =
-      timeout + (request.Param("after") ? options.consistency_wait : std::chrono::milliseconds(0));
+  const auto read_timeout = (wait.count() > 0 ? wait : timeout) +
+                            (request.Param("after") ? options.consistency_wait : std::chrono::milliseconds(0));
   client->set_read_timeout(std::chrono::duration_cast<std::chrono::seconds>(read_timeout).count(),
                            static_cast<time_t>((read_timeout.count() % 1000) * 1000));
-  httplib::Headers headers{{kForwardedBy, options.instance_id}};
+  httplib::Headers headers{{kForwardedBy, options.instance_id}, {kInstanceToken, options.instance_token}};
   for (const char* name : {"authorization", "x-api-key"}) {
     if (std::string value = request.Header(name); !value.empty()) headers.emplace(name, value);
   }
@@ -390,6 +405,92 @@ HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::Ident
       unanswered);
 }
 
+namespace {
+
+// One partition's fit inputs, as the fit-inputs route renders them.
+bool ReadFitInputs(const Json& in, projections::FitInputs& out) {
+  if (!in.is_object() || !in["latest_purchase_ms"].is_number_integer() || !in["later"].is_number_integer() ||
+      !in["histories"].is_array() || !in["spend"].is_object()) {
+    return false;
+  }
+  out.latest_purchase_ms = in["latest_purchase_ms"].get<int64_t>();
+  out.later = in["later"].get<int64_t>();
+  auto numbers = [](const Json& row, size_t n) {
+    return row.is_array() && row.size() == n &&
+           std::all_of(row.begin(), row.end(), [](const Json& v) { return v.is_number(); });
+  };
+  for (const Json& h : in["histories"]) {
+    if (!numbers(h, 3)) return false;
+    out.histories.push_back({h[0].get<double>(), h[1].get<double>(), h[2].get<double>()});
+  }
+  for (const auto& [currency, repeat] : in["spend"].items()) {
+    if (!repeat.is_array()) return false;
+    for (const Json& r : repeat) {
+      if (!numbers(r, 2)) return false;
+      out.spend[currency].push_back({r[0].get<double>(), r[1].get<double>()});
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::map<int32_t, projections::FitInputs>> ApiService::Impl::ClusterFitInputs(int64_t as_of_ms,
+                                                                                     projections::ModelPeriod period) {
+  ASSIGN_OR_RETURN(int32_t count, PartitionCount());
+  std::map<int32_t, projections::FitInputs> inputs;
+  for (int32_t p = 0; p < count; ++p) {
+    if (!OwnedHere(p)) continue;
+    ASSIGN_OR_RETURN(inputs[p],
+                     ChurnView(store, count).FitInputsOf(as_of_ms, period, [p](int32_t q) { return q == p; }));
+  }
+  ASSIGN_OR_RETURN(auto others, OthersPartitions());
+  const HttpRequest none;  // asked for no caller: the instance token admits it
+  for (const auto& [id, owned] : others) {
+    const auto& [owner, partitions] = owned;
+    const std::string target = fmt::format("/v1/internal/churn/fit-inputs?partitions={}&as_of_ms={}&period={}",
+                                           PartitionList(partitions), as_of_ms, projections::ModelPeriodName(period));
+    auto answer = Ask(owner, target, none, options.fit_inputs_timeout);
+    if (!answer || answer->status != 200) {
+      return absl::UnavailableError(absl::StrCat("instance ", id, " did not give the fit inputs of partitions ",
+                                                 PartitionList(partitions),
+                                                 answer ? absl::StrCat(" (HTTP ", answer->status, ")") : ""));
+    }
+    Json body = Json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+    for (int32_t p : partitions) {
+      const Json* part = nullptr;
+      if (body.is_object() && body["data"].is_object() && body["data"]["partitions"].is_object()) {
+        auto it = body["data"]["partitions"].find(std::to_string(p));
+        if (it != body["data"]["partitions"].end()) part = &*it;
+      }
+      if (part == nullptr || !ReadFitInputs(*part, inputs[p])) {
+        return absl::InternalError(
+            absl::StrCat("instance ", id, " answered fit inputs of partition ", p, " that do not parse"));
+      }
+    }
+  }
+  return inputs;
+}
+
+Result<state::v1::ChurnModel> ApiService::FitChurnModels(const projections::ChurnModelOptions& options) {
+  Impl& s = *impl_;
+  ASSIGN_OR_RETURN(int32_t count, s.PartitionCount());
+  if (!s.Clustered()) return ChurnView(s.store, count).Fit(absl::InfiniteFuture(), options);
+  // As Fit: as of now, or of the latest purchase when a clock is ahead (then
+  // a second round as of it).
+  int64_t as_of_ms = absl::ToUnixMillis(absl::Now());
+  for (int round = 0;; ++round) {
+    ASSIGN_OR_RETURN(auto parts, s.ClusterFitInputs(as_of_ms, options.period));
+    projections::FitInputs all;
+    for (const auto& [p, inputs] : parts) all.Append(inputs);  // in partition order, as one store scans
+    if (all.latest_purchase_ms > as_of_ms && round == 0) {
+      as_of_ms = all.latest_purchase_ms;
+      continue;
+    }
+    return ChurnView::FitOn(all, as_of_ms, options);
+  }
+}
+
 Status ApiService::Impl::UseClusterHistograms(ChurnView& view, const HttpRequest& request) {
   if (!Clustered()) return absl::OkStatus();
   ASSIGN_OR_RETURN(auto histograms, ClusterHistograms(request));
@@ -487,6 +588,44 @@ void ApiService::Impl::AddClusterRoutes() {
                                     {"monetary", std::move(monetary)},
                                     {"buyers", h->buyers}}}}
                                  .dump());
+  });
+
+  // Between instances: the churn models' fit inputs of the partitions asked
+  // for, one per partition (ClusterFitInputs).
+  Add("GET", "/v1/internal/churn/fit-inputs", Scope::kRead, kSlow, [this](const HttpRequest& request, const Params&) {
+    auto asked = PartitionsParam(request);
+    if (request.Header(kForwardedBy).empty() || !asked || !Clustered()) {
+      return ErrorResponse(404, "not_found", "a route between instances of one group");
+    }
+    if (auto bad = NotAllHere(*asked)) return *bad;
+    int64_t as_of_ms = 0;
+    const std::string* as_of = request.Param("as_of_ms");
+    if (as_of == nullptr ||
+        std::from_chars(as_of->data(), as_of->data() + as_of->size(), as_of_ms).ptr != as_of->data() + as_of->size()) {
+      return ErrorResponse(400, "invalid_argument", "as_of_ms: unix milliseconds", "as_of_ms");
+    }
+    auto period = projections::ModelPeriodNamed(request.Param("period") ? *request.Param("period") : "");
+    if (!period) return ErrorResponse(400, "invalid_argument", "period: day or week", "period");
+    auto count = PartitionCount();
+    if (!count.ok()) return StatusResponse(count.status());
+    Json partitions = Json::object();
+    for (int32_t p : *asked) {
+      auto inputs = ChurnView(store, *count).FitInputsOf(as_of_ms, *period, [p](int32_t q) { return q == p; });
+      if (!inputs.ok()) return StatusResponse(inputs.status());
+      Json histories = Json::array();
+      for (const auto& h : inputs->histories) histories.push_back({h.frequency, h.recency, h.age});
+      Json spend = Json::object();
+      for (const auto& [currency, repeat] : inputs->spend) {
+        Json values = Json::array();
+        for (const auto& r : repeat) values.push_back({r.frequency, r.mean_value});
+        spend[currency] = std::move(values);
+      }
+      partitions[std::to_string(p)] = {{"latest_purchase_ms", inputs->latest_purchase_ms},
+                                       {"later", inputs->later},
+                                       {"histories", std::move(histories)},
+                                       {"spend", std::move(spend)}};
+    }
+    return JsonResponse(200, Json{{"data", {{"partitions", std::move(partitions)}}}}.dump());
   });
 
   Add("GET", "/v1/cluster", Scope::kRead, kQuick, [this](const HttpRequest&, const Params&) {

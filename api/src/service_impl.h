@@ -159,6 +159,8 @@ struct ApiService::Impl {
   // Sent by another instance of the group (for a part of a read, or a read
   // forwarded once).
   bool AskedByAnotherInstance(const HttpRequest& request) const;
+  // Sent by another instance with the token it publishes on the members topic.
+  bool SentByAnInstance(const HttpRequest& request) const;
   // A read of one customer: here if this instance applies its partition,
   // otherwise forwarded to the instance that does.
   HttpResponse ServeCustomer(const HttpRequest& request, const std::string& customer_id, const ViewRead& read);
@@ -166,7 +168,12 @@ struct ApiService::Impl {
   HttpResponse Forward(const HttpRequest& request, int32_t partition);
   // GET `target` of `owner` on behalf of `request` (its key passed on);
   // nullopt when the owner did not answer.
-  std::optional<HttpResponse> Ask(const cluster::Owner& owner, const std::string& target, const HttpRequest& request);
+  // `read_timeout`: how long to wait for the answer (0: the forward timeout).
+  std::optional<HttpResponse> Ask(const cluster::Owner& owner, const std::string& target, const HttpRequest& request,
+                                  std::chrono::milliseconds read_timeout = std::chrono::milliseconds(0));
+  // The fit inputs of `partitions`, one per partition, as of `as_of_ms`:
+  // from this store or asked of the instances that apply them.
+  Result<std::map<int32_t, projections::FitInputs>> ClusterFitInputs(int64_t as_of_ms, projections::ModelPeriod period);
   // The partitions other live instances apply, by instance; Unavailable
   // naming those no live instance applies.
   Result<std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>>> OthersPartitions();

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <ostream>
+#include <random>
 #include <stop_token>
 #include <thread>
 
@@ -71,7 +73,7 @@ std::string DefaultInstanceId(const std::string& data_dir) {
 Status StartApi(const Config& config, projections::ProjectionStore& store, const consumers::RunnerProgress* progress,
                 Metrics& metrics, std::unique_ptr<api::Ingest>& ingest, std::unique_ptr<api::ApiService>& service,
                 std::unique_ptr<api::HttpServer>& server, const cluster::Directory* directory = nullptr,
-                const std::string& instance_id = "") {
+                const std::string& instance_id = "", const std::string& instance_token = "") {
   const ApiConfig& a = config.api;
   api::ServerOptions server_options;
   RETURN_IF_ERROR(ParseListenAddress(a.listen, server_options.address, server_options.port, "--http"));
@@ -100,6 +102,7 @@ Status StartApi(const Config& config, projections::ProjectionStore& store, const
   service_options.openapi_json = std::string(api::kOpenApiJson);
   service_options.directory = directory;
   service_options.instance_id = instance_id;
+  service_options.instance_token = instance_token;
   service = std::make_unique<api::ApiService>(std::move(service_options), store, progress, ingest.get(), metrics);
   if (a.keys.empty()) {
     ModuleLogger("api")->warn(
@@ -132,7 +135,23 @@ std::string AdvertisedUrl(const ApiConfig& api) {
 // The members topic, read and written, when it exists: every instance then
 // knows who applies which partition, and forwards reads. Without it this
 // instance answers only for the partitions it applies (with a warning).
-Status JoinMembers(const Config& config, const std::string& instance_id, const consumers::RunnerProgress& progress,
+// The churn models this instance fitted over every partition (serialized),
+// published with its member record: the other instances store them.
+struct FittedModels {
+  std::mutex mutex;
+  std::string bytes;
+};
+
+// A random token for the routes only instances ask each other (hex, 128 bits).
+std::string NewInstanceToken() {
+  std::random_device random;  // the kernel's generator
+  std::string token;
+  for (int i = 0; i < 4; ++i) token += fmt::format("{:08x}", random());
+  return token;
+}
+
+Status JoinMembers(const Config& config, const std::string& instance_id, const std::string& instance_token,
+                   const consumers::RunnerProgress& progress, FittedModels& fitted,
                    std::unique_ptr<cluster::Directory>& directory, std::unique_ptr<cluster::Publisher>& publisher) {
   auto started = cluster::Directory::Start(config.kafka, config.topics.members, config.run.group_id);
   if (!started.ok()) {
@@ -149,17 +168,20 @@ Status JoinMembers(const Config& config, const std::string& instance_id, const c
   self.set_advertised_url(AdvertisedUrl(config.api));
   self.set_group_id(config.run.group_id);
   self.set_version(RAPPORT_VERSION);
-  ASSIGN_OR_RETURN(publisher, cluster::Publisher::Start(config.kafka, config.topics.members, self,
-                                                        [&progress](cluster::v1::Member& member) {
-                                                          for (const auto& [p, state] : progress.Snapshot()) {
-                                                            if (!state.owned) continue;
-                                                            auto* owned = member.add_owned();
-                                                            owned->set_partition(p);
-                                                            owned->set_applied(state.applied);
-                                                            owned->set_end(state.end);
-                                                            owned->set_assigned_at_ms(state.owned_since_ms);
-                                                          }
-                                                        }));
+  self.set_instance_token(instance_token);
+  auto describe = [&progress, &fitted](cluster::v1::Member& member) {
+    for (const auto& [p, state] : progress.Snapshot()) {
+      if (!state.owned) continue;
+      auto* owned = member.add_owned();
+      owned->set_partition(p);
+      owned->set_applied(state.applied);
+      owned->set_end(state.end);
+      owned->set_assigned_at_ms(state.owned_since_ms);
+    }
+    std::lock_guard lock(fitted.mutex);
+    member.set_churn_model(fitted.bytes);
+  };
+  ASSIGN_OR_RETURN(publisher, cluster::Publisher::Start(config.kafka, config.topics.members, self, describe));
   directory->WaitCaughtUp(config.kafka.timeout);
   ModuleLogger("cluster")->info("instance {} answers at {}; members on {}", instance_id, self.advertised_url(),
                                 config.topics.members);
@@ -233,21 +255,20 @@ int ServeReadOnly(const Config& config, std::ostream& out, std::ostream& err, co
 
 projections::ChurnModelOptions ChurnModelOptionsOf(const ChurnConfig& churn);
 
-// Fits the churn models on the live state as of now and stores them; logs
-// what it did. A fit that cannot run (no purchases yet) is logged, not fatal.
-void RefitChurnModels(const Config& config, projections::ProjectionStore& store) {
-  auto partitions = consumers::StoredPartitionCount(store, config.topics.events);
-  if (!partitions.ok()) return;
+// Fits the churn models as of now with `fit` (this store's, or every
+// partition's across instances) and stores them; logs what it did. A fit
+// that cannot run (no purchases yet) is logged, not fatal.
+using ModelFit = std::function<Result<state::v1::ChurnModel>()>;
+std::optional<state::v1::ChurnModel> RefitChurnModels(projections::ProjectionStore& store, const ModelFit& fit) {
   const auto started = absl::Now();
-  auto model =
-      projections::ChurnView(store, *partitions).Fit(absl::InfiniteFuture(), ChurnModelOptionsOf(config.churn));
+  auto model = fit();
   if (!model.ok()) {
     spdlog::info("churn models not refitted: {}", std::string(model.status().message()));
-    return;
+    return std::nullopt;
   }
   if (Status stored = projections::StoreChurnModel(store, *model); !stored.ok()) {
     spdlog::warn("churn models not stored: {}", std::string(stored.message()));
-    return;
+    return std::nullopt;
   }
   const auto& bg = model->purchases();
   spdlog::info(
@@ -255,12 +276,54 @@ void RefitChurnModels(const Config& config, projections::ProjectionStore& store)
       "{} spend model(s)",
       absl::ToDoubleSeconds(absl::Now() - started), bg.r(), bg.alpha(), bg.a(), bg.b(), bg.customers(),
       model->spend_size());
+  return *std::move(model);
+}
+
+ModelFit LocalFit(const Config& config, projections::ProjectionStore& store) {
+  return [&config, &store]() -> Result<state::v1::ChurnModel> {
+    ASSIGN_OR_RETURN(int32_t partitions, consumers::StoredPartitionCount(store, config.topics.events));
+    return projections::ChurnView(store, partitions).Fit(absl::InfiniteFuture(), ChurnModelOptionsOf(config.churn));
+  };
+}
+
+// The models the instance applying partition 0 publishes, when they differ
+// from `adopted` (the last stored): parsed, checked and stored.
+void AdoptPublishedModels(const cluster::Directory& directory, projections::ProjectionStore& store,
+                          std::string& adopted) {
+  auto fitter = directory.OwnerOf(0);
+  if (!fitter) return;
+  const auto members = directory.Members();
+  auto member = members.find(fitter->instance_id);
+  if (member == members.end() || member->second.member.churn_model().empty()) return;
+  const std::string& bytes = member->second.member.churn_model();
+  if (bytes == adopted) return;
+  state::v1::ChurnModel model;
+  auto positive = [](double x) { return std::isfinite(x) && x > 0; };
+  const bool parsed = model.ParseFromString(bytes);
+  const auto& bg = model.purchases();  // (after parsing: the message it then holds)
+  if (!parsed || !positive(bg.r()) || !positive(bg.alpha()) || !positive(bg.a()) || !positive(bg.b())) {
+    ModuleLogger("cluster")->warn("instance {} publishes churn models that do not parse; kept the last ones",
+                                  fitter->instance_id);
+    adopted = bytes;  // said once
+    return;
+  }
+  if (Status stored = projections::StoreChurnModel(store, model); !stored.ok()) {
+    spdlog::warn("churn models from instance {} not stored: {}", fitter->instance_id, std::string(stored.message()));
+    return;
+  }
+  adopted = bytes;
+  spdlog::info("churn models from instance {} (which fits them over every partition) stored: BG/NBD over {} customers",
+               fitter->instance_id, bg.customers());
 }
 
 // `rapport run`'s refit schedule: once the runner has caught up, then every
-// [churn] refit_interval_s, until stopped.
+// [churn] refit_interval_s, until stopped. With several instances
+// (`directory`), the one applying partition 0 fits over every partition
+// (`service`) and publishes the models (`fitted`); the others store what it
+// publishes, looking every second: one set of models, as one instance has.
 void RefitOnSchedule(const Config& config, projections::ProjectionStore& store,
-                     const consumers::RunnerProgress& progress, std::stop_token stop) {
+                     const consumers::RunnerProgress& progress, std::stop_token stop, api::ApiService* service,
+                     const cluster::Directory* directory, FittedModels& fitted) {
   std::mutex mutex;
   std::condition_variable_any wake;
   std::unique_lock lock(mutex);
@@ -268,9 +331,31 @@ void RefitOnSchedule(const Config& config, projections::ProjectionStore& store,
   while (!stop.stop_requested() && !(progress.started() && progress.joined() && progress.TotalLag() == 0)) {
     pause(std::chrono::seconds(1));
   }
+  if (directory == nullptr || service == nullptr) {
+    while (!stop.stop_requested()) {
+      RefitChurnModels(store, LocalFit(config, store));
+      pause(std::chrono::seconds(config.churn.refit_interval_s));
+    }
+    return;
+  }
+  const auto options = ChurnModelOptionsOf(config.churn);
+  std::string adopted;
+  auto next_fit = std::chrono::steady_clock::now();
   while (!stop.stop_requested()) {
-    RefitChurnModels(config, store);
-    pause(std::chrono::seconds(config.churn.refit_interval_s));
+    if (!progress.Owned(0)) {
+      AdoptPublishedModels(*directory, store, adopted);
+      next_fit = std::chrono::steady_clock::now();  // fits at once should partition 0 come here
+    } else if (std::chrono::steady_clock::now() >= next_fit) {
+      auto model = RefitChurnModels(store, [&] { return service->FitChurnModels(options); });
+      // Failed (an instance did not answer): tried again in a few seconds.
+      next_fit = std::chrono::steady_clock::now() +
+                 (model ? std::chrono::seconds(config.churn.refit_interval_s) : std::chrono::seconds(5));
+      if (model) {
+        std::lock_guard published(fitted.mutex);
+        fitted.bytes = model->SerializeAsString();
+      }
+    }
+    pause(std::chrono::seconds(1));
   }
 }
 
@@ -317,8 +402,11 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   std::unique_ptr<api::HttpServer> server;
   std::unique_ptr<cluster::Directory> directory;
   std::unique_ptr<cluster::Publisher> publisher;
+  FittedModels fitted;
+  const std::string instance_token = NewInstanceToken();
   if (serve && !args.until_caught_up) {
-    if (Status joined = JoinMembers(config, options.instance_id, (*runner)->progress(), directory, publisher);
+    if (Status joined = JoinMembers(config, options.instance_id, instance_token, (*runner)->progress(), fitted,
+                                    directory, publisher);
         !joined.ok()) {
       err << "run: " << config.topics.members << ": " << joined.message() << "\n";
       return 2;
@@ -327,7 +415,7 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   }
   if (serve) {
     auto started = StartApi(config, **store, &(*runner)->progress(), metrics, ingest, service, server, directory.get(),
-                            options.instance_id);
+                            options.instance_id, instance_token);
     if (!started.ok()) {
       err << "run: " << started.message() << "\n";
       return 2;
@@ -335,8 +423,9 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   }
   std::jthread refits;
   if (config.churn.refit_interval_s > 0 && !args.until_caught_up) {
-    refits =
-        std::jthread([&](std::stop_token token) { RefitOnSchedule(config, **store, (*runner)->progress(), token); });
+    refits = std::jthread([&](std::stop_token token) {
+      RefitOnSchedule(config, **store, (*runner)->progress(), token, service.get(), directory.get(), fitted);
+    });
   }
   Status status = (*runner)->Run(stop);
   if (refits.joinable()) {
@@ -344,7 +433,8 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
     refits.join();
   }
   // Caught up and stopping: fit once, so queries of this store have the models' figures.
-  if (status.ok() && args.until_caught_up && config.churn.refit_interval_s > 0) RefitChurnModels(config, **store);
+  if (status.ok() && args.until_caught_up && config.churn.refit_interval_s > 0)
+    RefitChurnModels(**store, LocalFit(config, **store));
   if (server) server->Shutdown(std::chrono::seconds(10));  // drains requests in flight
   publisher.reset();                                       // its last record: this instance left
   const auto& stats = (*runner)->stats();

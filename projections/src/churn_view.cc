@@ -444,70 +444,90 @@ Result<AtRiskList> ChurnView::AtRisk(absl::Time as_of, size_t limit, const std::
 }
 
 Result<state::v1::ChurnModel> ChurnView::Fit(absl::Time as_of, const ChurnModelOptions& options) {
+  RETURN_IF_ERROR(CheckFittable());
+  // Both scans of a fit read one snapshot, so they see the same state even
+  // while `rapport run` writes.
+  const auto snapshot = store_.Snapshot();
+  int64_t as_of_ms = absl::ToUnixMillis(as_of);
+  if (as_of == absl::InfiniteFuture()) {  // now, or the latest purchase if later (clocks differ)
+    ASSIGN_OR_RETURN(auto latest, FitInputsOf(std::numeric_limits<int64_t>::max(), options.period, nullptr,
+                                              snapshot.get(), /*latest_only=*/true));
+    as_of_ms = std::max(absl::ToUnixMillis(absl::Now()), latest.latest_purchase_ms);
+  }
+  ASSIGN_OR_RETURN(auto inputs, FitInputsOf(as_of_ms, options.period, nullptr, snapshot.get()));
+  return FitOn(inputs, as_of_ms, options);
+}
+
+Status ChurnView::CheckFittable() const {
   if (family_ == nullptr) return NoLiveState("churn");
   if (family_->GetName() != ChurnProjection().Family()) {
     return absl::FailedPreconditionError(absl::StrCat("the live churn state is ", family_->GetName(), "; ",
                                                       ChurnProjection().Family(),
                                                       ", which the models read, is still being built from the log"));
   }
-  // Scans every customer with a purchase; both scans of a fit read one
-  // snapshot, so they see the same state even while `rapport run` writes.
-  const auto snapshot = store_.Snapshot();
-  auto for_each_buyer = [&](const std::function<void(const ChurnStats&)>& visit) -> Status {
-    ChurnStats stats;
-    for (int32_t p = 0; p < partition_count_; ++p) {
-      RETURN_IF_ERROR(store_.Scan(
-          family_.get(), PartitionKey(p, 'c'),
-          [&](std::string_view, std::string_view value) -> Result<bool> {
-            if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-              return absl::InternalError("churn: stored statistics do not parse");
-            }
-            if (stats.purchases() > 0) visit(stats);
-            return true;
-          },
-          {}, snapshot.get()));
-    }
-    return absl::OkStatus();
-  };
-  int64_t latest = 0;
-  if (as_of == absl::InfiniteFuture()) {  // now, or the latest purchase if later (clocks differ)
-    RETURN_IF_ERROR(for_each_buyer([&](const ChurnStats& s) { latest = std::max(latest, s.last_purchase_ms()); }));
-  }
-  const int64_t as_of_ms =
-      as_of == absl::InfiniteFuture() ? std::max(absl::ToUnixMillis(absl::Now()), latest) : absl::ToUnixMillis(as_of);
+  return absl::OkStatus();
+}
 
-  std::vector<PurchaseHistory> histories;
-  std::map<std::string, std::vector<RepeatSpend>> spend;  // per currency
-  int64_t later = 0;
-  RETURN_IF_ERROR(for_each_buyer([&](const ChurnStats& stats) {
-    latest = std::max(latest, stats.last_purchase_ms());
-    bool after = false;
-    auto history = HistoryAsOf(stats, as_of_ms, options.period, after);
-    later += after;
-    if (!history) return;
-    histories.push_back(*history);
-    const double mean = MeanRepeatValue(stats, *history, options.period);
-    if (history->frequency > 0 && mean > 0) spend[stats.currency()].push_back({history->frequency, mean});
-  }));
-  if (later > 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(later, " customers have purchases after ", events::FormatTime(absl::FromUnixMillis(as_of_ms)),
-                     " (the latest at ", events::FormatTime(absl::FromUnixMillis(latest)),
-                     "): the state is later than --as-of. Build the state as of that time first with `rapport replay "
-                     "--projection churn --until T --into DIR`, then fit with --data-dir DIR"));
+void FitInputs::Append(const FitInputs& other) {
+  latest_purchase_ms = std::max(latest_purchase_ms, other.latest_purchase_ms);
+  later += other.later;
+  histories.insert(histories.end(), other.histories.begin(), other.histories.end());
+  for (const auto& [currency, repeat] : other.spend) {
+    auto& mine = spend[currency];
+    mine.insert(mine.end(), repeat.begin(), repeat.end());
   }
-  if (histories.empty()) {
+}
+
+Result<FitInputs> ChurnView::FitInputsOf(int64_t as_of_ms, ModelPeriod period, const std::function<bool(int32_t)>& in,
+                                         const rocksdb::Snapshot* snapshot, bool latest_only) {
+  RETURN_IF_ERROR(CheckFittable());
+  FitInputs inputs;
+  ChurnStats stats;
+  for (int32_t p = 0; p < partition_count_; ++p) {
+    if (in && !in(p)) continue;
+    RETURN_IF_ERROR(store_.Scan(
+        family_.get(), PartitionKey(p, 'c'),
+        [&](std::string_view, std::string_view value) -> Result<bool> {
+          if (!stats.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+            return absl::InternalError("churn: stored statistics do not parse");
+          }
+          if (stats.purchases() == 0) return true;
+          inputs.latest_purchase_ms = std::max(inputs.latest_purchase_ms, stats.last_purchase_ms());
+          if (latest_only) return true;
+          bool after = false;
+          auto history = HistoryAsOf(stats, as_of_ms, period, after);
+          inputs.later += after;
+          if (!history) return true;
+          inputs.histories.push_back(*history);
+          const double mean = MeanRepeatValue(stats, *history, period);
+          if (history->frequency > 0 && mean > 0) inputs.spend[stats.currency()].push_back({history->frequency, mean});
+          return true;
+        },
+        {}, snapshot));
+  }
+  return inputs;
+}
+
+Result<state::v1::ChurnModel> ChurnView::FitOn(const FitInputs& inputs, int64_t as_of_ms,
+                                               const ChurnModelOptions& options) {
+  if (inputs.later > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        inputs.later, " customers have purchases after ", events::FormatTime(absl::FromUnixMillis(as_of_ms)),
+        " (the latest at ", events::FormatTime(absl::FromUnixMillis(inputs.latest_purchase_ms)),
+        "): the state is later than --as-of. Build the state as of that time first with `rapport replay "
+        "--projection churn --until T --into DIR`, then fit with --data-dir DIR"));
+  }
+  if (inputs.histories.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("no customer had made a purchase by ", events::FormatTime(absl::FromUnixMillis(as_of_ms))));
   }
-
   state::v1::ChurnModel model;
   model.set_period(std::string(ModelPeriodName(options.period)));
   model.set_as_of_ms(as_of_ms);
   model.set_clv_months(options.clv_months);
   model.set_monthly_discount_rate(options.monthly_discount_rate);
   FitReport report;
-  ASSIGN_OR_RETURN(BgNbdParameters purchases, FitBgNbd(histories, &report));
+  ASSIGN_OR_RETURN(BgNbdParameters purchases, FitBgNbd(inputs.histories, &report));
   auto& bg = *model.mutable_purchases();
   bg.set_r(purchases.r);
   bg.set_alpha(purchases.alpha);
@@ -516,7 +536,7 @@ Result<state::v1::ChurnModel> ChurnView::Fit(absl::Time as_of, const ChurnModelO
   bg.set_log_likelihood(report.log_likelihood);
   bg.set_customers(static_cast<int64_t>(report.customers));
   bg.set_iterations(report.iterations);
-  for (const auto& [currency, repeat] : spend) {
+  for (const auto& [currency, repeat] : inputs.spend) {
     if (repeat.size() < options.min_spend_customers) continue;
     auto fitted = FitGammaGamma(repeat, &report);
     if (!fitted.ok()) continue;  // e.g. no finite optimum: the currency falls back to each customer's own mean

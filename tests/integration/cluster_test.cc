@@ -42,6 +42,7 @@ void PrintTo(const Reply& reply, std::ostream* out) {
 
 class Cluster : public ::testing::Test {
  protected:
+  static constexpr char kKey[] = "rk_cluster-test-key-0123456789abcdefghijklmnop";
   void SetUp() override {
     ASSERT_OK(testing::CheckBrokerAnswers(broker_));
     prefix_ = testing::UniqueTopicName("it.cluster");
@@ -61,10 +62,14 @@ class Cluster : public ::testing::Test {
     int pid = -1;
     int port = 0;
     std::string config, dir, log;
+    std::string key;  // its API key, when it has one (reads are then open to no one else)
   };
   // `group` shared by the instances that form one platform.
   // `members`: the members topic's name after the prefix.
-  Instance& Start(const std::string& name, const std::string& group, const std::string& members = ".members") {
+  // `refit_s`: [churn] refit_interval_s (0: no models). `keyed`: reads need
+  // an API key, from this host too.
+  Instance& Start(const std::string& name, const std::string& group, const std::string& members = ".members",
+                  int refit_s = 0, bool keyed = false) {
     Instance& instance = instances_[name];
     instance.port = testing::FreePort();
     instance.dir = ::testing::TempDir() + prefix_ + "." + name;
@@ -76,7 +81,10 @@ class Cluster : public ::testing::Test {
             ".alerts\"\nmembers = \"" + prefix_ + members + "\"\nevents_partitions = 4\n[run]\ngroup_id = \"" +
             prefix_ + "." + group + "\"\ninstance_id = \"" + name + "\"\n[store]\ndata_dir = \"" + instance.dir +
             "\"\n[api]\nlisten = \"127.0.0.1:" + std::to_string(instance.port) +
-            "\"\nopen_reads_on_loopback = true\n[churn]\nrefit_interval_s = 0\n[log]\nlevel = \"info\"\n");
+            "\"\nopen_reads_on_loopback = " + (keyed ? "false" : "true") + "\n" +
+            (keyed ? "[api.keys.test]\nkey = \"" + std::string(kKey) + "\"\nscopes = [\"read\"]\n" : "") +
+            "[churn]\nrefit_interval_s = " + std::to_string(refit_s) + "\n[log]\nlevel = \"info\"\n");
+    if (keyed) instance.key = kKey;
     instance.pid = testing::StartRapport({"--config", instance.config, "run"}, instance.log);
     return instance;
   }
@@ -88,6 +96,7 @@ class Cluster : public ::testing::Test {
     Reply reply;
     httplib::Headers headers;
     if (!forwarded_by.empty()) headers.emplace("Rapport-Forwarded-By", forwarded_by);
+    if (!instance.key.empty()) headers.emplace("Authorization", "Bearer " + instance.key);
     auto result = client.Get(target, headers);
     if (!result) return reply;
     reply.status = result->status;
@@ -296,6 +305,61 @@ TEST_F(Cluster, WithoutAMembersTopicAnInstanceAnswersAloneAndSaysWhy) {
   EXPECT_TRUE(cluster.data["unowned_partitions"].empty());
   EXPECT_NE(testing::ReadFile(alone.log).find(prefix_ + ".no-such-members does not exist"), std::string::npos)
       << testing::ReadFile(alone.log);
+}
+
+// The churn models are fitted once, over every partition, by the instance
+// applying partition 0, and stored by the others: p_alive, lifetime value
+// and value at risk are a single instance's.
+TEST_F(Cluster, TheChurnModelsAreFittedOverEveryPartitionAndSharedAsOneInstanceFitsThem) {
+  auto simulated = testing::RunRapport({"--config", Start("single", "single", ".members", 1).config, "simulate",
+                                        "--customers", "200", "--days", "120", "--seed", "9", "--publish"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  Instance& single = instances_["single"];
+  // With API keys: the fit's requests between instances carry no caller's
+  // key, only the token each instance publishes.
+  Instance& a = Start("a", "platform", ".members", 1, /*keyed=*/true);
+  Instance& b = Start("b", "platform", ".members", 1, /*keyed=*/true);
+  ASSERT_TRUE(WaitFor([&] { return Settled(single, 1) && Settled(a, 2) && Settled(b, 2); }))
+      << testing::ReadFile(a.log);
+  // One of a and b fits; the other stores what it publishes.
+  auto has_models = [&](const Instance& instance) {
+    const std::string log = testing::ReadFile(instance.log);
+    return log.find("churn models refitted") != std::string::npos ||
+           log.find("(which fits them over every partition) stored") != std::string::npos;
+  };
+  ASSERT_TRUE(WaitFor([&] { return has_models(single) && has_models(a) && has_models(b); }))
+      << testing::ReadFile(a.log) << testing::ReadFile(b.log);
+  // (The first to start applied every partition, and so fitted, alone for a moment.)
+  EXPECT_TRUE(WaitFor([&] {
+    return (testing::ReadFile(a.log) + testing::ReadFile(b.log))
+               .find("(which fits them over every partition) stored") != std::string::npos;
+  })) << "the instance without partition 0 stores the other's models";
+  size_t with_model = 0;
+  for (const std::string& id : Customers()) {
+    const std::string target = "/v1/customers/" + id + "/churn?as_of=2026-06-01";
+    const Reply expected = Get(single, target);
+    with_model += expected.status == 200 && expected.data.contains("p_alive");
+    EXPECT_EQ(Get(a, target), expected) << target << " on a";
+    EXPECT_EQ(Get(b, target), expected) << target << " on b";
+  }
+  EXPECT_GE(with_model, 20u) << "the customers' figures come from the models";
+  for (const std::string target :
+       {"/v1/churn/at-risk?as_of=2026-06-01&limit=20", "/v1/segments/champions/customers?as_of=2026-06-01&limit=20"}) {
+    const Reply expected = Get(single, target);
+    ASSERT_EQ(expected.status, 200) << target;
+    EXPECT_EQ(Get(a, target), expected) << target << " on a";
+    EXPECT_EQ(Get(b, target), expected) << target << " on b";
+  }
+  // Only another instance, with the token it publishes, asks for fit inputs.
+  const std::string fit_inputs = "/v1/internal/churn/fit-inputs?as_of_ms=1&period=day&partitions=";
+  EXPECT_EQ(Get(a, fit_inputs + "0").status, 404);
+  Instance stranger = a;
+  stranger.key.clear();
+  EXPECT_EQ(Get(stranger, fit_inputs + "0", "b").status, 401) << "no key, no token";
+  httplib::Client client("127.0.0.1", a.port);
+  auto forged = client.Get(fit_inputs + "0", {{"Rapport-Forwarded-By", "b"}, {"Rapport-Instance-Token", "guess"}});
+  ASSERT_TRUE(forged);
+  EXPECT_EQ(forged->status, 401) << "a token b did not publish";
 }
 
 TEST_F(Cluster, AKilledInstancesCustomersAreAnsweredAgainOnceTheGroupMovesThem) {

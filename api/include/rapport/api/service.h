@@ -10,6 +10,7 @@
 #include "rapport/base/metrics.h"
 #include "rapport/cluster/membership.h"
 #include "rapport/consumers/projection_runner.h"
+#include "rapport/projections/churn.h"
 #include "rapport/projections/store.h"
 
 namespace rapport::api {
@@ -29,7 +30,12 @@ struct ServiceOptions {
   // or not at all). Null: this instance answers from its store alone.
   const cluster::Directory* directory = nullptr;
   std::string instance_id;  // this instance's, as on the members topic
+  // Sent with each request to another instance (published on the members
+  // topic): admits this instance to the routes only instances ask each
+  // other, for work no caller asked for (the churn models' fit).
+  std::string instance_token;
   std::chrono::milliseconds forward_timeout{2000};
+  std::chrono::milliseconds fit_inputs_timeout{60000};  // another instance's scan of its customers
 };
 
 // The query API: routes every request (see api/openapi.json) to the
@@ -49,6 +55,14 @@ class ApiService {
   // Whether Handle answers `request` without waiting or scanning (point
   // reads): the server may then run it on an I/O thread.
   bool Quick(const HttpRequest& request) const;
+
+  // Fits the churn models over every partition's customers as of now: this
+  // instance's partitions from its store, the others' fit inputs asked of
+  // the instances that apply them, appended in partition order, so the
+  // models equal a single instance's over the same state. Without other
+  // instances: the store's own fit. Unavailable when an instance does not
+  // answer for its partitions.
+  Result<state::v1::ChurnModel> FitChurnModels(const projections::ChurnModelOptions& options);
 
  private:
   struct Impl;

@@ -96,6 +96,16 @@ struct ChurnModelOptions {
   size_t min_spend_customers = 20;
 };
 
+// What the models are fitted on: each buyer's purchase history and, per
+// currency, the repeat customers' spend.
+struct FitInputs {
+  int64_t latest_purchase_ms = 0;
+  int64_t later = 0;  // customers with a purchase after the fit's as-of time
+  std::vector<PurchaseHistory> histories;
+  std::map<std::string, std::vector<RepeatSpend>> spend;
+  void Append(const FitInputs& other);
+};
+
 // The fitted models stored in `store`; nullopt before the first fit.
 Result<std::optional<state::v1::ChurnModel>> LoadChurnModel(ProjectionStore& store);
 Status StoreChurnModel(ProjectionStore& store, const state::v1::ChurnModel& model);
@@ -196,6 +206,14 @@ class ChurnView {
   // FailedPrecondition when the state holds purchases after T: replay until
   // T first (`rapport replay --until T`) to fit on the past.
   Result<state::v1::ChurnModel> Fit(absl::Time as_of, const ChurnModelOptions& options);
+  // What Fit reads as of `as_of_ms` (unix ms), from the partitions `in`
+  // accepts (null: all), in storage order: several instances fit on the
+  // inputs of every partition, appended in partition order, and get a single
+  // instance's models. `latest_only`: only latest_purchase_ms.
+  Result<FitInputs> FitInputsOf(int64_t as_of_ms, ModelPeriod period, const std::function<bool(int32_t)>& in,
+                                const rocksdb::Snapshot* snapshot = nullptr, bool latest_only = false);
+  static Result<state::v1::ChurnModel> FitOn(const FitInputs& inputs, int64_t as_of_ms,
+                                             const ChurnModelOptions& options);
 
   static std::string ToJson(const state::v1::ChurnModel& model, events::JsonStyle style = events::JsonStyle::kIndented);
   static std::string ToJson(const ChurnAssessment& assessment, absl::Time as_of,
@@ -206,6 +224,8 @@ class ChurnView {
  private:
   Status LoadHistograms();
   Status LoadModel();
+  // The live churn state is the one the models read (not a version being built).
+  Status CheckFittable() const;
   // The rules' figures, and with `with_model` the fitted models' too (the
   // costly part: about fifteen hypergeometric series per customer).
   ChurnAssessment AssessStats(const state::v1::ChurnStats& stats, absl::Time as_of, bool with_model = true) const;

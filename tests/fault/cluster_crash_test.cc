@@ -109,9 +109,8 @@ class ClusterCrash : public ::testing::Test {
   // instances together sent each of its dead letters (`invalid`) and alerts
   // once.
   void ExpectWhatASingleInstanceDoes(int64_t invalid) {
-    const std::string single = Config("single", "single", 0);
-    auto reference = testing::RunRapport({"--config", single, "run", "--until-caught-up"});
-    ASSERT_EQ(reference.exit_code, 0) << reference.err;
+    BuildSingle();
+    const std::string& single = single_config_;
     auto expected_digest = testing::RunRapport({"--config", single, "digest"});
     auto survivor_digest = testing::RunRapport({"--config", instances_[0].config, "digest"});
     ASSERT_EQ(expected_digest.exit_code, 0);
@@ -125,6 +124,66 @@ class ClusterCrash : public ::testing::Test {
     const auto single_alerts = Seen(prefix_ + ".single.alerts", "ce_id");
     EXPECT_GT(single_alerts.size(), 1000u);
     EXPECT_EQ(alerts, single_alerts) << "each alert once, none lost, none doubled";
+  }
+  // The uninterrupted single instance over the whole log: a store of its
+  // own, applied once to the log's end (its alerts on the "single" topics).
+  void BuildSingle() {
+    if (!single_config_.empty()) return;
+    single_port_ = testing::FreePort();
+    single_config_ = Config("single", "single", single_port_);
+    auto reference = testing::RunRapport({"--config", single_config_, "run", "--until-caught-up"});
+    ASSERT_EQ(reference.exit_code, 0) << reference.err;
+  }
+  // The answer's data (its freshness differs between stores), or its status.
+  static nlohmann::json Read(int port, const std::string& target) {
+    httplib::Client client("127.0.0.1", port);
+    client.set_read_timeout(60, 0);
+    auto result = client.Get(target);
+    if (!result) return "no answer";
+    if (result->status != 200) return result->status;
+    return nlohmann::json::parse(result->body, nullptr, false)["data"];
+  }
+  // Every read of every customer, and some customers' own, on each running
+  // instance, as the single instance answers them (its store served
+  // read-only beside them): gathered or forwarded, the same answers.
+  void ExpectReadsAsASingleInstance() {
+    BuildSingle();
+    const int pid = testing::StartRapport({"--config", single_config_, "run", "--read-only"}, log_);
+    std::vector<std::string> reads = {"/v1/segments?as_of=2025-12-31", "/v1/insights/pareto?as_of=2025-12-31",
+                                      "/v1/churn/at-risk?as_of=2025-12-31&limit=20",
+                                      "/v1/churn/at-risk?as_of=2025-12-31&limit=5&currency=EUR",
+                                      "/v1/segments/champions/customers?as_of=2025-12-31&limit=20"};
+    for (int n = 0; n < 100; n += 3) {
+      const std::string id = "c-" + std::string(7 - std::to_string(n).size(), '0') + std::to_string(n);
+      reads.push_back("/v1/customers/" + id);
+      reads.push_back("/v1/customers/" + id + "/churn?as_of=2025-12-31");
+    }
+    for (auto until = Clock::now() + std::chrono::seconds(30);
+         !Read(single_port_, reads[0]).is_object() && Clock::now() < until;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    // A targeting read page by page, by the single instance's cursors.
+    std::string page = "/v1/customers?category=restaurants&limit=25";
+    for (int pages = 0; pages < 4; ++pages) {
+      reads.push_back(page);
+      const auto data = Read(single_port_, page);
+      if (!data.is_object() || !data["next_cursor"].is_string()) break;
+      page = "/v1/customers?category=restaurants&limit=25&cursor=" + data["next_cursor"].get<std::string>();
+    }
+    size_t found = 0;
+    for (const std::string& target : reads) {
+      const auto expected = Read(single_port_, target);
+      found += expected.is_object();
+      for (const Instance& instance : instances_) {
+        if (instance.pid > 0) {
+          const auto answer = Read(instance.port, target);
+          EXPECT_TRUE(answer == expected) << target << " on :" << instance.port << ": " << answer.dump().substr(0, 300)
+                                          << " vs " << expected.dump().substr(0, 300);
+        }
+      }
+    }
+    EXPECT_GE(found, reads.size() * 9 / 10) << "most reads find something";
+    testing::KillAndWait(pid, SIGTERM);
   }
   void Publish(const std::string& config, const std::string& seed, int64_t* invalid) {
     auto simulated = testing::RunRapport({"--config", config, "simulate", "--customers", "7000", "--days", "365",
@@ -142,6 +201,8 @@ class ClusterCrash : public ::testing::Test {
   std::vector<std::string> dirs_;
   std::vector<Instance> instances_;
   int64_t records_ = 0;
+  std::string single_config_;
+  int single_port_ = 0;
 };
 
 TEST_F(ClusterCrash, ThreeInstancesKilledTenTimesWhilePublishingLoseAndDoubleNothing) {
@@ -176,6 +237,7 @@ TEST_F(ClusterCrash, ThreeInstancesKilledTenTimesWhilePublishingLoseAndDoubleNot
   }
   ASSERT_GE(records_, 200000);
   ASSERT_TRUE(Settle(instances_[0], 3)) << testing::ReadFile(log_);
+  ExpectReadsAsASingleInstance();
 
   // Two of them stop; the last takes every partition over from where its
   // own store stands.

@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <openssl/crypto.h>
 
+#include <future>
 #include <map>
 #include <memory>
 #include <set>
@@ -23,6 +24,9 @@ constexpr char kForwardedBy[] = "rapport-forwarded-by";
 constexpr char kServedBy[] = "Rapport-Served-By";
 // The sender's token, as it publishes it on the members topic.
 constexpr char kInstanceToken[] = "rapport-instance-token";
+
+// "0,3,5"
+std::string PartitionList(const std::vector<int32_t>& partitions) { return absl::StrJoin(partitions, ","); }
 
 HttpResponse Unavailable(std::string_view code, const std::string& message, const std::vector<int32_t>& partitions) {
   HttpResponse response =
@@ -57,8 +61,18 @@ HttpResponse ApiService::Impl::ServeCustomer(const HttpRequest& request, const s
   auto partitions = PartitionCount();
   if (!partitions.ok()) return StatusResponse(partitions.status());
   const int32_t partition = kafka::PartitionForKey(customer_id, *partitions);
-  if (OwnedHere(partition)) return Serve(request, read);
-  return Forward(request, partition);
+  if (!OwnedHere(partition)) return Forward(request, partition);
+  HttpResponse here = Serve(request, read);
+  if (here.status == 404 && progress->CatchingUp(partition)) return CatchingUp({partition});
+  return here;
+}
+
+HttpResponse ApiService::Impl::CatchingUp(const std::vector<int32_t>& partitions) {
+  return Unavailable("partition_catching_up",
+                     fmt::format("partitions {} moved to this instance and are still being applied up to where the "
+                                 "log ended then: what is not found may yet be; retry shortly",
+                                 PartitionList(partitions)),
+                     partitions);
 }
 
 HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t partition) {
@@ -177,9 +191,6 @@ bool ReadHistogram(const nlohmann::json& in, std::map<int32_t, int64_t>& out) {
   return true;
 }
 
-// "0,3,5"
-std::string PartitionList(const std::vector<int32_t>& partitions) { return absl::StrJoin(partitions, ","); }
-
 // ?partitions=0,3,5 of a request forwarded for a part of a population read
 // (repeats count once); {-1} when it is not such a list.
 std::optional<std::set<int32_t>> PartitionsParam(const HttpRequest& request) {
@@ -293,23 +304,36 @@ ApiService::Impl::Gathered ApiService::Impl::Gather(const HttpRequest& request, 
     out.freshness = Freshness(std::nullopt);
     return out;
   }
-  auto mine = part(*count, [this](int32_t p) { return OwnedHere(p); });
-  if (!mine.ok()) return fail(mine.status());
-  out.parts.push_back(std::move(*mine));
-  out.freshness = FreshnessOf([this](int32_t p) { return OwnedHere(p); });
   auto others = OthersPartitions();
   if (!others.ok()) {
     out.answer = Unavailable("partition_unavailable", std::string(others.status().message()), PartitionsWithoutOwner());
     return out;
   }
+  // The others are asked at once, each on a thread of its own, while this
+  // instance makes its part: the read takes as long as the slowest part,
+  // not their sum.
+  std::vector<std::future<std::optional<HttpResponse>>> asked;
   for (const auto& [id, owned] : *others) {
     const auto& [owner, partitions] = owned;
     // Its parameters first: a parameter's first value is the one read, so
     // the caller's own ?partitions= (or any) cannot stand for them.
     const size_t question = request.target.find('?');
-    const std::string target = request.target.substr(0, question) + "?partitions=" + PartitionList(partitions) + extra +
-                               (question == std::string::npos ? "" : "&" + request.target.substr(question + 1));
-    auto answer = Ask(owner, target, request);
+    std::string target = request.target.substr(0, question) + "?partitions=" + PartitionList(partitions) + extra +
+                         (question == std::string::npos ? "" : "&" + request.target.substr(question + 1));
+    asked.push_back(std::async(std::launch::async, [this, &owner = owner, target = std::move(target), &request] {
+      return Ask(owner, target, request);
+    }));
+  }
+  auto mine = part(*count, [this](int32_t p) { return OwnedHere(p); });
+  std::vector<std::optional<HttpResponse>> answers;
+  for (auto& answer : asked) answers.push_back(answer.get());  // all of them, before anything returns
+  if (!mine.ok()) return fail(mine.status());
+  out.parts.push_back(std::move(*mine));
+  out.freshness = FreshnessOf([this](int32_t p) { return OwnedHere(p); });
+  size_t next = 0;
+  for (const auto& [id, owned] : *others) {
+    const auto& partitions = owned.second;
+    std::optional<HttpResponse>& answer = answers[next++];
     if (!answer) {
       out.answer = Unavailable(
           "partition_unavailable",
@@ -397,7 +421,15 @@ HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::Ident
     }
     if (!there || there->status != 404) unanswered.insert(unanswered.end(), partitions.begin(), partitions.end());
   }
-  if (unanswered.empty()) return here;
+  if (unanswered.empty()) {
+    // Not found anywhere: certain unless a partition here is still catching up.
+    std::vector<int32_t> catching_up;
+    auto count = PartitionCount();
+    for (int32_t p = 0; count.ok() && p < *count; ++p) {
+      if (progress->CatchingUp(p)) catching_up.push_back(p);
+    }
+    return catching_up.empty() ? here : CatchingUp(catching_up);
+  }
   std::sort(unanswered.begin(), unanswered.end());
   return Unavailable(
       "partition_unavailable",

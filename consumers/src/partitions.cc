@@ -105,10 +105,19 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
                   : start != log_start.end()       ? start->second
                                                    : RD_KAFKA_OFFSET_BEGINNING;
       assigned.insert(tp.partition);
-      progress.SetOwned(tp.partition, true);
-      if (relay) relay->Own(tp.partition);
+      // Where the log ends now (the end last seen may be from before the
+      // partition went to another instance): until the store reaches it,
+      // the API says a customer not found may yet be.
+      int64_t low = 0, high = -1;
+      if (rd_kafka_query_watermark_offsets(consumer.get(), tp.topic, tp.partition, &low, &high, 1000) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_end[tp.partition] = std::max(log_end[tp.partition], high);
+      }
       const int64_t from = tp.offset >= 0 ? tp.offset : 0;
       const int64_t behind = std::max<int64_t>(log_end[tp.partition] - from, 0);
+      progress.Update(tp.partition, from, log_end[tp.partition]);
+      progress.SetOwned(tp.partition, true, behind > 0 ? log_end[tp.partition] : -1);
+      if (relay) relay->Own(tp.partition);
       if (behind > 0) catching_up[tp.partition] = {from, Clock::now()};
       if (stored != lane.next_offset.end()) {
         if (meters) meters->assigned_with_state->Add();

@@ -13,17 +13,24 @@ void RunnerProgress::Update(int32_t partition, int64_t applied, int64_t end) {
   changed_.notify_all();
 }
 
-void RunnerProgress::SetOwned(int32_t partition, bool owned) {
+void RunnerProgress::SetOwned(int32_t partition, bool owned, int64_t catch_up_to) {
   std::lock_guard lock(mutex_);
   Partition& p = partitions_[partition];
   if (owned && !p.owned) p.owned_since_ms = absl::ToUnixMillis(absl::Now());
   p.owned = owned;
+  p.catch_up_to = owned ? catch_up_to : -1;
 }
 
 bool RunnerProgress::Owned(int32_t partition) const {
   std::lock_guard lock(mutex_);
   auto it = partitions_.find(partition);
   return it != partitions_.end() && it->second.owned;
+}
+
+bool RunnerProgress::CatchingUp(int32_t partition) const {
+  std::lock_guard lock(mutex_);
+  auto it = partitions_.find(partition);
+  return it != partitions_.end() && it->second.owned && it->second.applied < it->second.catch_up_to;
 }
 
 void RunnerProgress::MarkJoined() {

@@ -86,6 +86,10 @@ class RunnerProgress {
     // store had when it last applied it, if any, and moves no further.
     bool owned = true;
     int64_t owned_since_ms = 0;  // unix ms of the assignment that made it owned here
+    // The log's end when the group assigned it here, if this store was
+    // behind it then: until applied reaches it, the partition is catching up
+    // (a customer not found may yet be).
+    int64_t catch_up_to = -1;
   };
 
   // A raised projection version being built beside the live one; until it is
@@ -97,10 +101,13 @@ class RunnerProgress {
   };
 
   void Update(int32_t partition, int64_t applied, int64_t end);
-  void SetOwned(int32_t partition, bool owned);
+  // `catch_up_to`: the log's end at the assignment, when the store is behind it.
+  void SetOwned(int32_t partition, bool owned, int64_t catch_up_to = -1);
   // Whether the group assigned `partition` here (cheaper than a Snapshot:
   // the API asks it for every read of one customer).
   bool Owned(int32_t partition) const;
+  // Owned, and not yet applied up to where the log ended when it was assigned.
+  bool CatchingUp(int32_t partition) const;
   // The group's first assignment arrived (a replay: at once): which
   // partitions are owned here is known.
   void MarkJoined();

@@ -1,0 +1,115 @@
+// ApiService with several instances, against librdkafka's mock cluster (the
+// members topic) and no runner: what it answers for a partition that moved
+// here and is still catching up (the same across real processes:
+// tests/integration/cluster_test.cc).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "nlohmann/json.hpp"
+#include "rapport/api/service.h"
+#include "rapport/kafka/partitioner.h"
+#include "rapport/projections/keys.h"
+#include "rapport/projections/registry.h"
+#include "rapport/testing/mock_cluster.h"
+#include "rapport/testing/status.h"
+
+namespace rapport::api {
+namespace {
+
+class ClusterService : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cluster_.CreateTopic("cx.members", 1);
+    auto directory = cluster::Directory::Start(cluster_.settings(), "cx.members", "platform");
+    ASSERT_OK(directory);
+    directory_ = std::move(*directory);
+    directory_->WaitCaughtUp(std::chrono::seconds(10));
+
+    path_ = std::filesystem::path(::testing::TempDir()) / ("rapport-cluster-service-" + std::to_string(getpid()));
+    std::filesystem::remove_all(path_);
+    projections::RegisterProjections(registry_);
+    auto families = registry_.families();
+    families.push_back(consumers::ProjectionRunner::kFamily);
+    auto store = projections::ProjectionStore::Open({.path = path_}, families);
+    ASSERT_OK(store);
+    store_ = std::move(store).value();
+    std::string count;  // what the runner stores when it starts: 2 partitions of cx.events
+    projections::AppendU32(count, 2);
+    rocksdb::WriteBatch batch;
+    batch.Put(store_->family(consumers::ProjectionRunner::kFamily), "ccx.events", count).PermitUncheckedError();
+    ASSERT_OK(store_->Write(batch));
+
+    ServiceOptions options;
+    options.auth.open_reads_on_loopback = true;
+    options.directory = directory_.get();
+    options.instance_id = "a";
+    service_ = std::make_unique<ApiService>(options, *store_, &progress_, nullptr, metrics_);
+  }
+  void TearDown() override {
+    service_.reset();
+    store_.reset();
+    std::filesystem::remove_all(path_);
+  }
+  HttpResponse Get(const std::string& path, const std::string& param = "", const std::string& value = "") {
+    HttpRequest request;
+    request.method = "GET";
+    request.path = path;
+    request.target = path + (param.empty() ? "" : "?" + param + "=" + value);
+    request.from_loopback = true;
+    for (size_t at = 1; at <= path.size();) {
+      size_t slash = path.find('/', at);
+      request.segments.push_back(path.substr(at, slash - at));
+      at = slash == std::string::npos ? path.size() + 1 : slash + 1;
+    }
+    if (!param.empty()) request.query.emplace(param, value);
+    return service_->Handle(request);
+  }
+  static std::string CustomerOf(int32_t partition) {
+    for (int n = 0;; ++n) {
+      std::string id = "c-" + std::to_string(n);
+      if (kafka::PartitionForKey(id, 2) == partition) return id;
+    }
+  }
+  static std::string Code(const HttpResponse& response) {
+    auto body = nlohmann::json::parse(response.body, nullptr, false);
+    return body.is_object() && body.contains("error") ? body["error"]["code"].get<std::string>() : "";
+  }
+
+  testing::MockCluster cluster_;
+  std::unique_ptr<cluster::Directory> directory_;
+  std::filesystem::path path_;
+  projections::ProjectionRegistry registry_;
+  std::unique_ptr<projections::ProjectionStore> store_;
+  consumers::RunnerProgress progress_;
+  Metrics metrics_;
+  std::unique_ptr<ApiService> service_;
+};
+
+TEST_F(ClusterService, NotFoundInAPartitionStillCatchingUpIsNotAnAnswerYet) {
+  // Both partitions here; partition 1 just came, its store 5 records behind
+  // where the log ended then.
+  progress_.Update(0, 10, 10);
+  progress_.SetOwned(0, true);
+  progress_.Update(1, 5, 10);
+  progress_.SetOwned(1, true, /*catch_up_to=*/10);
+  progress_.MarkStarted();
+  progress_.MarkJoined();
+
+  EXPECT_EQ(Get("/v1/customers/" + CustomerOf(0)).status, 404) << "partition 0 is caught up: not there";
+  const HttpResponse unsure = Get("/v1/customers/" + CustomerOf(1));
+  EXPECT_EQ(unsure.status, 503) << unsure.body;
+  EXPECT_EQ(Code(unsure), "partition_catching_up");
+  EXPECT_EQ(nlohmann::json::parse(unsure.body)["error"]["partitions"], nlohmann::json::array({1}));
+  EXPECT_EQ(Code(Get("/v1/customers/" + CustomerOf(1) + "/churn")), "partition_catching_up");
+  EXPECT_EQ(Code(Get("/v1/customers/lookup", "email", "nobody@mail.example")), "partition_catching_up")
+      << "an identity not found anywhere may yet be in partition 1";
+
+  progress_.Update(1, 10, 12);  // where the log ended at the assignment: caught up
+  EXPECT_EQ(Get("/v1/customers/" + CustomerOf(1)).status, 404);
+  EXPECT_EQ(Get("/v1/customers/lookup", "email", "nobody@mail.example").status, 404);
+}
+
+}  // namespace
+}  // namespace rapport::api

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -280,6 +281,27 @@ TEST_F(Cluster, TwoInstancesAnswerForEveryCustomerAsOneInstanceDoes) {
     const Reply answer = Get(a, "/v1/customers/" + id, "b");
     EXPECT_TRUE(answer.status == 200 || answer.status == 404 || answer.error == "partition_moved")
         << id << " " << answer.status << " " << answer.error;
+  }
+
+  // Read-your-writes for a read of every customer: an event for a new
+  // customer, then segments with ?after= its position on either instance
+  // count it, whichever applies its partition (each waits for its own).
+  const Reply counted = Get(a, "/v1/segments?as_of=2026-06-01");
+  auto published = testing::RunRapport(
+      {"--config", a.config, "publish", "-v"},
+      R"({"customer_id":"c-written-now","occurred_at":"2026-03-14T18:42:07Z","source":"pos/store-042",)"
+      R"("channel":"CHANNEL_STORE","purchase_completed":{"order_id":"o-1","total":{"currency":"EUR",)"
+      R"("amount":"57.30"}}})"
+      "\n");
+  ASSERT_EQ(published.exit_code, 0) << published.err;
+  std::smatch position;
+  ASSERT_TRUE(std::regex_search(published.out, position, std::regex(R"(partition (\d+) offset (\d+))")))
+      << published.out;
+  for (const Instance* asked : {&a, &b}) {
+    const Reply after =
+        Get(*asked, "/v1/segments?as_of=2026-06-01&after=" + position[1].str() + ":" + position[2].str());
+    ASSERT_EQ(after.status, 200) << after.message;
+    EXPECT_EQ(after.data["customers"], counted.data["customers"].get<int64_t>() + 1);
   }
 
   // A group with no instance running: every partition unowned, exit 1.

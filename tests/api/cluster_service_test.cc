@@ -14,57 +14,29 @@
 #include "rapport/projections/registry.h"
 #include "rapport/testing/mock_cluster.h"
 #include "rapport/testing/status.h"
+#include "service_fixture.h"
 
 namespace rapport::api {
 namespace {
 
-class ClusterService : public ::testing::Test {
+class ClusterService : public ServiceFixture {
  protected:
   void SetUp() override {
+    ServiceFixture::SetUp();
     cluster_.CreateTopic("cx.members", 1);
     auto directory = cluster::Directory::Start(cluster_.settings(), "cx.members", "platform");
     ASSERT_OK(directory);
     directory_ = std::move(*directory);
     directory_->WaitCaughtUp(std::chrono::seconds(10));
-
-    path_ = std::filesystem::path(::testing::TempDir()) / ("rapport-cluster-service-" + std::to_string(getpid()));
-    std::filesystem::remove_all(path_);
-    projections::RegisterProjections(registry_);
-    auto families = registry_.families();
-    families.push_back(consumers::ProjectionRunner::kFamily);
-    auto store = projections::ProjectionStore::Open({.path = path_}, families);
-    ASSERT_OK(store);
-    store_ = std::move(store).value();
-    std::string count;  // what the runner stores when it starts: 2 partitions of cx.events
-    projections::AppendU32(count, 2);
-    rocksdb::WriteBatch batch;
-    batch.Put(store_->family(consumers::ProjectionRunner::kFamily), "ccx.events", count).PermitUncheckedError();
-    ASSERT_OK(store_->Write(batch));
-
+    StorePartitionCount(2);
     ServiceOptions options;
-    options.auth.open_reads_on_loopback = true;
     options.directory = directory_.get();
     options.instance_id = "a";
-    service_ = std::make_unique<ApiService>(options, *store_, &progress_, nullptr, metrics_);
+    StartService(options);
   }
   void TearDown() override {
-    service_.reset();
-    store_.reset();
-    std::filesystem::remove_all(path_);
-  }
-  HttpResponse Get(const std::string& path, const std::string& param = "", const std::string& value = "") {
-    HttpRequest request;
-    request.method = "GET";
-    request.path = path;
-    request.target = path + (param.empty() ? "" : "?" + param + "=" + value);
-    request.from_loopback = true;
-    for (size_t at = 1; at <= path.size();) {
-      size_t slash = path.find('/', at);
-      request.segments.push_back(path.substr(at, slash - at));
-      at = slash == std::string::npos ? path.size() + 1 : slash + 1;
-    }
-    if (!param.empty()) request.query.emplace(param, value);
-    return service_->Handle(request);
+    ServiceFixture::TearDown();
+    directory_.reset();
   }
   static std::string CustomerOf(int32_t partition) {
     for (int n = 0;; ++n) {
@@ -79,12 +51,6 @@ class ClusterService : public ::testing::Test {
 
   testing::MockCluster cluster_;
   std::unique_ptr<cluster::Directory> directory_;
-  std::filesystem::path path_;
-  projections::ProjectionRegistry registry_;
-  std::unique_ptr<projections::ProjectionStore> store_;
-  consumers::RunnerProgress progress_;
-  Metrics metrics_;
-  std::unique_ptr<ApiService> service_;
 };
 
 TEST_F(ClusterService, NotFoundInAPartitionStillCatchingUpIsNotAnAnswerYet) {
@@ -103,12 +69,12 @@ TEST_F(ClusterService, NotFoundInAPartitionStillCatchingUpIsNotAnAnswerYet) {
   EXPECT_EQ(Code(unsure), "partition_catching_up");
   EXPECT_EQ(nlohmann::json::parse(unsure.body)["error"]["partitions"], nlohmann::json::array({1}));
   EXPECT_EQ(Code(Get("/v1/customers/" + CustomerOf(1) + "/churn")), "partition_catching_up");
-  EXPECT_EQ(Code(Get("/v1/customers/lookup", "email", "nobody@mail.example")), "partition_catching_up")
+  EXPECT_EQ(Code(Get("/v1/customers/lookup?email=nobody@mail.example")), "partition_catching_up")
       << "an identity not found anywhere may yet be in partition 1";
 
   progress_.Update(1, 10, 12);  // where the log ended at the assignment: caught up
   EXPECT_EQ(Get("/v1/customers/" + CustomerOf(1)).status, 404);
-  EXPECT_EQ(Get("/v1/customers/lookup", "email", "nobody@mail.example").status, 404);
+  EXPECT_EQ(Get("/v1/customers/lookup?email=nobody@mail.example").status, 404);
 }
 
 }  // namespace

@@ -12,58 +12,20 @@
 #include "rapport/projections/keys.h"
 #include "rapport/projections/registry.h"
 #include "rapport/testing/status.h"
+#include "service_fixture.h"
 
 namespace rapport::api {
 namespace {
 
-class Service : public ::testing::Test {
+class Service : public ServiceFixture {
  protected:
   void SetUp() override {
-    path_ = std::filesystem::path(::testing::TempDir()) / ("rapport-service-" + std::to_string(getpid()));
-    std::filesystem::remove_all(path_);
-    projections::RegisterProjections(registry_);
-    auto families = registry_.families();
-    families.push_back(consumers::ProjectionRunner::kFamily);
-    auto store = projections::ProjectionStore::Open({.path = path_}, families);
-    ASSERT_OK(store);
-    store_ = std::move(store).value();
+    ServiceFixture::SetUp();
     ServiceOptions options;
     options.ready_max_lag = 3;
     options.consistency_wait = std::chrono::milliseconds(300);
-    options.auth.open_reads_on_loopback = true;
-    service_ = std::make_unique<ApiService>(options, *store_, &progress_, nullptr, metrics_);
+    StartService(options);
   }
-  void TearDown() override {
-    service_.reset();
-    store_.reset();
-    std::filesystem::remove_all(path_);
-  }
-  HttpResponse Get(const std::string& target) {
-    HttpRequest request;
-    request.method = "GET";
-    request.target = target;
-    request.from_loopback = true;
-    size_t question = target.find('?');
-    request.path = target.substr(0, question);
-    for (size_t at = 1; at <= request.path.size();) {
-      size_t slash = request.path.find('/', at);
-      request.segments.push_back(request.path.substr(at, slash - at));
-      at = slash == std::string::npos ? request.path.size() + 1 : slash + 1;
-    }
-    if (question != std::string::npos) {
-      std::string query = target.substr(question + 1);
-      size_t eq = query.find('=');
-      request.query.emplace(query.substr(0, eq), query.substr(eq + 1));
-    }
-    return service_->Handle(request);
-  }
-
-  std::filesystem::path path_;
-  projections::ProjectionRegistry registry_;
-  std::unique_ptr<projections::ProjectionStore> store_;
-  consumers::RunnerProgress progress_;
-  Metrics metrics_;
-  std::unique_ptr<ApiService> service_;
 };
 
 TEST_F(Service, ReadyOnlyOnceStartedAndWithinTheConfiguredLag) {
@@ -102,11 +64,7 @@ TEST_F(Service, AReadAfterAPositionWaitsForItThenAnswers) {
 }
 
 TEST_F(Service, WhileAVersionIsBuiltAnswersSaySo) {
-  std::string count;  // what the runner stores when it starts: 1 partition of cx.events
-  projections::AppendU32(count, 1);
-  rocksdb::WriteBatch batch;
-  batch.Put(store_->family(consumers::ProjectionRunner::kFamily), "ccx.events", count).PermitUncheckedError();
-  ASSERT_OK(store_->Write(batch));
+  StorePartitionCount(1);
   progress_.Update(0, 10, 10);
   progress_.MarkStarted();
   progress_.SetRebuild({.families = "reviews@v2", .behind = 1234});

@@ -632,9 +632,12 @@ void ApiService::Impl::AddClusterRoutes() {
     if (auto bad = NotAllHere(*asked)) return *bad;
     int64_t as_of_ms = 0;
     const std::string* as_of = request.Param("as_of_ms");
-    if (as_of == nullptr ||
-        std::from_chars(as_of->data(), as_of->data() + as_of->size(), as_of_ms).ptr != as_of->data() + as_of->size()) {
-      return ErrorResponse(400, "invalid_argument", "as_of_ms: unix milliseconds", "as_of_ms");
+    if (as_of == nullptr) return ErrorResponse(400, "invalid_argument", "as_of_ms: required", "as_of_ms");
+    // (from_chars leaves ptr past the digits of a number too large: ec says so.)
+    if (auto [end, error] = std::from_chars(as_of->data(), as_of->data() + as_of->size(), as_of_ms);
+        error != std::errc() || end != as_of->data() + as_of->size()) {
+      return ErrorResponse(400, "invalid_argument", fmt::format("as_of_ms: \"{}\" is not unix milliseconds", *as_of),
+                           "as_of_ms");
     }
     auto period = projections::ModelPeriodNamed(request.Param("period") ? *request.Param("period") : "");
     if (!period) return ErrorResponse(400, "invalid_argument", "period: day or week", "period");

@@ -364,6 +364,11 @@ void ApiService::Impl::AddPopulationRoutes() {
     // Every customer's most common currency may not be each part's: those
     // parts rank it again.
     const std::string chosen = currency.empty() ? projections::MostCommonCurrency(per_currency) : currency;
+    // (A code another instance sent goes into a request target: three letters only.)
+    if (!chosen.empty() && (chosen.size() != 3 ||
+                            !std::all_of(chosen.begin(), chosen.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))) {
+      return ErrorResponse(500, "internal", "a part names a currency that is not an ISO 4217 code");
+    }
     const bool all_chose_it = std::all_of(gathered.parts.begin(), gathered.parts.end(),
                                           [&](const Json& part) { return part["currency"] == chosen; });
     if (!all_chose_it) {

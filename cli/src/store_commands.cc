@@ -301,7 +301,10 @@ void AdoptPublishedModels(const cluster::Directory& directory, projections::Proj
   auto positive = [](double x) { return std::isfinite(x) && x > 0; };
   const bool parsed = model.ParseFromString(bytes);
   const auto& bg = model.purchases();  // (after parsing: the message it then holds)
-  if (!parsed || !positive(bg.r()) || !positive(bg.alpha()) || !positive(bg.a()) || !positive(bg.b())) {
+  bool sane = parsed && positive(bg.r()) && positive(bg.alpha()) && positive(bg.a()) && positive(bg.b());
+  for (const auto& spend : model.spend())
+    sane = sane && positive(spend.p()) && positive(spend.q()) && positive(spend.v());
+  if (!sane) {
     ModuleLogger("cluster")->warn("instance {} publishes churn models that do not parse; kept the last ones",
                                   fitter->instance_id);
     adopted = bytes;  // said once

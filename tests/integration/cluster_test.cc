@@ -272,6 +272,18 @@ TEST_F(Cluster, TwoInstancesAnswerForEveryCustomerAsOneInstanceDoes) {
     EXPECT_EQ(answer.status, 400) << bad << ": " << answer.message;
   }
   EXPECT_NE(Get(a, histograms + "4", "b").message.find("partition 4 does not exist"), std::string::npos);
+  // The fit inputs' route, asked wrongly by another instance: what is wrong, named.
+  const std::string inputs = "/v1/internal/churn/fit-inputs?partitions=" + std::to_string(mine);
+  EXPECT_EQ(Get(a, inputs + "&as_of_ms=1&period=day", "b").status, 200);
+  for (const std::string bad : {"&as_of_ms=abc&period=day", "&as_of_ms=99999999999999999999&period=day", "&period=day",
+                                "&as_of_ms=1&period=month", "&as_of_ms=1"}) {
+    const Reply answer = Get(a, inputs + bad, "b");
+    EXPECT_EQ(answer.status, 400) << bad << ": " << answer.message;
+  }
+  EXPECT_EQ(Get(a, inputs + "&as_of_ms=1&period=day").status, 404) << "only another instance asks it";
+  EXPECT_EQ(Get(a, "/v1/internal/churn/fit-inputs?partitions=" + std::to_string(theirs) + "&as_of_ms=1&period=day", "b")
+                .error,
+            "partition_moved");
   const Reply moved = Get(a, histograms + std::to_string(theirs), "b");
   EXPECT_EQ(moved.status, 503);
   EXPECT_EQ(moved.error, "partition_moved");

@@ -70,7 +70,7 @@ HttpResponse ApiService::Impl::ServeCustomer(const HttpRequest& request, const s
 HttpResponse ApiService::Impl::CatchingUp(const std::vector<int32_t>& partitions) {
   return Unavailable("partition_catching_up",
                      fmt::format("partitions {} moved to this instance and are still being applied up to where the "
-                                 "log ended then: what is not found may yet be; retry shortly",
+                                 "log ended then: their customers' state here is not complete yet; retry shortly",
                                  PartitionList(partitions)),
                      partitions);
 }

@@ -22,6 +22,11 @@ HttpResponse ApiService::Impl::Serve(const HttpRequest& request, const ViewRead&
   if (!partitions.ok()) return StatusResponse(partitions.status());
   auto answer = read(*partitions);
   if (!answer.ok()) return StatusResponse(answer.status());
+  // A customer whose partition moved here and is still being applied has
+  // only part of their history here yet: no answer rather than a wrong one.
+  if (Clustered() && answer->partition && progress != nullptr && progress->CatchingUp(*answer->partition)) {
+    return CatchingUp({*answer->partition});
+  }
   return Read(answer->json, answer->partition);
 }
 

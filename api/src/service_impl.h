@@ -166,8 +166,8 @@ struct ApiService::Impl {
   HttpResponse ServeCustomer(const HttpRequest& request, const std::string& customer_id, const ViewRead& read);
   HttpResponse ServeLookup(const HttpRequest& request, v1::IdentityKind kind, const std::string& value);
   HttpResponse Forward(const HttpRequest& request, int32_t partition);
-  // 503 partition_catching_up: a read not found in partitions that moved
-  // here and are not yet applied to where the log ended then.
+  // 503 partition_catching_up: a read of partitions that moved here and are
+  // not yet applied to where the log ended then (found or not).
   static HttpResponse CatchingUp(const std::vector<int32_t>& partitions);
   // GET `target` of `owner` on behalf of `request` (its key passed on);
   // nullopt when the owner did not answer.

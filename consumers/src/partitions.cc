@@ -3,6 +3,7 @@
 // still holds what the store applied, the stall watchdog, and the progress
 // readers see.
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "rapport/events/validation.h"
@@ -20,7 +21,13 @@ void ProjectionRunner::Impl::UpdateProgress() {
     int64_t& end = log_end[p];
     end = options.replay ? caught_up_at[p] : std::max({end, high, applied});
     progress.Update(p, applied, end);
-    if (auto catching = catching_up.find(p); catching != catching_up.end() && applied >= end) {
+    auto catching = catching_up.find(p);
+    if (catching != catching_up.end() && !catching->second.end_known) {
+      if (high < 0) continue;  // no fetch has answered yet
+      catching->second.end_known = true;
+      progress.SetOwned(p, true, end);
+    }
+    if (catching != catching_up.end() && applied >= end) {
       log->info("{}[{}] caught up: {} records applied in {:.1f} s since it was assigned", options.topic, p,
                 applied - catching->second.from,
                 std::chrono::duration<double>(Clock::now() - catching->second.since).count());
@@ -109,16 +116,25 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
       // partition went to another instance): until the store reaches it,
       // the API says a customer not found may yet be.
       int64_t low = 0, high = -1;
-      if (rd_kafka_query_watermark_offsets(consumer.get(), tp.topic, tp.partition, &low, &high, 1000) ==
-          RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log_end[tp.partition] = std::max(log_end[tp.partition], high);
-      }
+      const rd_kafka_resp_err_t queried =
+          rd_kafka_query_watermark_offsets(consumer.get(), tp.topic, tp.partition, &low, &high, 1000);
       const int64_t from = tp.offset >= 0 ? tp.offset : 0;
+      if (queried == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log_end[tp.partition] = std::max(log_end[tp.partition], high);
+        const int64_t behind = std::max<int64_t>(log_end[tp.partition] - from, 0);
+        progress.SetOwned(tp.partition, true, behind > 0 ? log_end[tp.partition] : -1);
+        if (behind > 0) catching_up[tp.partition] = {from, Clock::now()};
+      } else {
+        // The end last seen may be from before the partition went elsewhere:
+        // catching up until a fetch says where the log ends.
+        log->warn("{}[{}]: where the log ends is not known yet ({}): catching up until a fetch tells", tp.topic,
+                  tp.partition, rd_kafka_err2str(queried));
+        progress.SetOwned(tp.partition, true, std::numeric_limits<int64_t>::max());
+        catching_up[tp.partition] = {from, Clock::now(), /*end_known=*/false};
+      }
       const int64_t behind = std::max<int64_t>(log_end[tp.partition] - from, 0);
       progress.Update(tp.partition, from, log_end[tp.partition]);
-      progress.SetOwned(tp.partition, true, behind > 0 ? log_end[tp.partition] : -1);
       if (relay) relay->Own(tp.partition);
-      if (behind > 0) catching_up[tp.partition] = {from, Clock::now()};
       if (stored != lane.next_offset.end()) {
         if (meters) meters->assigned_with_state->Add();
         log->info("assigned {}[{}] from offset {}, where this store's state for it stands ({} records behind)",

@@ -84,6 +84,10 @@ struct ProjectionRunner::Impl {
   struct CatchUp {
     int64_t from;
     Clock::time_point since;
+    // False while the log's end is not known (the broker did not answer the
+    // watermark query at the assignment): the partition counts as catching
+    // up until the first fetch tells where the log ends.
+    bool end_known = true;
   };
   std::map<int32_t, CatchUp> catching_up;
   std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started

@@ -77,5 +77,35 @@ TEST_F(ClusterService, NotFoundInAPartitionStillCatchingUpIsNotAnAnswerYet) {
   EXPECT_EQ(Get("/v1/customers/lookup?email=nobody@mail.example").status, 404);
 }
 
+TEST_F(ClusterService, ACustomerFoundInAPartitionStillCatchingUpIsNotAnsweredWithPartOfTheirHistory) {
+  // What this store has of partition 1's customer: one of their events; the
+  // rest sits in the log beyond it, not yet applied.
+  const std::string customer = CustomerOf(1);
+  ApplyEvents({nlohmann::json{{"customer_id", customer},
+                              {"occurred_at", "2026-11-01T10:00:00Z"},
+                              {"source", "web/shop"},
+                              {"channel", "CHANNEL_WEB"},
+                              {"profile_updated", {{"traits", {{"tier", "gold"}}}}}}
+                   .dump()},
+              1);
+  progress_.Update(0, 10, 10);
+  progress_.SetOwned(0, true);
+  progress_.Update(1, 1, 10);
+  progress_.SetOwned(1, true, /*catch_up_to=*/10);
+  progress_.MarkStarted();
+  progress_.MarkJoined();
+
+  for (const std::string& target : {"/v1/customers/" + customer, "/v1/customers/" + customer + "/churn",
+                                    "/v1/customers/" + customer + "/reviews"}) {
+    const HttpResponse partial = Get(target);
+    EXPECT_EQ(partial.status, 503) << target << ": " << partial.body;
+    EXPECT_EQ(Code(partial), "partition_catching_up") << target;
+  }
+
+  progress_.Update(1, 10, 10);  // caught up: the whole history is applied
+  const HttpResponse whole = Get("/v1/customers/" + customer);
+  EXPECT_EQ(whole.status, 200) << whole.body;
+}
+
 }  // namespace
 }  // namespace rapport::api

@@ -12,6 +12,7 @@
 
 #include "rapport/api/http_server.h"
 #include "rapport/api/service.h"
+#include "rapport/events/admission.h"
 #include "rapport/projections/keys.h"
 #include "rapport/projections/registry.h"
 #include "rapport/testing/status.h"
@@ -74,6 +75,25 @@ class ServiceFixture : public ::testing::Test {
     ASSERT_OK(store_->Write(batch));
   }
   HttpResponse Get(const std::string& target) { return service_->Handle(LoopbackGet(target)); }
+  // Admits each JSON event and folds it into every projection as the runner
+  // would, as read from `partition` (offsets counted from 0 per fixture).
+  void ApplyEvents(const std::vector<std::string>& lines, int32_t partition) {
+    events::EventAdmission admission;
+    rocksdb::WriteBatch batch;
+    for (projections::Projection* projection : registry_.all()) {
+      projections::StateBatch state(*store_, store_->family(projection->Family()));
+      std::vector<projections::OutboxRecord> outbox;
+      int64_t offset = applied_;
+      for (const auto& line : lines) {
+        auto admitted = admission.AdmitJson(line, absl::Now());
+        ASSERT_TRUE(admitted.accepted()) << line;
+        ASSERT_OK(projection->Apply(admitted.event.envelope, {partition, offset++}, state, outbox));
+      }
+      state.CommitTo(batch);
+    }
+    applied_ += static_cast<int64_t>(lines.size());
+    ASSERT_OK(store_->Write(batch));
+  }
 
   std::filesystem::path path_;
   projections::ProjectionRegistry registry_;
@@ -81,6 +101,7 @@ class ServiceFixture : public ::testing::Test {
   consumers::RunnerProgress progress_;
   Metrics metrics_;
   std::unique_ptr<ApiService> service_;
+  int64_t applied_ = 0;
 };
 
 }  // namespace rapport::api

@@ -39,6 +39,26 @@ HttpResponse Unavailable(std::string_view code, const std::string& message, cons
 
 bool ApiService::Impl::OwnedHere(int32_t partition) const { return progress->Owned(partition); }
 
+bool ApiService::Impl::StandsInHere(int32_t partition, bool asked) const {
+  if (!progress->Standby(partition) || progress->CatchingUp(partition)) return false;
+  if (asked) return true;
+  auto owner = options.directory->OwnerOf(partition, options.instance_id);
+  return !owner || owner->standby;
+}
+
+std::function<bool(int32_t)> ApiService::Impl::AnsweredHere() const {
+  auto here = std::make_shared<std::set<int32_t>>();
+  if (auto count = const_cast<Impl*>(this)->PartitionCount(); count.ok()) {
+    const auto owners = options.directory->Owners(*count, options.instance_id);
+    for (int32_t p = 0; p < *count; ++p) {
+      auto owner = owners.find(p);
+      const bool no_live_owner = owner == owners.end() || owner->second.standby;
+      if (OwnedHere(p) || (no_live_owner && progress->Standby(p) && !progress->CatchingUp(p))) here->insert(p);
+    }
+  }
+  return [here](int32_t p) { return here->contains(p); };
+}
+
 bool ApiService::Impl::AskedByAnotherInstance(const HttpRequest& request) const {
   return Clustered() && !request.Header(kForwardedBy).empty();
 }
@@ -61,7 +81,9 @@ HttpResponse ApiService::Impl::ServeCustomer(const HttpRequest& request, const s
   auto partitions = PartitionCount();
   if (!partitions.ok()) return StatusResponse(partitions.status());
   const int32_t partition = kafka::PartitionForKey(customer_id, *partitions);
-  if (!OwnedHere(partition)) return Forward(request, partition);
+  if (!OwnedHere(partition) && !StandsInHere(partition, AskedByAnotherInstance(request))) {
+    return Forward(request, partition, read);
+  }
   HttpResponse here = Serve(request, read);
   if (here.status == 404 && progress->CatchingUp(partition)) return CatchingUp({partition});
   return here;
@@ -75,7 +97,7 @@ HttpResponse ApiService::Impl::CatchingUp(const std::vector<int32_t>& partitions
                      partitions);
 }
 
-HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t partition) {
+HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t partition, const ViewRead& read) {
   if (!request.Header(kForwardedBy).empty()) {
     // Forwarded here by an instance whose directory says this one applies
     // the partition: it has just moved. The caller's client retries.
@@ -100,10 +122,18 @@ HttpResponse ApiService::Impl::Forward(const HttpRequest& request, int32_t parti
         {partition});
   }
   auto answer = Ask(*owner, request.target, request);
+  if (!answer && !owner->standby) {
+    // The owner died a moment ago (the directory does not know it yet): a
+    // standby of the partition answers, this one or another.
+    if (progress->Standby(partition) && !progress->CatchingUp(partition)) return Serve(request, read);
+    if (auto standby = options.directory->StandbyOf(partition, options.instance_id)) {
+      if ((answer = Ask(*standby, request.target, request))) owner = standby;
+    }
+  }
   if (!answer) {
     return Unavailable("partition_unavailable",
-                       fmt::format("instance {} applies partition {} but did not answer at {}", owner->instance_id,
-                                   partition, owner->url),
+                       fmt::format("instance {} {} partition {} but did not answer at {}", owner->instance_id,
+                                   owner->standby ? "stands by for" : "applies", partition, owner->url),
                        {partition});
   }
   answer->headers.emplace_back(kServedBy, owner->instance_id);
@@ -154,8 +184,9 @@ Result<std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>>> A
   std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>> others;
   std::vector<int32_t> missing;
   const auto owners = options.directory->Owners(count, options.instance_id);
+  const auto here = AnsweredHere();
   for (int32_t p = 0; p < count; ++p) {
-    if (OwnedHere(p)) continue;
+    if (here(p)) continue;
     auto owner = owners.find(p);
     if (owner == owners.end() || owner->second.url.empty()) {
       missing.push_back(p);
@@ -216,7 +247,7 @@ Result<projections::ChurnHistograms> ApiService::Impl::ClusterHistograms(const H
     }
   }
   ASSIGN_OR_RETURN(int32_t count, PartitionCount());
-  ASSIGN_OR_RETURN(auto histograms, ChurnView(store, count).HistogramsOf([this](int32_t p) { return OwnedHere(p); }));
+  ASSIGN_OR_RETURN(auto histograms, ChurnView(store, count).HistogramsOf(AnsweredHere()));
   ASSIGN_OR_RETURN(auto others, OthersPartitions());
   for (const auto& [id, owned] : others) {
     const auto& [owner, partitions] = owned;
@@ -259,7 +290,7 @@ std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::set<int32_t>
                                        options.events_topic, *count, *count - 1),
                            "partitions");
     }
-    if (!OwnedHere(p)) {
+    if (!OwnedHere(p) && !StandsInHere(p, /*asked=*/true)) {
       return Unavailable("partition_moved",
                          fmt::format("partition {} is not applied by this instance (it moved); retry shortly", p), {p});
     }
@@ -324,12 +355,13 @@ ApiService::Impl::Gathered ApiService::Impl::Gather(const HttpRequest& request, 
       return Ask(owner, target, request);
     }));
   }
-  auto mine = part(*count, [this](int32_t p) { return OwnedHere(p); });
+  const auto here = AnsweredHere();
+  auto mine = part(*count, here);
   std::vector<std::optional<HttpResponse>> answers;
   for (auto& answer : asked) answers.push_back(answer.get());  // all of them, before anything returns
   if (!mine.ok()) return fail(mine.status());
   out.parts.push_back(std::move(*mine));
-  out.freshness = FreshnessOf([this](int32_t p) { return OwnedHere(p); });
+  out.freshness = FreshnessOf(here);
   size_t next = 0;
   for (const auto& [id, owned] : *others) {
     const auto& partitions = owned.second;
@@ -386,8 +418,14 @@ HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::Ident
   // The identity's index entry sits in its customer's partition, which the
   // identity does not tell: this instance's partitions first, then every
   // other live instance's (a forwarded lookup looks only here).
+  // (A standby answers for partitions with no live owner, and, asked by
+  // another instance, for those it stands by.)
+  const auto answered = AnsweredHere();
+  const bool asked = AskedByAnotherInstance(request);
   HttpResponse here = Serve(request, [&](int32_t partitions) {
-    return Reads(partitions).Lookup(kind, value, [this](int32_t p) { return OwnedHere(p); });
+    return Reads(partitions).Lookup(kind, value, [&](int32_t p) {
+      return answered(p) || (asked && StandsInHere(p, true));
+    });
   });
   if (here.status != 404 || !request.Header(kForwardedBy).empty()) return here;
   std::vector<int32_t> unanswered;
@@ -400,7 +438,7 @@ HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::Ident
     const auto owners = options.directory->Owners(*count, options.instance_id);
     std::map<std::string, std::pair<cluster::Owner, std::vector<int32_t>>> reachable;
     for (int32_t p = 0; p < *count; ++p) {
-      if (OwnedHere(p)) continue;
+      if (answered(p)) continue;
       auto owner = owners.find(p);
       if (owner == owners.end() || owner->second.url.empty()) {
         unanswered.push_back(p);
@@ -471,8 +509,9 @@ Result<std::map<int32_t, projections::FitInputs>> ApiService::Impl::ClusterFitIn
                                                                                      projections::ModelPeriod period) {
   ASSIGN_OR_RETURN(int32_t count, PartitionCount());
   std::map<int32_t, projections::FitInputs> inputs;
+  const auto here = AnsweredHere();
   for (int32_t p = 0; p < count; ++p) {
-    if (!OwnedHere(p)) continue;
+    if (!here(p)) continue;
     ASSIGN_OR_RETURN(inputs[p],
                      ChurnView(store, count).FitInputsOf(as_of_ms, period, [p](int32_t q) { return q == p; }));
   }
@@ -534,19 +573,23 @@ Json ApiService::Impl::ClusterJson() {
   Json instances = Json::array();
   auto heard = options.directory->Members();
   for (const auto& [id, member] : heard) {
-    Json owned = Json::array();
-    for (const auto& p : member.member.owned()) {
-      owned.push_back({{"partition", p.partition()},
+    auto listed = [](const auto& states) {
+      Json out = Json::array();
+      for (const auto& p : states) {
+        out.push_back({{"partition", p.partition()},
                        {"applied_offset", p.applied()},
                        {"lag_records", std::max<int64_t>(p.end() - p.applied(), 0)}});
-    }
+      }
+      return out;
+    };
     instances.push_back({{"instance_id", id},
                          {"url", member.member.advertised_url()},
                          {"live", member.live},
                          {"leaving", member.member.leaving()},
                          {"last_heard_ms", member.since.count()},
                          {"version", member.member.version()},
-                         {"owned", std::move(owned)}});
+                         {"owned", listed(member.member.owned())},
+                         {"standby", listed(member.member.standby())}});
   }
   Json partitions = Json::array();
   std::vector<int32_t> unowned;
@@ -559,6 +602,7 @@ Json ApiService::Impl::ClusterJson() {
       partitions.push_back(
           {{"partition", p},
            {"owner", owned ? Json(owner->second.instance_id) : Json(nullptr)},
+           {"by_standby", owned && owner->second.standby},
            {"lag_records",
             owned ? Json(std::max<int64_t>(owner->second.end - owner->second.applied, 0)) : Json(nullptr)}});
     }
@@ -674,8 +718,9 @@ std::vector<int32_t> ApiService::Impl::PartitionsWithoutOwner() {
   auto count = PartitionCount();
   if (!count.ok()) return missing;
   const auto owners = options.directory->Owners(*count, options.instance_id);
+  const auto here = AnsweredHere();
   for (int32_t p = 0; p < *count; ++p) {
-    if (!OwnedHere(p) && !owners.contains(p)) missing.push_back(p);
+    if (!here(p) && !owners.contains(p)) missing.push_back(p);
   }
   return missing;
 }

@@ -51,6 +51,8 @@ Json ApiService::Impl::Freshness(std::optional<int32_t> partition) {
   out["partition"] = *partition;
   out["applied_offset"] = it == state.end() ? Json(nullptr) : Json(it->second.applied);
   out["lag_records"] = it == state.end() ? Json(nullptr) : lag(it->second);
+  // Answered by a standby (its owner is gone, or did not answer).
+  if (it != state.end() && !it->second.owned && it->second.standby) out["standby"] = true;
   AddRebuild(out);
   return out;
 }
@@ -126,7 +128,7 @@ std::optional<HttpResponse> ApiService::Impl::WaitForAfter(const HttpRequest& re
   const auto deadline = Clock::now() + options.consistency_wait;
   for (const auto& [partition, offset] : positions) {
     // Another instance's partition: its owner waits, asked with the same ?after=.
-    if (Clustered() && !OwnedHere(partition)) continue;
+    if (Clustered() && !OwnedHere(partition) && !progress->Standby(partition)) continue;
     if (auto never = PastTheEnd(partition, offset, deadline)) return *never;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (!progress->WaitApplied(partition, offset, std::max(left, std::chrono::milliseconds(0)))) {

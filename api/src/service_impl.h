@@ -156,6 +156,13 @@ struct ApiService::Impl {
   // cluster_routes.cc: several instances, one API.
   bool Clustered() const { return options.directory != nullptr && progress != nullptr; }
   bool OwnedHere(int32_t partition) const;
+  // A standby here, caught up, that answers for the partition: while no
+  // live instance owns it, or when another instance asks (`asked`: it found
+  // this one as the partition's standby, or its owner just now).
+  bool StandsInHere(int32_t partition, bool asked) const;
+  // The partitions this instance answers for now (owned, or stood in for),
+  // for a whole read at one look at the directory.
+  std::function<bool(int32_t)> AnsweredHere() const;
   // Sent by another instance of the group (for a part of a read, or a read
   // forwarded once).
   bool AskedByAnotherInstance(const HttpRequest& request) const;
@@ -165,7 +172,9 @@ struct ApiService::Impl {
   // otherwise forwarded to the instance that does.
   HttpResponse ServeCustomer(const HttpRequest& request, const std::string& customer_id, const ViewRead& read);
   HttpResponse ServeLookup(const HttpRequest& request, v1::IdentityKind kind, const std::string& value);
-  HttpResponse Forward(const HttpRequest& request, int32_t partition);
+  // To the partition's owner; when it does not answer (it died a moment
+  // ago), to a standby of the partition, here or on another instance.
+  HttpResponse Forward(const HttpRequest& request, int32_t partition, const ViewRead& read);
   // 503 partition_catching_up: a read of partitions that moved here and are
   // not yet applied to where the log ended then (found or not).
   static HttpResponse CatchingUp(const std::vector<int32_t>& partitions);

@@ -29,17 +29,21 @@ int RunClusterStatus(const Config& config, bool json, std::ostream& out, std::os
   if (json) {
     nlohmann::ordered_json instances = nlohmann::ordered_json::array();
     for (const auto& [id, heard] : members) {
-      nlohmann::ordered_json owned = nlohmann::ordered_json::array();
-      for (const auto& p : heard.member.owned()) {
-        owned.push_back({{"partition", p.partition()},
-                         {"applied_offset", p.applied()},
-                         {"lag_records", std::max<int64_t>(p.end() - p.applied(), 0)}});
-      }
+      auto listed = [](const auto& states) {
+        nlohmann::ordered_json list = nlohmann::ordered_json::array();
+        for (const auto& p : states) {
+          list.push_back({{"partition", p.partition()},
+                          {"applied_offset", p.applied()},
+                          {"lag_records", std::max<int64_t>(p.end() - p.applied(), 0)}});
+        }
+        return list;
+      };
       instances.push_back({{"instance_id", id},
                            {"url", heard.member.advertised_url()},
                            {"live", heard.live},
                            {"last_heard_ms", heard.since.count()},
-                           {"owned", std::move(owned)}});
+                           {"owned", listed(heard.member.owned())},
+                           {"standby", listed(heard.member.standby())}});
     }
     out << nlohmann::ordered_json{{"group_id", config.run.group_id},
                                   {"instances", std::move(instances)},
@@ -56,11 +60,26 @@ int RunClusterStatus(const Config& config, bool json, std::ostream& out, std::os
         partitions += fmt::format("{}{} ({})", partitions.empty() ? "" : ", ", p.partition(),
                                   std::max<int64_t>(p.end() - p.applied(), 0));
       }
+      std::string standby;
+      for (const auto& p : heard.member.standby()) {
+        standby += fmt::format("{}{} ({})", standby.empty() ? "" : ", ", p.partition(),
+                               std::max<int64_t>(p.end() - p.applied(), 0));
+      }
+      if (!standby.empty()) partitions += fmt::format("; standby {}", standby);
       const std::string state = heard.live ? "live" : heard.member.leaving() ? "left" : "gone";
       out << fmt::format("{:<28} {:<6} {:>8.1f}s  {:<28} {}\n", id, state, heard.since.count() / 1000.0,
                          heard.member.advertised_url(), heard.live ? partitions : "");
     }
-    if (!unowned.empty()) out << fmt::format("no live instance applies partitions {}\n", fmt::join(unowned, ", "));
+    std::vector<int32_t> by_standby;
+    for (const auto& [p, owner] : owners) {
+      if (owner.standby) by_standby.push_back(p);
+    }
+    if (!by_standby.empty()) {
+      out << fmt::format("no live owner: standbys answer for partitions {}\n", fmt::join(by_standby, ", "));
+    }
+    if (!unowned.empty()) {
+      out << fmt::format("no live instance applies partitions {}\n", fmt::join(unowned, ", "));
+    }
   }
   return unowned.empty() ? 0 : 1;
 }

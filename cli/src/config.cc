@@ -267,6 +267,11 @@ Result<Config> ParseConfig(std::string_view text, std::string_view origin) {
   RETURN_IF_ERROR(r.ReadPositive("run.dedup_window", c.run.dedup_window));
   RETURN_IF_ERROR(r.ReadPositive("run.apply_threads", c.run.apply_threads, /*at_most=*/256));
   RETURN_IF_ERROR(r.ReadNonNegative("run.state_cache_bytes", c.run.state_cache_bytes));
+  RETURN_IF_ERROR(r.ReadNonNegative("run.standby_replicas", c.run.standby_replicas));
+  if (c.run.standby_replicas > 16) {
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: run.standby_replicas: must be at most 16 (copies of each partition)", r.Where("run.standby_replicas")));
+  }
   RETURN_IF_ERROR(r.Read("log.level", c.log_level));
 
   RETURN_IF_ERROR(r.Read("churn.period", c.churn.period));

@@ -171,12 +171,15 @@ Status JoinMembers(const Config& config, const std::string& instance_id, const s
   self.set_instance_token(instance_token);
   auto describe = [&progress, &fitted](cluster::v1::Member& member) {
     for (const auto& [p, state] : progress.Snapshot()) {
-      if (!state.owned) continue;
-      auto* owned = member.add_owned();
-      owned->set_partition(p);
-      owned->set_applied(state.applied);
-      owned->set_end(state.end);
-      owned->set_assigned_at_ms(state.owned_since_ms);
+      // A standby is published once it has caught up: only then may it
+      // answer for the partition.
+      const bool warm_standby = state.standby && state.applied >= state.catch_up_to;
+      if (!state.owned && !warm_standby) continue;
+      auto* published = state.owned ? member.add_owned() : member.add_standby();
+      published->set_partition(p);
+      published->set_applied(state.applied);
+      published->set_end(state.end);
+      if (state.owned) published->set_assigned_at_ms(state.owned_since_ms);
     }
     std::lock_guard lock(fitted.mutex);
     member.set_churn_model(fitted.bytes);
@@ -291,7 +294,7 @@ ModelFit LocalFit(const Config& config, projections::ProjectionStore& store) {
 void AdoptPublishedModels(const cluster::Directory& directory, projections::ProjectionStore& store,
                           std::string& adopted) {
   auto fitter = directory.OwnerOf(0);
-  if (!fitter) return;
+  if (!fitter || fitter->standby) return;  // a standby fits nothing
   const auto members = directory.Members();
   auto member = members.find(fitter->instance_id);
   if (member == members.end() || member->second.member.churn_model().empty()) return;
@@ -374,26 +377,40 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
   }
   const bool serve = !config.api.listen.empty();
   Metrics metrics;
-  std::atomic<cluster::Publisher*> publishing{nullptr};  // told of each assignment
-  consumers::RunnerOptions options{
-      .kafka = config.kafka,
-      .group_id = config.run.group_id,
-      .instance_id = config.run.instance_id.empty() ? DefaultInstanceId(config.store.data_dir) : config.run.instance_id,
-      .topic = config.topics.events,
-      .dead_letter_topic = config.topics.dead_letter,
-      .alerts_topic = config.topics.alerts,
-      .max_batch = static_cast<size_t>(config.run.max_batch),
-      .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
-      .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
-      .apply_threads = static_cast<unsigned>(config.run.apply_threads),
-      .state_cache_bytes = static_cast<size_t>(config.run.state_cache_bytes),
-      .stop_when_caught_up = args.until_caught_up,
-      .metrics = serve ? &metrics : nullptr,
-      .replay = std::nullopt,
-      .on_batch = nullptr,
-      .on_assignment = [&publishing] {
-        if (cluster::Publisher* publisher = publishing.load()) publisher->Nudge();
-      }};
+  std::atomic<cluster::Publisher*> publishing{nullptr};     // told of each assignment
+  std::atomic<const cluster::Directory*> placing{nullptr};  // where standbys go
+  const std::string instance_id =
+      config.run.instance_id.empty() ? DefaultInstanceId(config.store.data_dir) : config.run.instance_id;
+  std::function<std::set<int32_t>(int32_t)> standbys;
+  if (config.run.standby_replicas > 0) {
+    standbys = [&placing, &instance_id, replicas = static_cast<int>(config.run.standby_replicas),
+                current = std::set<int32_t>()](int32_t partition_count) mutable {
+      const cluster::Directory* directory = placing.load();
+      if (directory == nullptr) return std::set<int32_t>();
+      current = cluster::StandbyPartitions(directory->Members(), instance_id, partition_count, replicas, current);
+      return current;
+    };
+  }
+  consumers::RunnerOptions options{.kafka = config.kafka,
+                                   .group_id = config.run.group_id,
+                                   .instance_id = instance_id,
+                                   .topic = config.topics.events,
+                                   .dead_letter_topic = config.topics.dead_letter,
+                                   .alerts_topic = config.topics.alerts,
+                                   .max_batch = static_cast<size_t>(config.run.max_batch),
+                                   .batch_wait = std::chrono::milliseconds(config.run.batch_wait_ms),
+                                   .dedup_window = static_cast<uint32_t>(config.run.dedup_window),
+                                   .apply_threads = static_cast<unsigned>(config.run.apply_threads),
+                                   .state_cache_bytes = static_cast<size_t>(config.run.state_cache_bytes),
+                                   .stop_when_caught_up = args.until_caught_up,
+                                   .metrics = serve ? &metrics : nullptr,
+                                   .replay = std::nullopt,
+                                   .on_batch = nullptr,
+                                   .on_assignment =
+                                       [&publishing] {
+                                         if (cluster::Publisher* publisher = publishing.load()) publisher->Nudge();
+                                       },
+                                   .standby_partitions = standbys};
   auto runner = consumers::ProjectionRunner::Create(options, **store, registry.all());
   if (!runner.ok()) {
     err << "run: " << runner.status().message() << "\n";
@@ -415,6 +432,14 @@ int RunProjections(const Config& config, const RunArgs& args, std::ostream& out,
       return 2;
     }
     publishing = publisher.get();
+    placing = directory.get();
+  }
+  if (config.run.standby_replicas > 0 && directory == nullptr) {
+    ModuleLogger("cluster")->warn(
+        "run.standby_replicas is {}, but standbys are placed through the members topic, which this instance {}: "
+        "it keeps none",
+        config.run.standby_replicas,
+        serve && !args.until_caught_up ? "could not join" : "joins only when it serves the API ([api] listen)");
   }
   if (serve) {
     auto started = StartApi(config, **store, &(*runner)->progress(), metrics, ingest, service, server, directory.get(),

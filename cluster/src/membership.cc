@@ -126,10 +126,14 @@ std::optional<Owner> Directory::OwnerOf(int32_t partition, const std::string& ex
   return it->second;
 }
 
-std::map<int32_t, Owner> Directory::Owners(int32_t partition_count, const std::string& except) const {
+namespace {
+
+// The live members' claims to own partitions (of two, the later assignment).
+std::map<int32_t, Owner> LiveOwners(const std::map<std::string, Directory::Heard>& members, int32_t partition_count,
+                                    const std::string& except) {
   std::map<int32_t, Owner> owners;
   std::map<int32_t, int64_t> latest;  // the assignment each owner was chosen by
-  for (const auto& [id, heard] : Members()) {
+  for (const auto& [id, heard] : members) {
     if (!heard.live || id == except) continue;
     for (const auto& p : heard.member.owned()) {
       if (p.partition() < 0 || p.partition() >= partition_count) continue;  // not a partition of the topic
@@ -140,6 +144,62 @@ std::map<int32_t, Owner> Directory::Owners(int32_t partition_count, const std::s
     }
   }
   return owners;
+}
+
+}  // namespace
+
+std::map<int32_t, Owner> Directory::Owners(int32_t partition_count, const std::string& except) const {
+  const auto members = Members();
+  auto owners = LiveOwners(members, partition_count, except);
+  // No live owner (it died, and the group has not yet given its partitions
+  // to others): the live standby that has applied the most answers.
+  for (const auto& [id, heard] : members) {
+    if (!heard.live || id == except) continue;
+    for (const auto& p : heard.member.standby()) {
+      if (p.partition() < 0 || p.partition() >= partition_count) continue;
+      auto known = owners.find(p.partition());
+      if (known != owners.end() && (!known->second.standby || known->second.applied >= p.applied())) continue;
+      owners[p.partition()] = Owner{id, heard.member.advertised_url(), p.applied(), p.end(), /*standby=*/true};
+    }
+  }
+  return owners;
+}
+
+std::optional<Owner> Directory::StandbyOf(int32_t partition, const std::string& except) const {
+  std::optional<Owner> best;
+  for (const auto& [id, heard] : Members()) {
+    if (!heard.live || id == except) continue;
+    for (const auto& p : heard.member.standby()) {
+      if (p.partition() != partition || (best && best->applied >= p.applied())) continue;
+      best = Owner{id, heard.member.advertised_url(), p.applied(), p.end(), /*standby=*/true};
+    }
+  }
+  return best;
+}
+
+std::set<int32_t> StandbyPartitions(const std::map<std::string, Directory::Heard>& members, const std::string& self,
+                                    int32_t partition_count, int replicas, const std::set<int32_t>& current) {
+  std::set<int32_t> standby;
+  if (replicas <= 0) return standby;
+  std::vector<std::string> ring;  // the live instances in id order (this one even before its first record is read)
+  for (const auto& [id, heard] : members) {
+    if (heard.live || id == self) ring.push_back(id);
+  }
+  if (!members.contains(self)) ring.insert(std::lower_bound(ring.begin(), ring.end(), self), self);
+  const auto owners = LiveOwners(members, partition_count, "");
+  for (int32_t p = 0; p < partition_count; ++p) {
+    auto owner = owners.find(p);
+    if (owner == owners.end()) {
+      if (current.contains(p)) standby.insert(p);  // kept while its owner is gone
+      continue;
+    }
+    if (owner->second.instance_id == self) continue;
+    const size_t at = std::lower_bound(ring.begin(), ring.end(), owner->second.instance_id) - ring.begin();
+    for (size_t k = 1; k <= static_cast<size_t>(replicas) && k < ring.size(); ++k) {
+      if (ring[(at + k) % ring.size()] == self) standby.insert(p);
+    }
+  }
+  return standby;
 }
 
 Result<std::unique_ptr<Publisher>> Publisher::Start(kafka::KafkaSettings kafka, std::string topic, v1::Member self,

@@ -214,6 +214,39 @@ bool OutboxRelay::ReadWatermarks(rd_kafka_t* consumer) {
   return all;
 }
 
+void OutboxRelay::ForgetSentByOwners(rd_kafka_t* consumer, const std::set<int32_t>& partitions) {
+  std::set<int32_t> waiting;  // of those, the partitions with entries in the outbox
+  for (const auto& [seq, entry] : pending_) {
+    const int32_t p = entry.source_partition();
+    if (entry.has_source_offset() && partitions.contains(p) && !owned_.contains(p)) waiting.insert(p);
+  }
+  if (waiting.empty()) return;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(waiting.size()));
+  for (int32_t p : waiting) rd_kafka_topic_partition_list_add(list, options_.source_topic.c_str(), p);
+  std::map<int32_t, int64_t> sent_below;
+  if (rd_kafka_committed(consumer, list, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < list->cnt; ++i) {
+      if (list->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[i].offset > 0) {
+        sent_below[list->elems[i].partition] = list->elems[i].offset;
+      }
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  size_t forgotten = 0;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto mark = sent_below.find(it->second.source_partition());
+    if (it->second.has_source_offset() && mark != sent_below.end() && it->second.source_offset() < mark->second &&
+        !owned_.contains(mark->first)) {
+      delivered_.push_back(it->first);
+      it = pending_.erase(it);
+      ++forgotten;
+    } else {
+      ++it;
+    }
+  }
+  if (forgotten > 0) log_->debug("outbox: {} entries of standby partitions were sent by their owners", forgotten);
+}
+
 Status OutboxRelay::Flush(rd_kafka_t* consumer, const std::map<int32_t, int64_t>& next_offset, bool now) {
   const auto t = Clock::now();
   if (pending_.empty() && owned_.empty()) return absl::OkStatus();

@@ -89,6 +89,11 @@ class OutboxRelay {
   // Numbers `entries` in order and stages them into `batch`; Flush sends
   // them once the batch is written.
   void Stage(std::vector<state::v1::OutboxEntry> entries, rocksdb::WriteBatch& batch);
+  // A standby's partitions (applied here as their owner applies them,
+  // sending nothing): their entries below the partition's watermark were
+  // sent by the owner, and are forgotten (removed in the next write); the
+  // rest wait for a promotion. Asks Kafka for the watermarks (at most 1 s).
+  void ForgetSentByOwners(rd_kafka_t* consumer, const std::set<int32_t>& partitions);
   // Whether entries were delivered or refused for good since the last
   // StageSettled: the next write must then take their removal.
   bool HasSettled() const { return !delivered_.empty() || !to_park_.empty(); }

@@ -13,27 +13,31 @@ namespace rapport::consumers {
 
 // Publishes, after a write, how far each partition is applied and where its
 // log ends (librdkafka's cached watermarks: no request to the broker).
+// Standby partitions likewise, from their own consumer.
 void ProjectionRunner::Impl::UpdateProgress() {
-  for (int32_t p : assigned) {
+  auto update = [&](int32_t p, rd_kafka_t* from, std::map<int32_t, CatchUp>& coming, bool standby) {
     int64_t low = 0, high = -1;
     int64_t applied = lane.next_offset.count(p) ? lane.next_offset.at(p) : log_start[p];
-    rd_kafka_get_watermark_offsets(consumer.get(), options.topic.c_str(), p, &low, &high);
+    rd_kafka_get_watermark_offsets(from, options.topic.c_str(), p, &low, &high);
     int64_t& end = log_end[p];
     end = options.replay ? caught_up_at[p] : std::max({end, high, applied});
     progress.Update(p, applied, end);
-    auto catching = catching_up.find(p);
-    if (catching != catching_up.end() && !catching->second.end_known) {
-      if (high < 0) continue;  // no fetch has answered yet
+    auto catching = coming.find(p);
+    if (catching != coming.end() && !catching->second.end_known) {
+      if (high < 0) return;  // no fetch has answered yet
       catching->second.end_known = true;
-      progress.SetOwned(p, true, end);
+      standby ? progress.SetStandby(p, true, end) : progress.SetOwned(p, true, end);
     }
-    if (catching != catching_up.end() && applied >= end) {
-      log->info("{}[{}] caught up: {} records applied in {:.1f} s since it was assigned", options.topic, p,
-                applied - catching->second.from,
-                std::chrono::duration<double>(Clock::now() - catching->second.since).count());
-      catching_up.erase(catching);
+    if (catching != coming.end() && applied >= end) {
+      log->info("{}[{}] caught up{}: {} records applied in {:.1f} s since it {}", options.topic, p,
+                standby ? " as a standby" : "", applied - catching->second.from,
+                std::chrono::duration<double>(Clock::now() - catching->second.since).count(),
+                standby ? "became one" : "was assigned");
+      coming.erase(catching);
     }
-  }
+  };
+  for (int32_t p : assigned) update(p, consumer.get(), catching_up, false);
+  for (int32_t p : standing_by) update(p, standby_consumer.get(), standby_warming, true);
   if (meters) {
     meters->partitions_assigned->Set(static_cast<double>(assigned.size()));
     meters->partitions_catching_up->Set(static_cast<double>(catching_up.size()));
@@ -102,6 +106,13 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
   bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     joined = true;
+    // A standby of a partition the group gives here stops being one: the
+    // live consumer goes on from where it stands (the stored offset).
+    std::set<int32_t> promoted;
+    for (int i = 0; i < partitions->cnt; ++i) {
+      if (standing_by.contains(partitions->elems[i].partition)) promoted.insert(partitions->elems[i].partition);
+    }
+    if (!promoted.empty()) StopStandbys(promoted, "the group assigned it here");
     // Start where the store says, not where Kafka's committed offsets say.
     const bool new_store = lane.next_offset.empty();
     for (int i = 0; i < partitions->cnt; ++i) {
@@ -137,8 +148,9 @@ void ProjectionRunner::Impl::OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic
       if (relay) relay->Own(tp.partition);
       if (stored != lane.next_offset.end()) {
         if (meters) meters->assigned_with_state->Add();
-        log->info("assigned {}[{}] from offset {}, where this store's state for it stands ({} records behind)",
-                  tp.topic, tp.partition, stored->second, behind);
+        log->info("assigned {}[{}] from offset {}, where this store's state for it stands{} ({} records behind)",
+                  tp.topic, tp.partition, stored->second, promoted.contains(tp.partition) ? " as its standby" : "",
+                  behind);
       } else {
         if (meters) meters->assigned_without_state->Add();
         // A store that holds other partitions but never this one: the
@@ -217,19 +229,20 @@ Status ProjectionRunner::Impl::CheckLogHolds(Lane& reading, int32_t partition, i
 Status ProjectionRunner::Impl::OnOffsetOutOfRange(Lane& reading, int32_t partition) {
   // The group may have moved the partition to another instance since Kafka
   // answered: that instance checks it on assignment; here nothing to seek.
-  if (reading.live && !options.replay && !assigned.contains(partition)) {
+  const bool standby = reading.live && standing_by.contains(partition);
+  if (reading.live && !options.replay && !assigned.contains(partition) && !standby) {
     log->info("{}[{}]: out of range, but no longer assigned here; left to its new owner", options.topic, partition);
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(kafka::LogBounds bounds,
-                   kafka::QueryLogBounds(reading.consumer, options.kafka, options.topic, partition));
+  rd_kafka_t* from = standby ? standby_consumer.get() : reading.consumer;
+  ASSIGN_OR_RETURN(kafka::LogBounds bounds, kafka::QueryLogBounds(from, options.kafka, options.topic, partition));
   // A new store's partition with nothing applied goes on from the start too.
   reading.next_offset.try_emplace(partition, bounds.low);
   RETURN_IF_ERROR(CheckLogHolds(reading, partition, bounds.low, bounds.high));
   log->info("{}[{}]: going on from offset {}", options.topic, partition, reading.next_offset[partition]);
   rd_kafka_topic_partition_list_t* at = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(at, options.topic.c_str(), partition)->offset = reading.next_offset[partition];
-  rd_kafka_error_t* error = rd_kafka_seek_partitions(reading.consumer, at, 5000);
+  rd_kafka_error_t* error = rd_kafka_seek_partitions(from, at, 5000);
   rd_kafka_topic_partition_list_destroy(at);
   if (error) {
     Status status = absl::UnavailableError(absl::StrCat("seeking ", options.topic, "[", partition,

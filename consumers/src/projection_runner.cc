@@ -58,6 +58,9 @@ void ProjectionRunner::Impl::InitMetrics() {
   meters_in.partitions_catching_up =
       &m->gauge("rapport_partitions_catching_up",
                 "Assigned partitions not yet caught up with the log's end since they were assigned.");
+  meters_in.partitions_standby =
+      &m->gauge("rapport_partitions_standby",
+                "Partitions of other instances this one keeps a warm copy of ([run] standby_replicas).");
   meters_in.rebuild_behind =
       &m->gauge("rapport_rebuild_lag_records",
                 "Records a projection version being built still has to apply to reach the live position (0: none).");
@@ -66,8 +69,9 @@ void ProjectionRunner::Impl::InitMetrics() {
     for (const auto& [partition, p] : progress.Snapshot()) {
       Labels labels{{"topic", options.topic}, {"partition", std::to_string(partition)}};
       m->gauge("rapport_consumer_lag_records",
-               "Records in the log not yet applied, per partition (0 for partitions another instance owns).", labels)
-          .Set(p.owned ? static_cast<double>(std::max<int64_t>(p.end - p.applied, 0)) : 0);
+               "Records in the log not yet applied, per partition owned or standing by here (0 for the others).",
+               labels)
+          .Set(p.owned || p.standby ? static_cast<double>(std::max<int64_t>(p.end - p.applied, 0)) : 0);
       m->gauge("rapport_applied_offset", "The next offset to apply, per partition.", labels)
           .Set(static_cast<double>(p.applied));
     }
@@ -218,6 +222,10 @@ Status ProjectionRunner::Impl::Init() {
   progress.MarkStarted();
   if (options.replay) return absl::OkStatus();
   rd_kafka_poll_set_consumer(consumer.get());
+  if (options.standby_partitions) {
+    ASSIGN_OR_RETURN(standby_consumer, ManualConsumer(".standby"));
+    rd_kafka_poll_set_consumer(standby_consumer.get());
+  }
   return absl::OkStatus();
 }
 
@@ -320,6 +328,7 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     Status processed = r.ProcessBatch(r.lane, messages.data(), count);
     if (processed.ok() && r.options.on_batch) r.options.on_batch(r.progress);
     for (size_t i = 0; i < count; ++i) rd_kafka_message_destroy(messages[i]);
+    if (processed.ok() && r.standby_consumer) processed = r.StepStandby(messages);
     if (processed.ok() && r.rebuild) processed = r.StepRebuild(messages);
     if (processed.ok() && r.fenced) {
       r.fenced = false;
@@ -342,6 +351,7 @@ Status ProjectionRunner::Run(const std::atomic<bool>& stop) {
     }
   }
   if (r.rebuild_consumer) rd_kafka_consumer_close(r.rebuild_consumer.get());
+  if (r.standby_consumer) rd_kafka_consumer_close(r.standby_consumer.get());
   // librdkafka 2.0.2 aborts (rd_kafka_sticky_assignor_state_destroy) when a
   // cooperative-sticky consumer is closed while it joins its group: a stop
   // in the first moments waits for the join to finish (records it brings are

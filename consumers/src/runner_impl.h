@@ -3,8 +3,9 @@
 // The runner's insides, shared by the files that hold its parts:
 // projection_runner.cc (setting up, the loop), partitions.cc (assignments,
 // where the log stands, commits, progress), batch.cc (checking, applying and
-// writing a batch) and versions.cc (building a raised projection version
-// beside the live one, then swapping it in). The parts that need no Impl
+// writing a batch), standby.cc (warm copies of other instances' partitions)
+// and versions.cc (building a raised projection version beside the live one,
+// then swapping it in). The parts that need no Impl
 // have headers of their own: runner_state.h, outbox_relay.h, dedup_window.h,
 // dead_letter.h, apply_pool.h.
 
@@ -90,6 +91,12 @@ struct ProjectionRunner::Impl {
     bool end_known = true;
   };
   std::map<int32_t, CatchUp> catching_up;
+  // Standbys (RunnerOptions::standby_partitions): the live lane applies them
+  // too, as they arrive on their own consumer (standby.cc).
+  kafka::KafkaHandle standby_consumer;
+  std::set<int32_t> standing_by;
+  std::map<int32_t, CatchUp> standby_warming;  // standbys not yet applied to where the log ended when they came
+  Clock::time_point next_standby_placement, next_standby_forget;
   std::map<int32_t, int64_t> caught_up_at;  // high watermarks when the run started
   std::map<int32_t, int64_t> log_start;     // low watermarks: where a partition with no stored offset starts
   std::chrono::steady_clock::time_point last_record = std::chrono::steady_clock::now();  // for the stall watchdog
@@ -117,6 +124,7 @@ struct ProjectionRunner::Impl {
     Counter* assigned_without_state;  // partitions assigned that this store has never applied
     Gauge* partitions_assigned;
     Gauge* partitions_catching_up;
+    Gauge* partitions_standby;
   };
   std::optional<Meters> meters;
 
@@ -163,6 +171,16 @@ struct ProjectionRunner::Impl {
   bool CaughtUp() const;
   void WatchForStall();
   void UpdateProgress();
+
+  // standby.cc
+  // A consumer of the events topic assigned by hand, in no group (the
+  // rebuild's and the standbys'): group.id is the group's with the suffix.
+  Result<kafka::KafkaHandle> ManualConsumer(const char* group_suffix);
+  // Follows the placement, applies what the standby consumer has fetched,
+  // and forgets outbox entries their owners sent.
+  Status StepStandby(std::vector<rd_kafka_message_t*>& messages);
+  void StartStandbys(const std::set<int32_t>& partitions);
+  void StopStandbys(const std::set<int32_t>& partitions, std::string_view why);
 
   // versions.cc
   Status InitVersions();

@@ -18,7 +18,22 @@ void RunnerProgress::SetOwned(int32_t partition, bool owned, int64_t catch_up_to
   Partition& p = partitions_[partition];
   if (owned && !p.owned) p.owned_since_ms = absl::ToUnixMillis(absl::Now());
   p.owned = owned;
+  if (owned) p.standby = false;
   p.catch_up_to = owned ? catch_up_to : -1;
+}
+
+void RunnerProgress::SetStandby(int32_t partition, bool standby, int64_t catch_up_to) {
+  std::lock_guard lock(mutex_);
+  Partition& p = partitions_[partition];
+  if (p.owned) return;  // the owner's figures stand
+  p.standby = standby;
+  p.catch_up_to = standby ? catch_up_to : -1;
+}
+
+bool RunnerProgress::Standby(int32_t partition) const {
+  std::lock_guard lock(mutex_);
+  auto it = partitions_.find(partition);
+  return it != partitions_.end() && it->second.standby;
 }
 
 bool RunnerProgress::Owned(int32_t partition) const {
@@ -30,7 +45,8 @@ bool RunnerProgress::Owned(int32_t partition) const {
 bool RunnerProgress::CatchingUp(int32_t partition) const {
   std::lock_guard lock(mutex_);
   auto it = partitions_.find(partition);
-  return it != partitions_.end() && it->second.owned && it->second.applied < it->second.catch_up_to;
+  return it != partitions_.end() && (it->second.owned || it->second.standby) &&
+         it->second.applied < it->second.catch_up_to;
 }
 
 void RunnerProgress::MarkJoined() {

@@ -155,13 +155,7 @@ Status ProjectionRunner::Impl::StartRebuild(const std::vector<projections::Proje
   RETURN_IF_ERROR(LoadWindows(building));
 
   // Its own consumer: read by assignment, never in the group.
-  ASSIGN_OR_RETURN(
-      kafka::KafkaConf conf,
-      kafka::BuildKafkaConf(options.kafka, {{"group.id", options.group_id + ".rebuild", "joins no group"},
-                                            {"enable.auto.commit", "false", "offsets live in RocksDB"},
-                                            {"enable.auto.offset.store", "false", "offsets live in RocksDB"},
-                                            {"auto.offset.reset", "error", "the runner decides where it goes on"}}));
-  ASSIGN_OR_RETURN(rebuild_consumer, kafka::NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  ASSIGN_OR_RETURN(rebuild_consumer, ManualConsumer(".rebuild"));
   building.consumer = rebuild_consumer.get();
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partition_count);
   for (const auto& [p, offset] : building.next_offset)

@@ -44,6 +44,17 @@ class ClusterService : public ServiceFixture {
       if (kafka::PartitionForKey(id, 2) == partition) return id;
     }
   }
+  // One event of `customer`'s, applied as read from `partition`: their tier
+  // trait is "gold".
+  void ApplyGoldTier(const std::string& customer, int32_t partition) {
+    ApplyEvents({nlohmann::json{{"customer_id", customer},
+                                {"occurred_at", "2026-11-01T10:00:00Z"},
+                                {"source", "web/shop"},
+                                {"channel", "CHANNEL_WEB"},
+                                {"profile_updated", {{"traits", {{"tier", "gold"}}}}}}
+                     .dump()},
+                partition);
+  }
   static std::string Code(const HttpResponse& response) {
     auto body = nlohmann::json::parse(response.body, nullptr, false);
     return body.is_object() && body.contains("error") ? body["error"]["code"].get<std::string>() : "";
@@ -81,13 +92,7 @@ TEST_F(ClusterService, ACustomerFoundInAPartitionStillCatchingUpIsNotAnsweredWit
   // What this store has of partition 1's customer: one of their events; the
   // rest sits in the log beyond it, not yet applied.
   const std::string customer = CustomerOf(1);
-  ApplyEvents({nlohmann::json{{"customer_id", customer},
-                              {"occurred_at", "2026-11-01T10:00:00Z"},
-                              {"source", "web/shop"},
-                              {"channel", "CHANNEL_WEB"},
-                              {"profile_updated", {{"traits", {{"tier", "gold"}}}}}}
-                   .dump()},
-              1);
+  ApplyGoldTier(customer, 1);
   progress_.Update(0, 10, 10);
   progress_.SetOwned(0, true);
   progress_.Update(1, 1, 10);
@@ -105,6 +110,35 @@ TEST_F(ClusterService, ACustomerFoundInAPartitionStillCatchingUpIsNotAnsweredWit
   progress_.Update(1, 10, 10);  // caught up: the whole history is applied
   const HttpResponse whole = Get("/v1/customers/" + customer);
   EXPECT_EQ(whole.status, 200) << whole.body;
+}
+
+TEST_F(ClusterService, AStandbyAnswersForAPartitionWithNoLiveOwnerOnceItHasCaughtUp) {
+  const std::string customer = CustomerOf(1);
+  ApplyGoldTier(customer, 1);
+  // Partition 0 is owned here; partition 1 is a standby here, and no live
+  // instance owns it (the members topic is empty).
+  progress_.Update(0, 10, 10);
+  progress_.SetOwned(0, true);
+  progress_.SetOwned(1, false);
+  progress_.Update(1, 0, 1);
+  progress_.SetStandby(1, true, /*catch_up_to=*/1);
+  progress_.MarkStarted();
+  progress_.MarkJoined();
+
+  const HttpResponse cold = Get("/v1/customers/" + customer);
+  EXPECT_EQ(cold.status, 503) << cold.body;
+  EXPECT_EQ(Code(cold), "partition_unavailable") << "a standby not yet caught up answers nothing";
+
+  progress_.Update(1, 1, 1);
+  const HttpResponse warm = Get("/v1/customers/" + customer);
+  ASSERT_EQ(warm.status, 200) << warm.body;
+  auto body = nlohmann::json::parse(warm.body);
+  EXPECT_EQ(body["data"]["traits"]["tier"], "gold") << warm.body;
+  EXPECT_EQ(body["freshness"]["standby"], true) << "the answer says a standby gave it";
+  EXPECT_EQ(Get("/v1/customers/" + CustomerOf(0)).status, 404) << "partition 0 is owned here, and caught up";
+
+  progress_.SetStandby(1, false);  // the placement moved it elsewhere
+  EXPECT_EQ(Code(Get("/v1/customers/" + customer)), "partition_unavailable");
 }
 
 }  // namespace

@@ -137,6 +137,11 @@ TEST(Config, ErrorsNameTheFileLineAndKey) {
   EXPECT_EQ(ParseConfig("[run]\nstate_cache_bytes = -1\n", "rapport.toml").status().message(),
             "rapport.toml:2: run.state_cache_bytes: must not be negative");
   EXPECT_OK(ParseConfig("[run]\nstate_cache_bytes = 0\n", "rapport.toml"));
+  EXPECT_EQ(ParseConfig("[run]\nstandby_replicas = -1\n", "rapport.toml").status().message(),
+            "rapport.toml:2: run.standby_replicas: must not be negative");
+  EXPECT_EQ(ParseConfig("[run]\nstandby_replicas = 17\n", "rapport.toml").status().message(),
+            "rapport.toml:2: run.standby_replicas: must be at most 16 (copies of each partition)");
+  EXPECT_EQ(ParseConfig("[run]\nstandby_replicas = 2\n", "rapport.toml")->run.standby_replicas, 2);
   EXPECT_EQ(ParseConfig("[kafka]\nbrokers = [\n", "rapport.toml").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(std::string(ParseConfig("[kafka\n", "rapport.toml").status().message())
                 .rfind("rapport.toml:1: invalid TOML: ", 0),

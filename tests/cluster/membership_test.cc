@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -150,6 +152,84 @@ TEST_F(MembershipTest, APublishedMemberIsLiveUntilItLeaves) {
   }
   EXPECT_FALSE(directory->OwnerOf(3)) << "a member that left owns nothing";
   EXPECT_FALSE(directory->Members().at("me").live);
+}
+
+// Members as the directory hears them, each owning `owned` (none live
+// unless said).
+std::map<std::string, Directory::Heard> Heard(const std::map<std::string, std::vector<int32_t>>& owned,
+                                              const std::set<std::string>& dead = {}) {
+  std::map<std::string, Directory::Heard> members;
+  for (const auto& [id, partitions] : owned) {
+    Directory::Heard& heard = members[id];
+    heard.member.set_instance_id(id);
+    heard.live = !dead.contains(id);
+    for (int32_t p : partitions) heard.member.add_owned()->set_partition(p);
+  }
+  return members;
+}
+
+TEST(StandbyPlacement, EachOwnersPartitionsGoToTheNextInstancesInIdOrder) {
+  const auto members = Heard({{"a", {0, 1}}, {"b", {2, 3}}, {"c", {4, 5}}});
+  EXPECT_EQ(StandbyPartitions(members, "a", 6, 1, {}), (std::set<int32_t>{4, 5})) << "after c comes a (wrapping)";
+  EXPECT_EQ(StandbyPartitions(members, "b", 6, 1, {}), (std::set<int32_t>{0, 1}));
+  EXPECT_EQ(StandbyPartitions(members, "c", 6, 1, {}), (std::set<int32_t>{2, 3}));
+  EXPECT_EQ(StandbyPartitions(members, "a", 6, 2, {}), (std::set<int32_t>{2, 3, 4, 5}));
+  EXPECT_EQ(StandbyPartitions(members, "a", 6, 9, {}), (std::set<int32_t>{2, 3, 4, 5}))
+      << "more copies than other instances: one on each";
+  EXPECT_TRUE(StandbyPartitions(members, "a", 6, 0, {}).empty());
+  EXPECT_EQ(StandbyPartitions(members, "d", 6, 1, {}), (std::set<int32_t>{4, 5}))
+      << "an instance whose own record is not read yet counts in the ring";
+  EXPECT_EQ(StandbyPartitions(members, "a", 4, 2, {}), (std::set<int32_t>{2, 3}))
+      << "a claim beyond the topic's partitions is left out";
+}
+
+TEST(StandbyPlacement, AStandbyOfAPartitionWithNoLiveOwnerKeepsItUntilTheGroupGivesItToSomeone) {
+  // b died: its partitions have no live owner; a stood by them.
+  const auto members = Heard({{"a", {0, 1}}, {"b", {2, 3}}, {"c", {4, 5}}}, {"b"});
+  EXPECT_EQ(StandbyPartitions(members, "a", 6, 1, {2, 3}), (std::set<int32_t>{2, 3, 4, 5}))
+      << "2 and 3 kept; with b gone, a comes after c";
+  EXPECT_EQ(StandbyPartitions(members, "c", 6, 1, {}), (std::set<int32_t>{0, 1}))
+      << "c did not stand by 2 and 3: it does not start to";
+  // The group gave 2 to c and 3 to a: a stands by 2 now, and owns 3.
+  const auto moved = Heard({{"a", {0, 1, 3}}, {"b", {}}, {"c", {2, 4, 5}}}, {"b"});
+  EXPECT_EQ(StandbyPartitions(moved, "a", 6, 1, {2, 3}), (std::set<int32_t>{2, 4, 5}));
+}
+
+TEST_F(MembershipTest, WithNoLiveOwnerTheMostAppliedLiveStandbyAnswersForThePartition) {
+  v1::Member dead = Member("b", {{2, 100}});
+  dead.set_published_at_ms(absl::ToUnixMillis(absl::Now()) - 600'000);
+  Write(dead);
+  v1::Member a = Member("a", {{0, 100}});
+  auto* standby = a.add_standby();
+  standby->set_partition(2);
+  standby->set_applied(11);
+  standby->set_end(11);
+  Write(a);
+  v1::Member c = Member("c", {{1, 100}});
+  standby = c.add_standby();
+  standby->set_partition(2);
+  standby->set_applied(9);
+  standby->set_end(11);
+  Write(c);
+  auto directory = Read();
+  ASSERT_TRUE(directory);
+  auto owners = directory->Owners(4);
+  ASSERT_TRUE(owners.contains(2));
+  EXPECT_EQ(owners.at(2).instance_id, "a");
+  EXPECT_TRUE(owners.at(2).standby);
+  EXPECT_FALSE(owners.at(0).standby);
+  EXPECT_EQ(directory->Owners(4, "a").at(2).instance_id, "c") << "leaving a out";
+  EXPECT_EQ(directory->StandbyOf(2, "a")->instance_id, "c");
+  EXPECT_FALSE(directory->StandbyOf(3, "").has_value());
+
+  Write(Member("b", {{2, 200}}));  // b is back, and owns it again
+  ASSERT_TRUE(directory->WaitCaughtUp(std::chrono::seconds(10)));
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       directory->Owners(4).at(2).standby && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(directory->Owners(4).at(2).instance_id, "b");
+  EXPECT_FALSE(directory->Owners(4).at(2).standby);
 }
 
 }  // namespace

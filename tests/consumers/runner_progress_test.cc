@@ -32,5 +32,31 @@ TEST(RunnerProgress, APartitionAssignedBehindTheLogCatchesUpUntilAppliedReachesT
   EXPECT_FALSE(progress.CatchingUp(4)) << "another partition";
 }
 
+TEST(RunnerProgress, AStandbyCatchesUpLikeAnOwnerAndStopsBeingOneWhenOwned) {
+  RunnerProgress progress;
+  progress.SetOwned(5, false);
+  progress.Update(5, 0, 80);
+  progress.SetStandby(5, true, /*catch_up_to=*/80);
+  EXPECT_TRUE(progress.Standby(5));
+  EXPECT_FALSE(progress.Owned(5));
+  EXPECT_TRUE(progress.CatchingUp(5)) << "a standby that has not reached the log's end answers nothing";
+  progress.Update(5, 80, 90);
+  EXPECT_FALSE(progress.CatchingUp(5));
+
+  progress.SetOwned(5, true);  // promoted: the group gave it here
+  EXPECT_TRUE(progress.Owned(5));
+  EXPECT_FALSE(progress.Standby(5));
+  progress.SetStandby(5, true, 1000);  // a stale placement: the owner's figures stand
+  EXPECT_FALSE(progress.Standby(5));
+  EXPECT_FALSE(progress.CatchingUp(5));
+
+  progress.SetOwned(5, false);
+  progress.SetStandby(5, true);
+  EXPECT_TRUE(progress.Standby(5));
+  progress.SetStandby(5, false);
+  EXPECT_FALSE(progress.Standby(5));
+  EXPECT_FALSE(progress.CatchingUp(5));
+}
+
 }  // namespace
 }  // namespace rapport::consumers

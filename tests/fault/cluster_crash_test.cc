@@ -4,7 +4,8 @@
 // and double nothing: every alert and dead letter is on its topic once, the
 // same as an uninterrupted single instance sent, and the instance left
 // running at the end, once it has taken every partition over, holds exactly
-// the single instance's state. The same checks after scaling from one
+// the single instance's state (with standbys of every partition). The same
+// checks, without standbys, after scaling from one
 // instance to three and back to one, with a rolling restart in between.
 #define CPPHTTPLIB_OPENSSL_SUPPORT
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "fmt/format.h"
 #include "nlohmann/json.hpp"
 #include "rapport/kafka/topics.h"
 #include "rapport/testing/command.h"
@@ -57,7 +59,9 @@ class ClusterCrash : public ::testing::Test {
         "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" + prefix_ + "." + sends_to +
             ".dlq\"\nalerts = \"" + prefix_ + "." + sends_to + ".alerts\"\nmembers = \"" + prefix_ +
             ".members\"\nevents_partitions = 6\n[run]\ngroup_id = \"" + prefix_ + "." + sends_to +
-            "\"\nmax_batch = 2000\n[store]\ndata_dir = \"" + dir + "\"\n[churn]\nrefit_interval_s = 0\n" +
+            "\"\nmax_batch = 2000\n" +
+            (sends_to == "cluster" ? fmt::format("standby_replicas = {}\n", standby_replicas_) : "") +
+            "[store]\ndata_dir = \"" + dir + "\"\n[churn]\nrefit_interval_s = 0\n" +
             (port > 0 ? "[api]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\nopen_reads_on_loopback = true\n"
                       : ""));
   }
@@ -78,7 +82,7 @@ class ClusterCrash : public ::testing::Test {
     for (const auto& member : data["instances"]) heard += member["live"].get<bool>() ? 1 : 0;
     if (heard != live || data["partitions"].size() != 6) return false;
     for (const auto& p : data["partitions"]) {
-      if (p["owner"].is_null() || p["lag_records"] != 0) return false;
+      if (p["owner"].is_null() || p.value("by_standby", false) || p["lag_records"] != 0) return false;
     }
     return true;
   }
@@ -198,6 +202,7 @@ class ClusterCrash : public ::testing::Test {
   kafka::KafkaSettings broker_ = testing::TestBroker();
   std::string prefix_;
   std::string log_;
+  int standby_replicas_ = 0;  // [run] standby_replicas of the instances in the group
   std::vector<std::string> dirs_;
   std::vector<Instance> instances_;
   int64_t records_ = 0;
@@ -205,8 +210,12 @@ class ClusterCrash : public ::testing::Test {
   int single_port_ = 0;
 };
 
+// With a standby of every partition: the standbys apply as their owners do
+// and send nothing, and an instance that takes a dead one's partition over
+// from its standby copy sends only what the dead one had not.
 TEST_F(ClusterCrash, ThreeInstancesKilledTenTimesWhilePublishingLoseAndDoubleNothing) {
   log_ = ::testing::TempDir() + prefix_ + ".log";
+  standby_replicas_ = 1;
   for (int i = 0; i < 3; ++i) {
     const int port = testing::FreePort();
     instances_.push_back({Config("node" + std::to_string(i), "cluster", port), port});

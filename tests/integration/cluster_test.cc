@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <thread>
@@ -69,8 +70,9 @@ class Cluster : public ::testing::Test {
   // `members`: the members topic's name after the prefix.
   // `refit_s`: [churn] refit_interval_s (0: no models). `keyed`: reads need
   // an API key, from this host too.
+  // `run`: more [run] settings.
   Instance& Start(const std::string& name, const std::string& group, const std::string& members = ".members",
-                  int refit_s = 0, bool keyed = false) {
+                  int refit_s = 0, bool keyed = false, const std::string& run = "") {
     Instance& instance = instances_[name];
     instance.port = testing::FreePort();
     instance.dir = ::testing::TempDir() + prefix_ + "." + name;
@@ -80,8 +82,8 @@ class Cluster : public ::testing::Test {
         broker_, prefix_ + "." + name,
         "[topics]\nevents = \"" + prefix_ + ".events\"\ndead_letter = \"" + prefix_ + ".dlq\"\nalerts = \"" + prefix_ +
             ".alerts\"\nmembers = \"" + prefix_ + members + "\"\nevents_partitions = 4\n[run]\ngroup_id = \"" +
-            prefix_ + "." + group + "\"\ninstance_id = \"" + name + "\"\n[store]\ndata_dir = \"" + instance.dir +
-            "\"\n[api]\nlisten = \"127.0.0.1:" + std::to_string(instance.port) +
+            prefix_ + "." + group + "\"\ninstance_id = \"" + name + "\"\n" + run + "[store]\ndata_dir = \"" +
+            instance.dir + "\"\n[api]\nlisten = \"127.0.0.1:" + std::to_string(instance.port) +
             "\"\nopen_reads_on_loopback = " + (keyed ? "false" : "true") + "\n" +
             (keyed ? "[api.keys.test]\nkey = \"" + std::string(kKey) + "\"\nscopes = [\"read\"]\n" : "") +
             "[churn]\nrefit_interval_s = " + std::to_string(refit_s) + "\n[log]\nlevel = \"info\"\n");
@@ -90,8 +92,10 @@ class Cluster : public ::testing::Test {
     return instance;
   }
 
-  // `forwarded_by`: as if another instance of the group asked.
-  static Reply Get(const Instance& instance, const std::string& target, const std::string& forwarded_by = "") {
+  // `forwarded_by`: as if another instance of the group asked. `freshness`:
+  // where to put the answer's freshness.
+  static Reply Get(const Instance& instance, const std::string& target, const std::string& forwarded_by = "",
+                   Json* freshness = nullptr) {
     httplib::Client client("127.0.0.1", instance.port);
     client.set_read_timeout(10, 0);
     Reply reply;
@@ -103,6 +107,7 @@ class Cluster : public ::testing::Test {
     reply.status = result->status;
     Json body = Json::parse(result->body, nullptr, /*allow_exceptions=*/false);
     if (body.is_object() && body.contains("data")) reply.data = body["data"];
+    if (freshness != nullptr && body.is_object() && body.contains("freshness")) *freshness = body["freshness"];
     if (body.is_object() && body.contains("error")) {
       reply.error = body["error"]["code"];
       reply.message = body["error"]["message"];
@@ -126,9 +131,20 @@ class Cluster : public ::testing::Test {
     for (const auto& instance : cluster.data["instances"]) live += instance["live"].get<bool>() ? 1 : 0;
     if (live != instances) return false;
     for (const auto& partition : cluster.data["partitions"]) {
-      if (partition["owner"].is_null() || partition["lag_records"] != 0) return false;
+      if (partition["owner"].is_null() || partition.value("by_standby", false) || partition["lag_records"] != 0) {
+        return false;
+      }
     }
     return cluster.data["partitions"].size() == 4;
+  }
+  // What `asked` answers for each customer, into `answers`; false if any
+  // was not a 200 or a 404.
+  bool AnswersOf(const Instance& asked, std::map<std::string, Reply>& answers) const {
+    for (const std::string& id : Customers()) {
+      answers[id] = Get(asked, "/v1/customers/" + id);
+      if (answers[id].status != 200 && answers[id].status != 404) return false;
+    }
+    return true;
   }
   std::vector<std::string> Customers() const {
     std::vector<std::string> ids;
@@ -406,13 +422,7 @@ TEST_F(Cluster, AKilledInstancesCustomersAreAnsweredAgainOnceTheGroupMovesThem) 
   // What a answers for each customer once both instances have settled
   // (their records on the members topic trail the group by a moment).
   std::map<std::string, Reply> before;
-  ASSERT_TRUE(WaitFor([&] {
-    for (const std::string& id : Customers()) {
-      before[id] = Get(a, "/v1/customers/" + id);
-      if (before[id].status != 200 && before[id].status != 404) return false;
-    }
-    return true;
-  })) << testing::ReadFile(a.log);
+  ASSERT_TRUE(WaitFor([&] { return AnswersOf(a, before); })) << testing::ReadFile(a.log);
 
   testing::KillAndWait(b.pid, SIGKILL);
   b.pid = -1;
@@ -442,6 +452,81 @@ TEST_F(Cluster, AKilledInstancesCustomersAreAnsweredAgainOnceTheGroupMovesThem) 
   // (a's own record, saying it applies them all, reaches its directory a
   // moment after its runner took them.)
   EXPECT_TRUE(WaitFor([&] { return Settled(a, 1); })) << Get(a, "/v1/cluster").data.dump();
+}
+
+// With standbys of every partition on both other instances
+// ([run] standby_replicas = 2), the customers of a killed instance are
+// answered by a standby at once, the same as before, while the group has not
+// yet moved its partitions; then the instances the group gives them to go
+// on from their standby copies.
+TEST_F(Cluster, WithStandbysAKilledInstancesCustomersAreAnsweredByAStandbyUntilTheGroupMovesThem) {
+  const std::string standbys = "standby_replicas = 2\n";
+  Instance& a = Start("a", "platform", ".members", 0, false, standbys);
+  auto simulated = testing::RunRapport(
+      {"--config", a.config, "simulate", "--customers", "50", "--days", "120", "--seed", "8", "--publish"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  Instance& b = Start("b", "platform", ".members", 0, false, standbys);
+  Instance& c = Start("c", "platform", ".members", 0, false, standbys);
+  // Settled, and every partition b owns has a caught-up standby on a and c.
+  auto warm = [&] {
+    if (!Settled(a, 3) || !Settled(b, 3) || !Settled(c, 3)) return false;
+    Reply cluster = Get(a, "/v1/cluster");
+    std::map<std::string, std::set<int>> standby;
+    std::set<int> owned_by_b;
+    for (const auto& instance : cluster.data["instances"]) {
+      for (const auto& p : instance["standby"]) standby[instance["instance_id"]].insert(p["partition"].get<int>());
+      if (instance["instance_id"] == "b") {
+        for (const auto& p : instance["owned"]) owned_by_b.insert(p["partition"].get<int>());
+      }
+    }
+    if (owned_by_b.empty()) return false;
+    for (int p : owned_by_b) {
+      if (!standby["a"].contains(p) || !standby["c"].contains(p)) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(WaitFor(warm)) << Get(a, "/v1/cluster").data.dump() << testing::ReadFile(a.log);
+  std::map<std::string, Reply> before;
+  ASSERT_TRUE(WaitFor([&] { return AnswersOf(a, before); })) << testing::ReadFile(a.log);
+
+  testing::KillAndWait(b.pid, SIGKILL);
+  b.pid = -1;
+  const auto killed = Clock::now();
+  // Every read asked of a, and of c, until both have settled without b.
+  int by_standby = 0;
+  std::optional<double> all_answered_after;
+  while (Clock::now() - killed < std::chrono::seconds(60)) {
+    bool all = true;
+    for (const std::string& id : Customers()) {
+      for (const Instance* asked : {&a, &c}) {
+        Json freshness = Json::object();
+        const Reply now = Get(*asked, "/v1/customers/" + id, "", &freshness);
+        if (now.status == 503) {
+          all = false;
+          EXPECT_TRUE(now.error == "partition_unavailable" || now.error == "partition_moved" ||
+                      now.error == "partition_catching_up")
+              << id << " " << now.error;
+          continue;
+        }
+        EXPECT_EQ(now, before[id]) << id << " from a standby: " << freshness.value("standby", false);
+        if (freshness.value("standby", false)) ++by_standby;
+      }
+    }
+    if (all && !all_answered_after) {
+      all_answered_after = std::chrono::duration<double>(Clock::now() - killed).count();
+    }
+    if (all && Settled(a, 2) && Settled(c, 2)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(all_answered_after) << testing::ReadFile(a.log);
+  std::cout << "every customer answered again " << *all_answered_after << " s after kill -9 (" << by_standby
+            << " answers by a standby)\n";
+  EXPECT_GT(by_standby, 0) << "b's customers were answered by a standby before the group moved its partitions";
+  EXPECT_TRUE(WaitFor([&] { return Settled(a, 2) && Settled(c, 2); })) << Get(a, "/v1/cluster").data.dump();
+  // b's partitions went on where a standby copy stood, on whichever
+  // instance the group gave them to.
+  const std::string logs = testing::ReadFile(a.log) + testing::ReadFile(c.log);
+  EXPECT_NE(logs.find("where this store's state for it stands as its standby"), std::string::npos) << logs;
 }
 
 }  // namespace

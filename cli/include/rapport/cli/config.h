@@ -50,6 +50,11 @@ struct RunConfig {
   int64_t dedup_window = 100000;            // event ids remembered per partition
   int64_t apply_threads = 0;                // threads applying a batch, by partition; 0 (unset): one per core
   int64_t state_cache_bytes = 256ll << 20;  // projection state kept in memory across batches
+  // Warm copies of each partition kept by this many other instances (needs
+  // the members topic): reads of a dead instance's customers are answered
+  // by a standby at once, and a standby the group gives the partition to
+  // resumes where it stands. 0: none.
+  int64_t standby_replicas = 0;
 };
 
 // The lifetime-value models (`rapport churn fit`, and `rapport run`'s refits).

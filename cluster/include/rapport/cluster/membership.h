@@ -39,12 +39,14 @@ namespace rapport::cluster {
 inline constexpr int kStaleAfterIntervals = 4;
 inline constexpr std::chrono::milliseconds kPublishInterval{1000};
 
-// The live owner of a partition, as the directory last heard.
+// The live owner of a partition, as the directory last heard; with no live
+// owner, the live standby that has applied the most of it.
 struct Owner {
   std::string instance_id;
   std::string url;
   int64_t applied = 0;
   int64_t end = 0;
+  bool standby = false;  // a standby, answering while the partition has no live owner
 };
 
 // Reads the members topic from its start and follows it, on a thread of its
@@ -78,6 +80,10 @@ class Directory {
   // OwnerOf of every partition below `partition_count` at once (one pass
   // over the members): the partitions nobody live applies are absent.
   std::map<int32_t, Owner> Owners(int32_t partition_count, const std::string& except = "") const;
+  // The live standby of `partition` that has applied the most, leaving out
+  // `except`: for a read whose owner did not answer (it died a moment ago,
+  // and is not yet known to be gone).
+  std::optional<Owner> StandbyOf(int32_t partition, const std::string& except) const;
 
   // For tests: a record as if it had arrived from the topic.
   void Take(const v1::Member& member);
@@ -104,6 +110,15 @@ class Directory {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+// Where [run] standby_replicas copies go: for each partition with a live
+// owner, the `replicas` live instances after the owner in instance-id order
+// (wrapping round). The partitions `self` is to stand by: those, and those
+// of `current` whose owner is gone (no live owner: a standby is what
+// answers for them until the group gives them to someone). `members`: from
+// Directory::Members.
+std::set<int32_t> StandbyPartitions(const std::map<std::string, Directory::Heard>& members, const std::string& self,
+                                    int32_t partition_count, int replicas, const std::set<int32_t>& current);
 
 // Publishes this instance's record once per kPublishInterval, and at once
 // when Nudge is called (an assignment changed), on a thread of its own.

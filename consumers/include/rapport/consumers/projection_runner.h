@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,14 @@ struct RunnerOptions {
   // Called on the Run thread when the group assigned or took away partitions
   // (the members topic says so at once).
   std::function<void()> on_assignment;
+  // [run] standby_replicas: the partitions of other instances this one keeps
+  // warm copies of (cluster::StandbyPartitions places them), asked once a
+  // second on the Run thread with the events topic's partition count; those the group assigns here are owned
+  // instead. They are applied into the same store exactly as their owner
+  // applies them, by a consumer of their own (assigned by hand, in no
+  // group), and send nothing; when the group assigns one here, applying it
+  // goes on from where the standby stands. Null: no standbys.
+  std::function<std::set<int32_t>(int32_t partition_count)> standby_partitions;
 };
 
 // How far the runner has applied each partition, for readers on other
@@ -86,9 +95,15 @@ class RunnerProgress {
     // store had when it last applied it, if any, and moves no further.
     bool owned = true;
     int64_t owned_since_ms = 0;  // unix ms of the assignment that made it owned here
-    // The log's end when the group assigned it here, if this store was
-    // behind it then: until applied reaches it, the partition is catching up
-    // (a customer not found may yet be).
+    // A warm copy of a partition another instance owns ([run]
+    // standby_replicas): applied here as its owner applies it, sending
+    // nothing; it answers reads while no live owner does, and its owner
+    // resumes from it if the group gives it here.
+    bool standby = false;
+    // The log's end when the group assigned it here (or it became a
+    // standby here), if this store was behind it then: until applied
+    // reaches it, the partition is catching up (what this store has of its
+    // customers is only part of their history).
     int64_t catch_up_to = -1;
   };
 
@@ -106,7 +121,11 @@ class RunnerProgress {
   // Whether the group assigned `partition` here (cheaper than a Snapshot:
   // the API asks it for every read of one customer).
   bool Owned(int32_t partition) const;
-  // Owned, and not yet applied up to where the log ended when it was assigned.
+  // A standby here (`catch_up_to` as for SetOwned). Owning it ends that.
+  void SetStandby(int32_t partition, bool standby, int64_t catch_up_to = -1);
+  bool Standby(int32_t partition) const;
+  // Owned or a standby, and not yet applied up to where the log ended when
+  // it came here.
   bool CatchingUp(int32_t partition) const;
   // The group's first assignment arrived (a replay: at once): which
   // partitions are owned here is known.

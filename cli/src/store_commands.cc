@@ -300,19 +300,15 @@ void AdoptPublishedModels(const cluster::Directory& directory, projections::Proj
   if (member == members.end() || member->second.member.churn_model().empty()) return;
   const std::string& bytes = member->second.member.churn_model();
   if (bytes == adopted) return;
-  state::v1::ChurnModel model;
-  auto positive = [](double x) { return std::isfinite(x) && x > 0; };
-  const bool parsed = model.ParseFromString(bytes);
-  const auto& bg = model.purchases();  // (after parsing: the message it then holds)
-  bool sane = parsed && positive(bg.r()) && positive(bg.alpha()) && positive(bg.a()) && positive(bg.b());
-  for (const auto& spend : model.spend())
-    sane = sane && positive(spend.p()) && positive(spend.q()) && positive(spend.v());
-  if (!sane) {
-    ModuleLogger("cluster")->warn("instance {} publishes churn models that do not parse; kept the last ones",
-                                  fitter->instance_id);
+  auto parsed = projections::ParseChurnModel(bytes);
+  if (!parsed.ok()) {
+    ModuleLogger("cluster")->warn("instance {} publishes churn models that are not sound ({}); kept the last ones",
+                                  fitter->instance_id, std::string(parsed.status().message()));
     adopted = bytes;  // said once
     return;
   }
+  const state::v1::ChurnModel& model = *parsed;
+  const auto& bg = model.purchases();
   if (Status stored = projections::StoreChurnModel(store, model); !stored.ok()) {
     spdlog::warn("churn models from instance {} not stored: {}", fitter->instance_id, std::string(stored.message()));
     return;

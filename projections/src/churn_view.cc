@@ -117,6 +117,33 @@ Status StoreChurnModel(ProjectionStore& store, const state::v1::ChurnModel& mode
   return store.Write(batch);
 }
 
+Result<state::v1::ChurnModel> ParseChurnModel(std::string_view bytes) {
+  state::v1::ChurnModel model;
+  if (!model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InvalidArgumentError("the churn models do not parse");
+  }
+  if (!ModelPeriodNamed(model.period())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the churn models' period \"", model.period(), "\" is neither day nor week"));
+  }
+  auto check = [](const std::string& name, double x) -> Status {
+    if (std::isfinite(x) && x > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("the churn models' ", name, " is ", x, ", not a positive number"));
+  };
+  const auto& bg = model.purchases();
+  RETURN_IF_ERROR(check("BG/NBD r", bg.r()));
+  RETURN_IF_ERROR(check("BG/NBD alpha", bg.alpha()));
+  RETURN_IF_ERROR(check("BG/NBD a", bg.a()));
+  RETURN_IF_ERROR(check("BG/NBD b", bg.b()));
+  for (const auto& spend : model.spend()) {
+    const std::string of = absl::StrCat("Gamma-Gamma (", spend.currency(), ") ");
+    RETURN_IF_ERROR(check(of + "p", spend.p()));
+    RETURN_IF_ERROR(check(of + "q", spend.q()));
+    RETURN_IF_ERROR(check(of + "v", spend.v()));
+  }
+  return model;
+}
+
 ChurnView::ChurnView(ProjectionStore& store, int32_t partition_count)
     : store_(store), family_(store.ServingFamily(ChurnProjection().Family())), partition_count_(partition_count) {}
 

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
+#include <functional>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 #include "projection_harness.h"
@@ -262,6 +265,42 @@ TEST(ChurnOlderVersion, StateOfAnOlderChurnVersionGivesNoModelFiguresAndCannotBe
     EXPECT_NE(fit.status().message().find("still being built"), std::string::npos) << fit.status();
   }
   std::filesystem::remove_all(path);
+}
+
+// Models published by another instance are checked before they are stored:
+// one damaged on the way (or forged) must not give every customer NaN figures.
+TEST(ParseChurnModel, RefusesModelsThatDoNotParseOrHoldNoPositiveFiniteParameters) {
+  state::v1::ChurnModel good;
+  good.set_period("day");
+  good.mutable_purchases()->set_r(0.24);
+  good.mutable_purchases()->set_alpha(4.4);
+  good.mutable_purchases()->set_a(0.79);
+  good.mutable_purchases()->set_b(2.4);
+  auto* spend = good.add_spend();
+  spend->set_currency("EUR");
+  spend->set_p(6.25);
+  spend->set_q(3.74);
+  spend->set_v(15.4);
+  auto parsed = ParseChurnModel(good.SerializeAsString());
+  ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->purchases().alpha(), 4.4);
+
+  EXPECT_EQ(ParseChurnModel("\xff\xff\xff").status().message(), "the churn models do not parse");
+  auto broken = [&](const std::function<void(state::v1::ChurnModel&)>& damage) {
+    state::v1::ChurnModel model = good;
+    damage(model);
+    return std::string(ParseChurnModel(model.SerializeAsString()).status().message());
+  };
+  EXPECT_EQ(broken([](auto& m) { m.set_period("month"); }),
+            "the churn models' period \"month\" is neither day nor week");
+  EXPECT_EQ(broken([](auto& m) { m.mutable_purchases()->set_r(-1); }),
+            "the churn models' BG/NBD r is -1, not a positive number");
+  EXPECT_EQ(broken([](auto& m) { m.mutable_purchases()->set_b(std::nan("")); }),
+            "the churn models' BG/NBD b is nan, not a positive number");
+  EXPECT_EQ(broken([](auto& m) { m.mutable_purchases()->clear_a(); }),
+            "the churn models' BG/NBD a is 0, not a positive number");
+  EXPECT_EQ(broken([](auto& m) { m.mutable_spend(0)->set_v(std::numeric_limits<double>::infinity()); }),
+            "the churn models' Gamma-Gamma (EUR) v is inf, not a positive number");
 }
 
 }  // namespace

@@ -109,6 +109,10 @@ struct FitInputs {
 // The fitted models stored in `store`; nullopt before the first fit.
 Result<std::optional<state::v1::ChurnModel>> LoadChurnModel(ProjectionStore& store);
 Status StoreChurnModel(ProjectionStore& store, const state::v1::ChurnModel& model);
+// Serialized models from elsewhere (another instance's member record):
+// parsed, with a period that is day or week and every fitted parameter a
+// positive finite number; otherwise InvalidArgument saying what is wrong.
+Result<state::v1::ChurnModel> ParseChurnModel(std::string_view bytes);
 
 struct ChurnPage {
   std::vector<ChurnAssessment> customers;

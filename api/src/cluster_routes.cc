@@ -277,7 +277,7 @@ Result<projections::ChurnHistograms> ApiService::Impl::ClusterHistograms(const H
   return histograms;
 }
 
-std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::set<int32_t>& partitions) {
+std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::set<int32_t>& partitions, bool caught_up) {
   auto count = PartitionCount();
   if (!count.ok()) return StatusResponse(count.status());
   for (int32_t p : partitions) {
@@ -295,7 +295,19 @@ std::optional<HttpResponse> ApiService::Impl::NotAllHere(const std::set<int32_t>
                          fmt::format("partition {} is not applied by this instance (it moved); retry shortly", p), {p});
     }
   }
+  if (!caught_up) return std::nullopt;
+  const std::vector<int32_t> catching = CatchingUpAmong([&](int32_t p) { return partitions.contains(p); });
+  if (!catching.empty()) return CatchingUp(catching);
   return std::nullopt;
+}
+
+std::vector<int32_t> ApiService::Impl::CatchingUpAmong(const std::function<bool(int32_t)>& in) {
+  std::vector<int32_t> catching;
+  auto count = PartitionCount();
+  for (int32_t p = 0; count.ok() && p < *count; ++p) {
+    if (in(p) && progress->CatchingUp(p)) catching.push_back(p);
+  }
+  return catching;
 }
 
 ApiService::Impl::Gathered ApiService::Impl::Gather(const HttpRequest& request, const Part& part,
@@ -340,6 +352,14 @@ ApiService::Impl::Gathered ApiService::Impl::Gather(const HttpRequest& request, 
     out.answer = Unavailable("partition_unavailable", std::string(others.status().message()), PartitionsWithoutOwner());
     return out;
   }
+  // A partition that moved here and is still being applied would make this
+  // part less than its partitions' whole: no answer rather than a wrong one
+  // (the others say the same of theirs).
+  const auto here = AnsweredHere();
+  if (const auto catching = CatchingUpAmong(here); !catching.empty()) {
+    out.answer = CatchingUp(catching);
+    return out;
+  }
   // The others are asked at once, each on a thread of its own, while this
   // instance makes its part: the read takes as long as the slowest part,
   // not their sum.
@@ -355,7 +375,6 @@ ApiService::Impl::Gathered ApiService::Impl::Gather(const HttpRequest& request, 
       return Ask(owner, target, request);
     }));
   }
-  const auto here = AnsweredHere();
   auto mine = part(*count, here);
   std::vector<std::optional<HttpResponse>> answers;
   for (auto& answer : asked) answers.push_back(answer.get());  // all of them, before anything returns
@@ -461,11 +480,7 @@ HttpResponse ApiService::Impl::ServeLookup(const HttpRequest& request, v1::Ident
   }
   if (unanswered.empty()) {
     // Not found anywhere: certain unless a partition here is still catching up.
-    std::vector<int32_t> catching_up;
-    auto count = PartitionCount();
-    for (int32_t p = 0; count.ok() && p < *count; ++p) {
-      if (progress->CatchingUp(p)) catching_up.push_back(p);
-    }
+    const auto catching_up = CatchingUpAmong([](int32_t) { return true; });
     return catching_up.empty() ? here : CatchingUp(catching_up);
   }
   std::sort(unanswered.begin(), unanswered.end());
@@ -510,6 +525,10 @@ Result<std::map<int32_t, projections::FitInputs>> ApiService::Impl::ClusterFitIn
   ASSIGN_OR_RETURN(int32_t count, PartitionCount());
   std::map<int32_t, projections::FitInputs> inputs;
   const auto here = AnsweredHere();
+  if (const auto catching = CatchingUpAmong(here); !catching.empty()) {
+    return absl::UnavailableError(absl::StrCat("partitions ", absl::StrJoin(catching, ","),
+                                               " moved here and are still being applied; the fit waits for them"));
+  }
   for (int32_t p = 0; p < count; ++p) {
     if (!here(p)) continue;
     ASSIGN_OR_RETURN(inputs[p],
@@ -651,7 +670,7 @@ void ApiService::Impl::AddClusterRoutes() {
     if (request.Header(kForwardedBy).empty() || !asked || !Clustered()) {
       return ErrorResponse(404, "not_found", "a route between instances of one group");
     }
-    if (auto bad = NotAllHere(*asked)) return *bad;
+    if (auto bad = NotAllHere(*asked, /*caught_up=*/false)) return *bad;
     auto count = PartitionCount();
     if (!count.ok()) return StatusResponse(count.status());
     auto h = ChurnView(store, *count).HistogramsOf([&](int32_t p) { return asked->contains(p); });

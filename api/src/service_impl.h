@@ -197,8 +197,11 @@ struct ApiService::Impl {
     std::optional<projections::ChurnHistograms> value;
     Clock::time_point at;
   } histograms_cache;
-  // A 400 or 503 unless every partition asked for is applied here.
-  std::optional<HttpResponse> NotAllHere(const std::set<int32_t>& partitions);
+  // A 400 or 503 unless every partition asked for is applied here (and,
+  // `caught_up`, none is still catching up after it moved here).
+  std::optional<HttpResponse> NotAllHere(const std::set<int32_t>& partitions, bool caught_up = true);
+  // The partitions `in` accepts that are catching up here.
+  std::vector<int32_t> CatchingUpAmong(const std::function<bool(int32_t)>& in);
   // A read of every customer is made of parts that add up exactly:
   // `part(partitions, in)` is the data of the customers of the partitions
   // `in` accepts (null: all). Gather makes this instance's part and, with

@@ -112,6 +112,31 @@ TEST_F(ClusterService, ACustomerFoundInAPartitionStillCatchingUpIsNotAnsweredWit
   EXPECT_EQ(whole.status, 200) << whole.body;
 }
 
+TEST_F(ClusterService, AReadOfEveryCustomerWaitsForAPartitionStillCatchingUp) {
+  ApplyGoldTier(CustomerOf(0), 0);
+  progress_.Update(0, 10, 10);
+  progress_.SetOwned(0, true);
+  progress_.Update(1, 5, 10);
+  progress_.SetOwned(1, true, /*catch_up_to=*/10);
+  progress_.MarkStarted();
+  progress_.MarkJoined();
+  for (const std::string target :
+       {"/v1/segments", "/v1/churn/at-risk", "/v1/insights/pareto", "/v1/customers?category=books",
+        "/v1/subjects/hotel/h-1/reviews", "/v1/segments/champions/customers"}) {
+    const HttpResponse partial = Get(target);
+    EXPECT_EQ(partial.status, 503) << target << ": " << partial.body;
+    EXPECT_EQ(Code(partial), "partition_catching_up") << target;
+  }
+  // Asked by another instance for partition 1's part: the same.
+  HttpRequest asked = LoopbackGet("/v1/segments?partitions=1");
+  asked.headers.emplace("rapport-forwarded-by", "b");
+  EXPECT_EQ(Code(service_->Handle(asked)), "partition_catching_up");
+
+  progress_.Update(1, 10, 10);
+  const HttpResponse whole = Get("/v1/segments");
+  EXPECT_EQ(whole.status, 200) << whole.body;
+}
+
 TEST_F(ClusterService, AStandbyAnswersForAPartitionWithNoLiveOwnerOnceItHasCaughtUp) {
   const std::string customer = CustomerOf(1);
   ApplyGoldTier(customer, 1);

@@ -62,9 +62,13 @@ int main(int argc, char** argv) {
   cluster->require_subcommand(1);
   bool cluster_json = false;
   auto* cluster_status = cluster->add_subcommand(
-      "status", "Who applies which partition, how far behind, where each API answers (from the members topic)");
+      "status",
+      "Who applies which partition and stands by for which, how far behind, where each API answers (from the members "
+      "topic)");
   cluster_status->add_flag("--json", cluster_json, "One JSON object instead of a table");
-  cluster_status->footer("Exit status: 0 every partition applied by a live instance, 1 some are not, 2 cannot read.");
+  cluster_status->footer(
+      "Exit status: 0 every partition applied by a live instance (its owner, or a standby while it has none), 1 some "
+      "are not, 2 cannot read.");
 
   rapport::cli::TailArgs tail_args;
   auto* tail = app.add_subcommand("tail", "Print the records of a topic as JSON lines, decoded");

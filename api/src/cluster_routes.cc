@@ -46,9 +46,9 @@ bool ApiService::Impl::StandsInHere(int32_t partition, bool asked) const {
   return !owner || owner->standby;
 }
 
-std::function<bool(int32_t)> ApiService::Impl::AnsweredHere() const {
+std::function<bool(int32_t)> ApiService::Impl::AnsweredHere() {
   auto here = std::make_shared<std::set<int32_t>>();
-  if (auto count = const_cast<Impl*>(this)->PartitionCount(); count.ok()) {
+  if (auto count = PartitionCount(); count.ok()) {
     const auto owners = options.directory->Owners(*count, options.instance_id);
     for (int32_t p = 0; p < *count; ++p) {
       auto owner = owners.find(p);

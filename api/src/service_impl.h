@@ -162,7 +162,7 @@ struct ApiService::Impl {
   bool StandsInHere(int32_t partition, bool asked) const;
   // The partitions this instance answers for now (owned, or stood in for),
   // for a whole read at one look at the directory.
-  std::function<bool(int32_t)> AnsweredHere() const;
+  std::function<bool(int32_t)> AnsweredHere();
   // Sent by another instance of the group (for a part of a read, or a read
   // forwarded once).
   bool AskedByAnotherInstance(const HttpRequest& request) const;

@@ -31,21 +31,26 @@ Result<kafka::KafkaHandle> ProjectionRunner::Impl::ManualConsumer(const char* gr
 
 void ProjectionRunner::Impl::StartStandbys(const std::set<int32_t>& partitions) {
   if (partitions.empty()) return;
+  // Where each log ends now, in one request (timestamp -1: the latest
+  // offset), bounded to 1 s however many partitions start: the Run thread
+  // waits for it. Until a standby has reached that end it answers nothing:
+  // what it has of its customers is only part of their history.
+  rd_kafka_topic_partition_list_t* ends = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+  for (int32_t p : partitions) rd_kafka_topic_partition_list_add(ends, options.topic.c_str(), p)->offset = -1;
+  const bool answered = rd_kafka_offsets_for_times(standby_consumer.get(), ends, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR;
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
-  for (int32_t p : partitions) {
+  for (int i = 0; i < ends->cnt; ++i) {
+    const int32_t p = ends->elems[i].partition;
     auto stored = lane.next_offset.find(p);
     const int64_t from = stored != lane.next_offset.end() ? stored->second : log_start[p];
     rd_kafka_topic_partition_list_add(list, options.topic.c_str(), p)->offset = from;
-    // Until it has reached where the log ends now, it answers nothing: what
-    // it has of its customers is only part of their history.
-    int64_t low = 0, high = -1;
-    if (rd_kafka_query_watermark_offsets(standby_consumer.get(), options.topic.c_str(), p, &low, &high, 1000) ==
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
-      log_end[p] = std::max(log_end[p], high);
+    if (answered && ends->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && ends->elems[i].offset >= 0) {
+      log_end[p] = std::max(log_end[p], ends->elems[i].offset);
       const bool behind = log_end[p] > from;
       progress.SetStandby(p, true, behind ? log_end[p] : -1);
       if (behind) standby_warming[p] = {from, Clock::now()};
     } else {
+      // Not known yet: catching up until a fetch tells (UpdateProgress).
       progress.SetStandby(p, true, std::numeric_limits<int64_t>::max());
       standby_warming[p] = {from, Clock::now(), /*end_known=*/false};
     }
@@ -54,6 +59,7 @@ void ProjectionRunner::Impl::StartStandbys(const std::set<int32_t>& partitions) 
     log->info("standby for {}[{}] from offset {} ({} records behind the log's end)", options.topic, p, from,
               std::max<int64_t>(log_end[p] - from, 0));
   }
+  rd_kafka_topic_partition_list_destroy(ends);
   rd_kafka_error_t* error = rd_kafka_incremental_assign(standby_consumer.get(), list);
   rd_kafka_topic_partition_list_destroy(list);
   if (error) {

@@ -55,6 +55,16 @@ class ClusterService : public ServiceFixture {
                      .dump()},
                 partition);
   }
+  // Both partitions owned here: 0 caught up at 10; 1 just came, applied up
+  // to `applied` of the 10 records the log held then.
+  void BothHereWithPartition1CatchingUpFrom(int64_t applied) {
+    progress_.Update(0, 10, 10);
+    progress_.SetOwned(0, true);
+    progress_.Update(1, applied, 10);
+    progress_.SetOwned(1, true, /*catch_up_to=*/10);
+    progress_.MarkStarted();
+    progress_.MarkJoined();
+  }
   static std::string Code(const HttpResponse& response) {
     auto body = nlohmann::json::parse(response.body, nullptr, false);
     return body.is_object() && body.contains("error") ? body["error"]["code"].get<std::string>() : "";
@@ -67,12 +77,7 @@ class ClusterService : public ServiceFixture {
 TEST_F(ClusterService, NotFoundInAPartitionStillCatchingUpIsNotAnAnswerYet) {
   // Both partitions here; partition 1 just came, its store 5 records behind
   // where the log ended then.
-  progress_.Update(0, 10, 10);
-  progress_.SetOwned(0, true);
-  progress_.Update(1, 5, 10);
-  progress_.SetOwned(1, true, /*catch_up_to=*/10);
-  progress_.MarkStarted();
-  progress_.MarkJoined();
+  BothHereWithPartition1CatchingUpFrom(5);
 
   EXPECT_EQ(Get("/v1/customers/" + CustomerOf(0)).status, 404) << "partition 0 is caught up: not there";
   const HttpResponse unsure = Get("/v1/customers/" + CustomerOf(1));
@@ -93,12 +98,7 @@ TEST_F(ClusterService, ACustomerFoundInAPartitionStillCatchingUpIsNotAnsweredWit
   // rest sits in the log beyond it, not yet applied.
   const std::string customer = CustomerOf(1);
   ApplyGoldTier(customer, 1);
-  progress_.Update(0, 10, 10);
-  progress_.SetOwned(0, true);
-  progress_.Update(1, 1, 10);
-  progress_.SetOwned(1, true, /*catch_up_to=*/10);
-  progress_.MarkStarted();
-  progress_.MarkJoined();
+  BothHereWithPartition1CatchingUpFrom(1);
 
   for (const std::string& target : {"/v1/customers/" + customer, "/v1/customers/" + customer + "/churn",
                                     "/v1/customers/" + customer + "/reviews"}) {
@@ -114,12 +114,7 @@ TEST_F(ClusterService, ACustomerFoundInAPartitionStillCatchingUpIsNotAnsweredWit
 
 TEST_F(ClusterService, AReadOfEveryCustomerWaitsForAPartitionStillCatchingUp) {
   ApplyGoldTier(CustomerOf(0), 0);
-  progress_.Update(0, 10, 10);
-  progress_.SetOwned(0, true);
-  progress_.Update(1, 5, 10);
-  progress_.SetOwned(1, true, /*catch_up_to=*/10);
-  progress_.MarkStarted();
-  progress_.MarkJoined();
+  BothHereWithPartition1CatchingUpFrom(5);
   for (const std::string target :
        {"/v1/segments", "/v1/churn/at-risk", "/v1/insights/pareto", "/v1/customers?category=books",
         "/v1/subjects/hotel/h-1/reviews", "/v1/segments/champions/customers"}) {

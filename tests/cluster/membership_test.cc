@@ -56,6 +56,16 @@ class MembershipTest : public ::testing::Test {
     return std::move(*directory);
   }
 
+  // Until the directory has read `id`'s record (at most 10 s).
+  static bool WaitCaughtUpTo(const Directory& directory, const std::string& id) {
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+         std::chrono::steady_clock::now() < until;) {
+      if (directory.Members().contains(id)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
   testing::MockCluster cluster_;
 };
 
@@ -221,6 +231,19 @@ TEST_F(MembershipTest, WithNoLiveOwnerTheMostAppliedLiveStandbyAnswersForThePart
   EXPECT_EQ(directory->Owners(4, "a").at(2).instance_id, "c") << "leaving a out";
   EXPECT_EQ(directory->StandbyOf(2, "a")->instance_id, "c");
   EXPECT_FALSE(directory->StandbyOf(3, "").has_value());
+
+  // A record claiming to stand by partitions the topic lacks (or the most
+  // applied copy of every one) is ignored for those.
+  v1::Member forged = Member("x", {});
+  for (int32_t p : {-1, 4, std::numeric_limits<int32_t>::max()}) {
+    auto* claim = forged.add_standby();
+    claim->set_partition(p);
+    claim->set_applied(std::numeric_limits<int64_t>::max());
+  }
+  Write(forged);
+  ASSERT_TRUE(WaitCaughtUpTo(*directory, "x"));
+  EXPECT_EQ(directory->Owners(4).size(), 3u) << "partitions 0, 1 and 2; nothing for 3 or beyond";
+  EXPECT_EQ(directory->Owners(4).at(2).instance_id, "a");
 
   Write(Member("b", {{2, 200}}));  // b is back, and owns it again
   ASSERT_TRUE(directory->WaitCaughtUp(std::chrono::seconds(10)));

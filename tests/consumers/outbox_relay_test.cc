@@ -248,6 +248,34 @@ TEST_F(OutboxRelayTest, APartitionOwnedAgainReadsItsWatermarkAgain) {
   EXPECT_TRUE(Outbox().empty());
 }
 
+TEST_F(OutboxRelayTest, AStandbyForgetsTheEntriesItsOwnerSentAndKeepsTheRestForAPromotion) {
+  auto relay = Relay();
+  ASSERT_OK(relay);
+  // A standby of partition 1 applied records 0..9 as its owner did; the
+  // owner has sent what records 0..5 caused (its watermark: 6).
+  StageAndWrite(**relay, Entries(1, 0, 10));
+  StageAndWrite(**relay, Entries(0, 0, 3));  // partition 0: not a standby here, left alone
+  CommitWatermark(1, 6);
+  (*relay)->ForgetSentByOwners(consumer_.get(), {1});
+  WriteSettled(**relay);
+  EXPECT_EQ((*relay)->pending(), 4u + 3u) << "records 6..9 of partition 1 wait, and partition 0's entries";
+  EXPECT_EQ(Outbox().size(), 7u) << "what the owner sent is removed from the store";
+  EXPECT_TRUE(Origins().empty()) << "a standby sends nothing";
+
+  (*relay)->Own(0);  // (an owned partition is never pruned by it, whatever its watermark)
+  CommitWatermark(0, 3);
+  (*relay)->ForgetSentByOwners(consumer_.get(), {0, 1});
+  EXPECT_EQ((*relay)->pending(), 7u);
+  (*relay)->Disown(0);
+
+  // Promoted: the group gives partition 1 here; only what the owner had
+  // not sent goes out.
+  (*relay)->Own(1);
+  ASSERT_OK((*relay)->Flush(consumer_.get(), {{1, 10}}, /*now=*/true));
+  WriteSettled(**relay);
+  EXPECT_EQ(Origins(), Once(1, 6, 10));
+}
+
 TEST_F(OutboxRelayTest, EntriesWithNoOriginAreSentAsTheyAre) {
   rocksdb::WriteBatch batch;  // an outbox written before entries had origins
   for (int n = 0; n < 3; ++n) {

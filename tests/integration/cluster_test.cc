@@ -36,6 +36,7 @@ struct Reply {
   int status = 0;
   Json data;  // the answer without its freshness (which differs between stores)
   std::string error, message;
+  std::string served_by;  // Rapport-Served-By: the instance that answered, when another did
   bool operator==(const Reply& other) const { return status == other.status && data == other.data; }
 };
 void PrintTo(const Reply& reply, std::ostream* out) {
@@ -105,6 +106,7 @@ class Cluster : public ::testing::Test {
     auto result = client.Get(target, headers);
     if (!result) return reply;
     reply.status = result->status;
+    reply.served_by = result->get_header_value("Rapport-Served-By");
     Json body = Json::parse(result->body, nullptr, /*allow_exceptions=*/false);
     if (body.is_object() && body.contains("data")) reply.data = body["data"];
     if (freshness != nullptr && body.is_object() && body.contains("freshness")) *freshness = body["freshness"];
@@ -150,6 +152,92 @@ class Cluster : public ::testing::Test {
     std::vector<std::string> ids;
     for (int n = 0; n < 60; ++n) ids.push_back(fmt::format("c-{:07d}", n));  // a few beyond the simulation: 404s
     return ids;
+  }
+
+  // a, then (once the simulated log is published) b and c, with `replicas`
+  // standbys each; waits until every partition b owns has a caught-up
+  // standby on each of `standbys`, then stores what a answers for each
+  // customer in `before`.
+  void StartThreeWithStandbys(int replicas, const std::set<std::string>& standbys,
+                              std::map<std::string, Reply>& before) {
+    const std::string run = fmt::format("standby_replicas = {}\n", replicas);
+    Instance& a = Start("a", "platform", ".members", 0, false, run);
+    auto simulated = testing::RunRapport(
+        {"--config", a.config, "simulate", "--customers", "50", "--days", "120", "--seed", "8", "--publish"});
+    ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+    Instance& b = Start("b", "platform", ".members", 0, false, run);
+    Instance& c = Start("c", "platform", ".members", 0, false, run);
+    auto warm = [&] {
+      if (!Settled(a, 3) || !Settled(b, 3) || !Settled(c, 3)) return false;
+      Reply cluster = Get(a, "/v1/cluster");
+      std::map<std::string, std::set<int>> standby;
+      std::set<int> owned_by_b;
+      for (const auto& instance : cluster.data["instances"]) {
+        for (const auto& p : instance["standby"]) standby[instance["instance_id"]].insert(p["partition"].get<int>());
+        if (instance["instance_id"] == "b") {
+          for (const auto& p : instance["owned"]) owned_by_b.insert(p["partition"].get<int>());
+        }
+      }
+      if (owned_by_b.empty()) return false;
+      for (int p : owned_by_b) {
+        for (const std::string& name : standbys) {
+          if (!standby[name].contains(p)) return false;
+        }
+      }
+      return true;
+    };
+    ASSERT_TRUE(WaitFor(warm)) << Get(a, "/v1/cluster").data.dump() << testing::ReadFile(a.log);
+    ASSERT_TRUE(WaitFor([&] { return AnswersOf(a, before); })) << testing::ReadFile(a.log);
+  }
+  // After b's kill -9: every customer asked of each of `askers` until all
+  // are answered (and, `until_moved`, until a and c have taken b's
+  // partitions over), each answer the same as `before`, never a wrong 404.
+  struct ReadsAfterKill {
+    std::optional<double> all_answered_after;  // s from the kill
+    std::map<std::string, int> by_standby;     // answers a standby gave, by who served them ("" here)
+    // Whether the instance asked still heard b as live just after the first
+    // answer a standby gave: the read went to the standby because b did not
+    // answer, not because the directory had given b up.
+    std::optional<bool> b_live_at_first_standby_answer;
+  };
+  ReadsAfterKill KillBAndRead(const std::vector<const Instance*>& askers, const std::map<std::string, Reply>& before,
+                              bool until_moved) {
+    Instance& b = instances_.at("b");
+    testing::KillAndWait(b.pid, SIGKILL);
+    b.pid = -1;
+    const auto killed = Clock::now();
+    ReadsAfterKill reads;
+    while (Clock::now() - killed < std::chrono::seconds(60)) {
+      bool all = true;
+      for (const std::string& id : Customers()) {
+        for (const Instance* asked : askers) {
+          Json freshness = Json::object();
+          const Reply now = Get(*asked, "/v1/customers/" + id, "", &freshness);
+          if (now.status == 503) {
+            all = false;
+            EXPECT_TRUE(now.error == "partition_unavailable" || now.error == "partition_moved" ||
+                        now.error == "partition_catching_up")
+                << id << " " << now.error;
+            continue;
+          }
+          EXPECT_EQ(now, before.at(id)) << id << " from a standby: " << freshness.value("standby", false);
+          if (!freshness.value("standby", false)) continue;
+          ++reads.by_standby[now.served_by];
+          if (!reads.b_live_at_first_standby_answer) {
+            const Reply cluster = Get(*asked, "/v1/cluster");
+            for (const auto& instance : cluster.data["instances"]) {
+              if (instance["instance_id"] == "b") reads.b_live_at_first_standby_answer = instance["live"].get<bool>();
+            }
+          }
+        }
+      }
+      if (all && !reads.all_answered_after) {
+        reads.all_answered_after = std::chrono::duration<double>(Clock::now() - killed).count();
+      }
+      if (all && (!until_moved || (Settled(instances_.at("a"), 2) && Settled(instances_.at("c"), 2)))) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return reads;
   }
 
   kafka::KafkaSettings broker_ = testing::TestBroker();
@@ -460,66 +548,15 @@ TEST_F(Cluster, AKilledInstancesCustomersAreAnsweredAgainOnceTheGroupMovesThem) 
 // yet moved its partitions; then the instances the group gives them to go
 // on from their standby copies.
 TEST_F(Cluster, WithStandbysAKilledInstancesCustomersAreAnsweredByAStandbyUntilTheGroupMovesThem) {
-  const std::string standbys = "standby_replicas = 2\n";
-  Instance& a = Start("a", "platform", ".members", 0, false, standbys);
-  auto simulated = testing::RunRapport(
-      {"--config", a.config, "simulate", "--customers", "50", "--days", "120", "--seed", "8", "--publish"});
-  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
-  Instance& b = Start("b", "platform", ".members", 0, false, standbys);
-  Instance& c = Start("c", "platform", ".members", 0, false, standbys);
-  // Settled, and every partition b owns has a caught-up standby on a and c.
-  auto warm = [&] {
-    if (!Settled(a, 3) || !Settled(b, 3) || !Settled(c, 3)) return false;
-    Reply cluster = Get(a, "/v1/cluster");
-    std::map<std::string, std::set<int>> standby;
-    std::set<int> owned_by_b;
-    for (const auto& instance : cluster.data["instances"]) {
-      for (const auto& p : instance["standby"]) standby[instance["instance_id"]].insert(p["partition"].get<int>());
-      if (instance["instance_id"] == "b") {
-        for (const auto& p : instance["owned"]) owned_by_b.insert(p["partition"].get<int>());
-      }
-    }
-    if (owned_by_b.empty()) return false;
-    for (int p : owned_by_b) {
-      if (!standby["a"].contains(p) || !standby["c"].contains(p)) return false;
-    }
-    return true;
-  };
-  ASSERT_TRUE(WaitFor(warm)) << Get(a, "/v1/cluster").data.dump() << testing::ReadFile(a.log);
   std::map<std::string, Reply> before;
-  ASSERT_TRUE(WaitFor([&] { return AnswersOf(a, before); })) << testing::ReadFile(a.log);
-
-  testing::KillAndWait(b.pid, SIGKILL);
-  b.pid = -1;
-  const auto killed = Clock::now();
-  // Every read asked of a, and of c, until both have settled without b.
+  ASSERT_NO_FATAL_FAILURE(StartThreeWithStandbys(2, {"a", "c"}, before));
+  Instance& a = instances_.at("a");
+  Instance& c = instances_.at("c");
+  const ReadsAfterKill reads = KillBAndRead({&a, &c}, before, /*until_moved=*/true);
+  ASSERT_TRUE(reads.all_answered_after) << testing::ReadFile(a.log);
   int by_standby = 0;
-  std::optional<double> all_answered_after;
-  while (Clock::now() - killed < std::chrono::seconds(60)) {
-    bool all = true;
-    for (const std::string& id : Customers()) {
-      for (const Instance* asked : {&a, &c}) {
-        Json freshness = Json::object();
-        const Reply now = Get(*asked, "/v1/customers/" + id, "", &freshness);
-        if (now.status == 503) {
-          all = false;
-          EXPECT_TRUE(now.error == "partition_unavailable" || now.error == "partition_moved" ||
-                      now.error == "partition_catching_up")
-              << id << " " << now.error;
-          continue;
-        }
-        EXPECT_EQ(now, before[id]) << id << " from a standby: " << freshness.value("standby", false);
-        if (freshness.value("standby", false)) ++by_standby;
-      }
-    }
-    if (all && !all_answered_after) {
-      all_answered_after = std::chrono::duration<double>(Clock::now() - killed).count();
-    }
-    if (all && Settled(a, 2) && Settled(c, 2)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(all_answered_after) << testing::ReadFile(a.log);
-  std::cout << "every customer answered again " << *all_answered_after << " s after kill -9 (" << by_standby
+  for (const auto& [who, count] : reads.by_standby) by_standby += count;
+  std::cout << "every customer answered again " << *reads.all_answered_after << " s after kill -9 (" << by_standby
             << " answers by a standby)\n";
   EXPECT_GT(by_standby, 0) << "b's customers were answered by a standby before the group moved its partitions";
   EXPECT_TRUE(WaitFor([&] { return Settled(a, 2) && Settled(c, 2); })) << Get(a, "/v1/cluster").data.dump();
@@ -527,6 +564,23 @@ TEST_F(Cluster, WithStandbysAKilledInstancesCustomersAreAnsweredByAStandbyUntilT
   // instance the group gave them to.
   const std::string logs = testing::ReadFile(a.log) + testing::ReadFile(c.log);
   EXPECT_NE(logs.find("where this store's state for it stands as its standby"), std::string::npos) << logs;
+}
+
+// With one standby of each partition, b's is c (the next instance after b):
+// a, asked for b's customers right after the kill, finds b not answering and
+// forwards each read to c's standby copy.
+TEST_F(Cluster, WithOneStandbyAReadTheDeadOwnerDoesNotAnswerIsForwardedToTheStandbyOnAnotherInstance) {
+  std::map<std::string, Reply> before;
+  ASSERT_NO_FATAL_FAILURE(StartThreeWithStandbys(1, {"c"}, before));
+  Instance& a = instances_.at("a");
+  const ReadsAfterKill reads = KillBAndRead({&a}, before, /*until_moved=*/false);
+  ASSERT_TRUE(reads.all_answered_after) << testing::ReadFile(a.log);
+  std::cout << "every customer answered again " << *reads.all_answered_after << " s after kill -9\n";
+  EXPECT_GT(reads.by_standby.count("c") ? reads.by_standby.at("c") : 0, 0)
+      << "a stands by none of b's partitions: c's standby answered them";
+  EXPECT_FALSE(reads.by_standby.contains("")) << "a has no standby copy of b's partitions to answer from";
+  EXPECT_EQ(reads.b_live_at_first_standby_answer, true)
+      << "the first reads went to c because b did not answer, before a's directory gave b up";
 }
 
 }  // namespace
